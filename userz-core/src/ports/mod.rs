@@ -1,0 +1,30 @@
+//! Port traits: what the engine needs from the outside world.
+//!
+//! Each trait documents its contract in a `# Contract` section; every adapter
+//! proves it with the conformance suites of `userz-testkit`. Ports are
+//! object-safe and used as `Arc<dyn Port>`.
+
+pub mod cache;
+pub mod classifier;
+pub mod event_store;
+pub mod key_provider;
+pub mod model;
+pub mod read_model;
+pub mod sandbox;
+pub mod vcs;
+pub mod work_queue;
+
+pub use cache::Cache;
+pub use classifier::{Classification, Classifier, ClassifierInput, Label, SignalRecord};
+pub use event_store::{
+    catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities,
+};
+pub use key_provider::KeyProvider;
+pub use model::ModelProvider;
+pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
+pub use sandbox::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
+pub use vcs::{
+    ChangeReader, PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, VcsProvider,
+    Workspace,
+};
+pub use work_queue::{ClaimedJob, Enqueued, LeaseToken, NewJob, WorkQueue};

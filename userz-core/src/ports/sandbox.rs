@@ -1,0 +1,117 @@
+//! The [`Sandbox`] port: one single-use, capped, isolated agent run.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ids::RunId;
+use crate::ports::vcs::Workspace;
+
+/// Resource caps of one run. Defaults are the spec's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPUs (in milli-CPUs: 2000 = 2 CPUs).
+    pub cpu_millis: u32,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Disk for the workspace and scratch, in bytes.
+    pub disk_bytes: u64,
+    /// Maximum number of processes/threads.
+    pub pids: u32,
+    /// Wall clock, enforced from outside the sandbox.
+    pub wall_clock: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cpu_millis: 2000,
+            memory_bytes: 4 << 30,
+            disk_bytes: 8 << 30,
+            pids: 256,
+            wall_clock: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// The run.
+    pub run: RunId,
+    /// The prepared workspace (the only writable place).
+    pub workspace: Workspace,
+    /// The wrapped prompt handed to the agent.
+    pub prompt: String,
+    /// Caps.
+    pub limits: Limits,
+    /// Hosts (`host:port`) the egress proxy lets through.
+    pub egress_allowlist: Vec<String>,
+}
+
+/// How a run ended inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SandboxExit {
+    /// The agent finished.
+    Completed,
+    /// The agent gave up or failed; `reason` says why.
+    AgentFailed {
+        /// Why.
+        reason: String,
+    },
+    /// A resource cap was hit.
+    LimitExceeded {
+        /// Which cap (`memory`, `pids`, `disk`, `cpu`).
+        limit: String,
+    },
+    /// The wall clock ran out.
+    TimedOut,
+}
+
+/// Usage reported for the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Model provider.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Cost in micro-USD.
+    pub cost_micros: u64,
+}
+
+/// The result of one sandboxed run.
+#[derive(Debug, Clone)]
+pub struct SandboxOutcome {
+    /// How it ended.
+    pub exit: SandboxExit,
+    /// Token usage and cost.
+    pub usage: Usage,
+    /// Where the transcript was stored (blob key), if any.
+    pub transcript: Option<String>,
+    /// Host-side path of the transcript before upload, if any.
+    pub transcript_path: Option<PathBuf>,
+}
+
+/// Runs the coding agent in a fresh sandbox.
+///
+/// # Contract
+/// - Each call creates a new sandbox and destroys it before returning, on every
+///   path (success, failure, cancellation of the future).
+/// - Nothing is shared with other runs or the host except the workspace directory.
+/// - Every cap in `limits` is enforced; the wall clock is enforced from outside and
+///   reported as `SandboxExit::TimedOut`.
+/// - No platform credential enters the sandbox.
+#[async_trait]
+pub trait Sandbox: Send + Sync + Debug {
+    /// Runs the agent.
+    async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome>;
+}

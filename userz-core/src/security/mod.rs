@@ -1,0 +1,2 @@
+//! Pure security primitives (ingest limits, injection pre-filter, wrapping,
+//! envelope encryption, API keys, tokens, webhooks, sessions).
