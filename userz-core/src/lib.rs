@@ -5,6 +5,9 @@
 //! primitives. It performs no I/O of its own: every effect goes through a port.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod decider;
+pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod event;
 pub mod guardrail;

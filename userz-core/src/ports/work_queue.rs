@@ -71,7 +71,8 @@ pub struct ClaimedJob {
 /// - A job whose lease expires becomes claimable again with `attempt + 1`.
 /// - `ack` completes the job for good; `nack` releases it to be claimable at
 ///   `retry_at` with `attempt + 1` on the next claim. Both fail with `LeaseLost`
-///   if the token is not the current lease.
+///   if the job was claimed again since `lease` was issued (a late ack of an
+///   expired but not yet re-claimed lease is accepted: jobs are idempotent).
 #[async_trait]
 pub trait WorkQueue: Send + Sync + Debug {
     /// Adds a job.

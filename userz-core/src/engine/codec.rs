@@ -1,0 +1,89 @@
+//! Turning domain events into stored events and back (with upcasting).
+
+use bytes::Bytes;
+
+use crate::decider::{Aggregate, EventName};
+use crate::domain::{
+    app::AppDecider, feedback::FeedbackDecider, org::OrgDecider, pr::PrDecider, repo::RepoDecider,
+    run::RunDecider, timer::TimerDecider,
+};
+use crate::domain::{
+    app::AppEvent, feedback::FeedbackEvent, org::OrgEvent, pr::PrEvent, repo::RepoEvent,
+    run::RunEvent, timer::TimerEvent,
+};
+use crate::error::{Error, Result};
+use crate::event::{NewEvent, RecordedEvent};
+use crate::ids::{CorrelationId, EventId};
+
+/// Encodes one domain event.
+pub fn encode<A: Aggregate>(
+    event: &A::Event,
+    causation: Option<uuid::Uuid>,
+    correlation: CorrelationId,
+) -> Result<NewEvent>
+where
+    A::Event: serde::Serialize + serde::de::DeserializeOwned + EventName,
+    A::State: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    Ok(NewEvent {
+        id: EventId::new(),
+        event_type: event.event_name().to_string(),
+        schema_version: A::SCHEMA_VERSION,
+        payload: Bytes::from(serde_json::to_vec(event)?),
+        causation_id: causation,
+        correlation_id: correlation,
+    })
+}
+
+/// Decodes a stored event of aggregate `A`, upcasting old schema versions.
+pub fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event>
+where
+    A::Event: serde::Serialize + serde::de::DeserializeOwned + EventName,
+    A::State: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    if recorded.schema_version == A::SCHEMA_VERSION {
+        return serde_json::from_slice(&recorded.payload).map_err(|e| {
+            Error::Corrupt(format!(
+                "{} v{} at {}: {e}",
+                recorded.event_type, recorded.version, recorded.stream
+            ))
+        });
+    }
+    let value: serde_json::Value = serde_json::from_slice(&recorded.payload)?;
+    let value = A::upcast(&recorded.event_type, recorded.schema_version, value)?;
+    serde_json::from_value(value).map_err(|e| {
+        Error::Corrupt(format!(
+            "{} v{} at {} after upcast: {e}",
+            recorded.event_type, recorded.version, recorded.stream
+        ))
+    })
+}
+
+/// Any domain event, decoded by stream category.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum AnyEvent {
+    Org(OrgEvent),
+    App(AppEvent),
+    Repo(RepoEvent),
+    Feedback(FeedbackEvent),
+    Run(RunEvent),
+    Pr(PrEvent),
+    Timer(TimerEvent),
+}
+
+impl AnyEvent {
+    /// Decodes by stream category; `Ok(None)` for categories the engine does not own.
+    pub fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>> {
+        Ok(Some(match recorded.stream.category() {
+            OrgDecider::CATEGORY => AnyEvent::Org(decode::<OrgDecider>(recorded)?),
+            AppDecider::CATEGORY => AnyEvent::App(decode::<AppDecider>(recorded)?),
+            RepoDecider::CATEGORY => AnyEvent::Repo(decode::<RepoDecider>(recorded)?),
+            FeedbackDecider::CATEGORY => AnyEvent::Feedback(decode::<FeedbackDecider>(recorded)?),
+            RunDecider::CATEGORY => AnyEvent::Run(decode::<RunDecider>(recorded)?),
+            PrDecider::CATEGORY => AnyEvent::Pr(decode::<PrDecider>(recorded)?),
+            TimerDecider::CATEGORY => AnyEvent::Timer(decode::<TimerDecider>(recorded)?),
+            _ => return Ok(None),
+        }))
+    }
+}
