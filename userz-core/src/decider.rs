@@ -76,17 +76,11 @@ impl Rejection {
     }
 
     pub(crate) fn transition(command: &'static str, status: impl fmt::Display) -> Self {
-        Rejection::InvalidTransition {
-            command,
-            status: status.to_string(),
-        }
+        Rejection::InvalidTransition { command, status: status.to_string() }
     }
 
     pub(crate) fn input(field: &'static str, reason: impl Into<String>) -> Self {
-        Rejection::InvalidInput {
-            field,
-            reason: reason.into(),
-        }
+        Rejection::InvalidInput { field, reason: reason.into() }
     }
 }
 
@@ -130,11 +124,7 @@ where
     /// Turns a payload written with an older schema version into the current shape.
     ///
     /// The default accepts only the current version.
-    fn upcast(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<serde_json::Value> {
+    fn upcast(event_type: &str, schema_version: u32, payload: serde_json::Value) -> Result<serde_json::Value> {
         if schema_version == Self::SCHEMA_VERSION {
             Ok(payload)
         } else {

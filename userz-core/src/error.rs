@@ -71,10 +71,9 @@ impl Error {
     /// Whether retrying the same operation may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Conflict { .. }
-            | Error::CheckpointConflict { .. }
-            | Error::Unavailable(_)
-            | Error::Timeout(_) => true,
+            Error::Conflict { .. } | Error::CheckpointConflict { .. } | Error::Unavailable(_) | Error::Timeout(_) => {
+                true
+            }
             Error::Effect { retryable, .. } => *retryable,
             _ => false,
         }

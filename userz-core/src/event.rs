@@ -20,9 +20,7 @@ impl StreamId {
         let name = name.into();
         let ok = !name.is_empty()
             && name.len() <= 200
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
         if ok {
             Ok(Self(name))
         } else {
@@ -178,13 +176,7 @@ impl fmt::Debug for RecordedEvent {
 
 impl RecordedEvent {
     /// Builds the stored form of `new` (used by adapters).
-    pub fn from_new(
-        new: NewEvent,
-        stream: StreamId,
-        version: u64,
-        position: u64,
-        recorded_at: Timestamp,
-    ) -> Self {
+    pub fn from_new(new: NewEvent, stream: StreamId, version: u64, position: u64, recorded_at: Timestamp) -> Self {
         Self {
             id: new.id,
             stream,

@@ -34,9 +34,7 @@ async fn open_pr(bus: &CommandBus) -> StreamId {
         url: "u".into(),
         branch: "userz/b".into(),
     };
-    bus.execute::<PrDecider>(&stream, CommandMeta::new(), &cmd)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    bus.execute::<PrDecider>(&stream, CommandMeta::new(), &cmd).await.unwrap_or_else(|e| panic!("{e}"));
     stream
 }
 
@@ -60,61 +58,38 @@ async fn a_repeated_command_id_returns_the_first_outcome_and_appends_nothing() {
     let stream = open_pr(&bus).await;
     let meta = CommandMeta::new();
     let cmd = add_comment(1);
-    let first = bus
-        .execute::<PrDecider>(&stream, meta, &cmd)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = bus.execute::<PrDecider>(&stream, meta, &cmd).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(!first.duplicate);
-    let again = bus
-        .execute::<PrDecider>(&stream, meta, &cmd)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = bus.execute::<PrDecider>(&stream, meta, &cmd).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(again.duplicate, "recognised as a repeat");
     assert_eq!(again.events, first.events, "same outcome");
     assert_eq!(again.version, first.version, "nothing appended");
     assert_eq!(s.events.stream_version(&stream).await.unwrap_or(0), 2);
     // The same id with a different command still returns the first outcome.
-    let other = bus
-        .execute::<PrDecider>(&stream, meta, &add_comment(2))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let other = bus.execute::<PrDecider>(&stream, meta, &add_comment(2)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(other.events, first.events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_on_one_stream_all_land_through_conflict_retries() {
     let s = stores();
-    let bus =
-        CommandBus::new(s.events.clone(), s.read_models.clone()).with_max_conflict_retries(50);
+    let bus = CommandBus::new(s.events.clone(), s.read_models.clone()).with_max_conflict_retries(50);
     let stream = open_pr(&bus).await;
     let mut tasks = Vec::new();
     for n in 0..8 {
         let bus = bus.clone();
         let stream = stream.clone();
         tasks.push(tokio::spawn(async move {
-            bus.execute::<PrDecider>(&stream, CommandMeta::new(), &add_comment(n))
-                .await
-                .map(|o| o.version)
+            bus.execute::<PrDecider>(&stream, CommandMeta::new(), &add_comment(n)).await.map(|o| o.version)
         }));
     }
     let mut versions = Vec::new();
     for t in tasks {
-        versions.push(
-            t.await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+        versions.push(t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")));
     }
     versions.sort_unstable();
-    assert_eq!(
-        versions,
-        (2..=9).collect::<Vec<u64>>(),
-        "each command appended exactly once"
-    );
-    let (state, _) = bus
-        .load::<PrDecider>(&stream)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(versions, (2..=9).collect::<Vec<u64>>(), "each command appended exactly once");
+    let (state, _) = bus.load::<PrDecider>(&stream).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.get().map(|p| p.comments.len()), Some(8));
 }
 
@@ -127,25 +102,11 @@ struct AlwaysConflicts {
 
 #[async_trait]
 impl EventStore for AlwaysConflicts {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        _: Vec<NewEvent>,
-    ) -> Result<AppendResult> {
+    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, _: Vec<NewEvent>) -> Result<AppendResult> {
         self.appends.fetch_add(1, Ordering::SeqCst);
-        Err(Error::Conflict {
-            stream: stream.clone(),
-            expected,
-            actual: 999,
-        })
+        Err(Error::Conflict { stream: stream.clone(), expected, actual: 999 })
     }
-    async fn read_stream(
-        &self,
-        s: &StreamId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(&self, s: &StreamId, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         self.inner.read_stream(s, from, limit).await
     }
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
@@ -165,10 +126,7 @@ impl EventStore for AlwaysConflicts {
 #[tokio::test]
 async fn conflict_retries_are_bounded() {
     let s = stores();
-    let store = Arc::new(AlwaysConflicts {
-        inner: s.events.clone(),
-        appends: AtomicUsize::new(0),
-    });
+    let store = Arc::new(AlwaysConflicts { inner: s.events.clone(), appends: AtomicUsize::new(0) });
     let bus = CommandBus::new(store.clone(), s.read_models.clone()).with_max_conflict_retries(3);
     let r = bus
         .execute::<PrDecider>(
@@ -178,10 +136,7 @@ async fn conflict_retries_are_bounded() {
         )
         .await;
     // Closing a PR that does not exist is a rejection, decided before any append.
-    assert!(matches!(
-        r,
-        Err(CommandError::Rejected(Rejection::NotFound { .. }))
-    ));
+    assert!(matches!(r, Err(CommandError::Rejected(Rejection::NotFound { .. }))));
     let pr = PrId::new();
     let cmd = PrCommand::Open {
         pr,
@@ -193,25 +148,9 @@ async fn conflict_retries_are_bounded() {
         url: "u".into(),
         branch: "b".into(),
     };
-    let r = bus
-        .execute::<PrDecider>(
-            &CommandBus::stream::<PrDecider>(pr),
-            CommandMeta::new(),
-            &cmd,
-        )
-        .await;
-    assert!(
-        matches!(
-            r,
-            Err(CommandError::Failed(Error::Conflict { actual: 999, .. }))
-        ),
-        "{r:?}"
-    );
-    assert_eq!(
-        store.appends.load(Ordering::SeqCst),
-        4,
-        "one try plus three retries"
-    );
+    let r = bus.execute::<PrDecider>(&CommandBus::stream::<PrDecider>(pr), CommandMeta::new(), &cmd).await;
+    assert!(matches!(r, Err(CommandError::Failed(Error::Conflict { actual: 999, .. }))), "{r:?}");
+    assert_eq!(store.appends.load(Ordering::SeqCst), 4, "one try plus three retries");
 }
 
 /// Counts how many events reads return, to prove snapshots shorten hydration.
@@ -223,20 +162,10 @@ struct CountingReads {
 
 #[async_trait]
 impl EventStore for CountingReads {
-    async fn append(
-        &self,
-        s: &StreamId,
-        e: ExpectedVersion,
-        ev: Vec<NewEvent>,
-    ) -> Result<AppendResult> {
+    async fn append(&self, s: &StreamId, e: ExpectedVersion, ev: Vec<NewEvent>) -> Result<AppendResult> {
         self.inner.append(s, e, ev).await
     }
-    async fn read_stream(
-        &self,
-        s: &StreamId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(&self, s: &StreamId, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let r = self.inner.read_stream(s, from, limit).await?;
         self.read.fetch_add(r.len(), Ordering::SeqCst);
         Ok(r)
@@ -258,51 +187,28 @@ impl EventStore for CountingReads {
 #[tokio::test]
 async fn long_streams_load_from_a_snapshot_and_match_a_full_replay() {
     let s = stores();
-    let counting = Arc::new(CountingReads {
-        inner: s.events.clone(),
-        read: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(CountingReads { inner: s.events.clone(), read: AtomicUsize::new(0) });
     let bus = CommandBus::new(counting.clone(), s.read_models.clone()).with_snapshot_every(100);
     let stream = open_pr(&bus).await;
     for n in 0..449 {
-        bus.execute::<PrDecider>(&stream, CommandMeta::new(), &add_comment(n))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        bus.execute::<PrDecider>(&stream, CommandMeta::new(), &add_comment(n)).await.unwrap_or_else(|e| panic!("{e}"));
     }
     counting.read.store(0, Ordering::SeqCst);
-    let (state, version) = bus
-        .load::<PrDecider>(&stream)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (state, version) = bus.load::<PrDecider>(&stream).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(version, 450);
-    assert!(
-        counting.read.load(Ordering::SeqCst) < 100,
-        "hydration read only the tail after the snapshot"
-    );
+    assert!(counting.read.load(Ordering::SeqCst) < 100, "hydration read only the tail after the snapshot");
     let replayed = PrDecider::replay(
-        bus.read::<PrDecider>(&stream)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .iter()
-            .map(|(_, e)| e),
+        bus.read::<PrDecider>(&stream).await.unwrap_or_else(|e| panic!("{e}")).iter().map(|(_, e)| e),
     );
     assert_eq!(state, replayed, "snapshot + tail equals a full replay");
     // A repeated command from before the snapshot is still recognised.
     let meta = CommandMeta::new();
     let stream2 = open_pr(&bus).await;
-    let first = bus
-        .execute::<PrDecider>(&stream2, meta, &add_comment(1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = bus.execute::<PrDecider>(&stream2, meta, &add_comment(1)).await.unwrap_or_else(|e| panic!("{e}"));
     for n in 0..120 {
-        bus.execute::<PrDecider>(&stream2, CommandMeta::new(), &add_comment(n))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        bus.execute::<PrDecider>(&stream2, CommandMeta::new(), &add_comment(n)).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let again = bus
-        .execute::<PrDecider>(&stream2, meta, &add_comment(1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = bus.execute::<PrDecider>(&stream2, meta, &add_comment(1)).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(again.duplicate && again.events == first.events);
 }
 
@@ -338,17 +244,10 @@ impl Decider for Counter {
 impl Aggregate for Counter {
     const CATEGORY: &'static str = "counter";
     const SCHEMA_VERSION: u32 = 2;
-    fn upcast(
-        event_type: &str,
-        version: u32,
-        mut payload: serde_json::Value,
-    ) -> Result<serde_json::Value> {
+    fn upcast(event_type: &str, version: u32, mut payload: serde_json::Value) -> Result<serde_json::Value> {
         match (event_type, version) {
             ("Added", 1) => {
-                let n = payload
-                    .get("n")
-                    .cloned()
-                    .ok_or_else(|| Error::Corrupt("v1 Added without n".into()))?;
+                let n = payload.get("n").cloned().ok_or_else(|| Error::Corrupt("v1 Added without n".into()))?;
                 payload["amount"] = n;
                 Ok(payload)
             }
@@ -371,31 +270,12 @@ async fn old_schema_versions_are_upcast_when_read() {
         causation_id: None,
         correlation_id: CorrelationId::new(),
     };
-    s.events
-        .append(&stream, ExpectedVersion::NoStream, vec![v1])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    bus.execute::<Counter>(&stream, CommandMeta::new(), &7)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (total, version) = bus
-        .load::<Counter>(&stream)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (total, version),
-        (12, 2),
-        "v1 event upcast and folded with the v2 one"
-    );
-    let stored = s
-        .events
-        .read_stream(&stream, 2, 1)
-        .await
-        .unwrap_or_default();
-    assert_eq!(
-        stored[0].schema_version, 2,
-        "new events carry the current version"
-    );
+    s.events.append(&stream, ExpectedVersion::NoStream, vec![v1]).await.unwrap_or_else(|e| panic!("{e}"));
+    bus.execute::<Counter>(&stream, CommandMeta::new(), &7).await.unwrap_or_else(|e| panic!("{e}"));
+    let (total, version) = bus.load::<Counter>(&stream).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((total, version), (12, 2), "v1 event upcast and folded with the v2 one");
+    let stored = s.events.read_stream(&stream, 2, 1).await.unwrap_or_default();
+    assert_eq!(stored[0].schema_version, 2, "new events carry the current version");
 
     let future = NewEvent {
         id: EventId::new(),
@@ -405,10 +285,7 @@ async fn old_schema_versions_are_upcast_when_read() {
         causation_id: None,
         correlation_id: CorrelationId::new(),
     };
-    s.events
-        .append(&stream, ExpectedVersion::Exact(2), vec![future])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.events.append(&stream, ExpectedVersion::Exact(2), vec![future]).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(
         matches!(bus.load::<Counter>(&stream).await, Err(Error::Corrupt(_))),
         "unknown versions are refused, not guessed"

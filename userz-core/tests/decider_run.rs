@@ -31,34 +31,16 @@ fn queued(run: RunId) -> RunEvent {
 }
 
 fn usage() -> Usage {
-    Usage {
-        provider: "openai".into(),
-        model: "m".into(),
-        tokens_in: 10,
-        tokens_out: 20,
-        cost_micros: 30,
-    }
+    Usage { provider: "openai".into(), model: "m".into(), tokens_in: 10, tokens_out: 20, cost_micros: 30 }
 }
 
 fn reach(run: RunId, status: RunStatus) -> Vec<RunEvent> {
     use RunEvent as E;
     let mut v = vec![queued(run)];
     let steps: Vec<RunEvent> = vec![
-        E::ProvisioningStarted {
-            at: T0,
-            deadline_at: T0 + WALL,
-            attempt: 1,
-        },
-        E::AgentStarted {
-            base_commit: "abc".into(),
-            at: T0,
-        },
-        E::AgentFinished {
-            exit: SandboxExit::Completed,
-            usage: usage(),
-            transcript: None,
-            at: T0,
-        },
+        E::ProvisioningStarted { at: T0, deadline_at: T0 + WALL, attempt: 1 },
+        E::AgentStarted { base_commit: "abc".into(), at: T0 },
+        E::AgentFinished { exit: SandboxExit::Completed, usage: usage(), transcript: None, at: T0 },
         E::GuardrailPassed { changed_paths: 1 },
     ];
     let upto = match status {
@@ -71,41 +53,20 @@ fn reach(run: RunId, status: RunStatus) -> Vec<RunEvent> {
     v.extend(steps.into_iter().take(upto));
     match status {
         RunStatus::PrOpened => {
-            v.push(E::BranchPushed {
-                branch: "userz/fb-1".into(),
-                head: "h1".into(),
-            });
-            v.push(E::PrOpened {
-                number: 7,
-                url: "u".into(),
-                created: true,
-                at: T0,
-            });
+            v.push(E::BranchPushed { branch: "userz/fb-1".into(), head: "h1".into() });
+            v.push(E::PrOpened { number: 7, url: "u".into(), created: true, at: T0 });
         }
         RunStatus::BranchPushed => {
-            v.push(E::BranchPushed {
-                branch: "userz/fb-1".into(),
-                head: "h1".into(),
-            });
+            v.push(E::BranchPushed { branch: "userz/fb-1".into(), head: "h1".into() });
             v.push(E::BranchOnlyCompleted { at: T0 });
         }
         RunStatus::PrFailed => {
             v.pop();
-            v.push(E::GuardrailRefused {
-                file: ".env".into(),
-                rule: ".env".into(),
-                violations: vec![],
-            });
+            v.push(E::GuardrailRefused { file: ".env".into(), rule: ".env".into(), violations: vec![] });
         }
-        RunStatus::Failed => v.push(E::RunFailed {
-            reason: "x".into(),
-            at: T0,
-        }),
+        RunStatus::Failed => v.push(E::RunFailed { reason: "x".into(), at: T0 }),
         RunStatus::TimedOut => v.push(E::RunTimedOut { at: T0 + WALL }),
-        RunStatus::Cancelled => v.push(E::RunCancelled {
-            by: Actor::System,
-            at: T0,
-        }),
+        RunStatus::Cancelled => v.push(E::RunCancelled { by: Actor::System, at: T0 }),
         _ => {}
     }
     v
@@ -142,73 +103,22 @@ fn commands(run: RunId) -> Vec<(&'static str, RunCommand)> {
             },
         ),
         ("provision", RunCommand::Provision { at: T0 }),
-        (
-            "start_agent",
-            RunCommand::StartAgent {
-                base_commit: "abc".into(),
-                at: T0,
-            },
-        ),
+        ("start_agent", RunCommand::StartAgent { base_commit: "abc".into(), at: T0 }),
         (
             "finish_agent",
-            RunCommand::FinishAgent {
-                exit: SandboxExit::Completed,
-                usage: usage(),
-                transcript: None,
-                at: T0,
-            },
+            RunCommand::FinishAgent { exit: SandboxExit::Completed, usage: usage(), transcript: None, at: T0 },
         ),
-        (
-            "record_guardrail",
-            RunCommand::RecordGuardrail {
-                changed_paths: 1,
-                violations: vec![],
-            },
-        ),
-        (
-            "record_push",
-            RunCommand::RecordPush {
-                branch: "userz/fb-1".into(),
-                head: "h2".into(),
-            },
-        ),
-        (
-            "record_pr",
-            RunCommand::RecordPr {
-                number: 1,
-                url: "u".into(),
-                created: true,
-                at: T0,
-            },
-        ),
-        (
-            "complete_branch_only",
-            RunCommand::CompleteBranchOnly { at: T0 },
-        ),
+        ("record_guardrail", RunCommand::RecordGuardrail { changed_paths: 1, violations: vec![] }),
+        ("record_push", RunCommand::RecordPush { branch: "userz/fb-1".into(), head: "h2".into() }),
+        ("record_pr", RunCommand::RecordPr { number: 1, url: "u".into(), created: true, at: T0 }),
+        ("complete_branch_only", RunCommand::CompleteBranchOnly { at: T0 }),
         (
             "schedule_retry",
-            RunCommand::ScheduleRetry {
-                step: "push".into(),
-                attempt: 1,
-                error: "e".into(),
-                retry_at: T0,
-            },
+            RunCommand::ScheduleRetry { step: "push".into(), attempt: 1, error: "e".into(), retry_at: T0 },
         ),
-        (
-            "fail",
-            RunCommand::Fail {
-                reason: "x".into(),
-                at: T0,
-            },
-        ),
+        ("fail", RunCommand::Fail { reason: "x".into(), at: T0 }),
         ("time_out", RunCommand::TimeOut { at: T0 + WALL }),
-        (
-            "cancel",
-            RunCommand::Cancel {
-                by: Actor::System,
-                at: T0,
-            },
-        ),
+        ("cancel", RunCommand::Cancel { by: Actor::System, at: T0 }),
     ]
 }
 
@@ -222,30 +132,17 @@ fn expected(status: RunStatus, command: &str) -> Result<(), &'static str> {
         return Err("invalid_transition");
     }
     let ok = match command {
-        "provision" => matches!(
-            status,
-            R::Queued | R::Provisioning | R::Running | R::Checking | R::Pushing
-        ),
+        "provision" => matches!(status, R::Queued | R::Provisioning | R::Running | R::Checking | R::Pushing),
         "start_agent" => status == R::Provisioning,
         "finish_agent" => status == R::Running,
         "record_guardrail" => status == R::Checking,
         "record_push" => status == R::Pushing,
         // In `Pushing` without a push yet, PR and branch-only completion need the push first.
         "record_pr" | "complete_branch_only" => {
-            return if status == R::Pushing {
-                Err("push_first")
-            } else {
-                Err("invalid_transition")
-            }
+            return if status == R::Pushing { Err("push_first") } else { Err("invalid_transition") }
         }
         "schedule_retry" | "fail" | "cancel" => true,
-        "time_out" => {
-            return if status == R::Queued {
-                Err("invalid_transition")
-            } else {
-                Ok(())
-            }
-        }
+        "time_out" => return if status == R::Queued { Err("invalid_transition") } else { Ok(()) },
         other => panic!("unknown {other}"),
     };
     if ok {
@@ -261,11 +158,7 @@ fn every_status_command_pair_follows_the_lifecycle_table() {
     for status in ALL {
         let run = RunId::new();
         let given = reach(run, status);
-        assert_eq!(
-            RunDecider::replay(given.iter()).get().map(|r| r.status),
-            Some(status),
-            "fixture reaches {status}"
-        );
+        assert_eq!(RunDecider::replay(given.iter()).get().map(|r| r.status), Some(status), "fixture reaches {status}");
         for (name, cmd) in commands(run) {
             let spec = S::new().given(given.clone()).when(cmd);
             match expected(status, name) {
@@ -304,22 +197,18 @@ fn request_queues_and_validates_branch() {
         wall_clock: WALL,
         at: T0,
     };
-    S::new()
-        .when(cmd("userz/a"))
-        .then(vec![RunEvent::RunQueued {
-            run,
-            org,
-            app,
-            repo,
-            feedback,
-            branch: "userz/a".into(),
-            kind: RunKind::Initial,
-            wall_clock_ms: 1_200_000,
-            at: T0,
-        }]);
-    S::new()
-        .when(cmd("userz/../main"))
-        .then_rejects("invalid_input");
+    S::new().when(cmd("userz/a")).then(vec![RunEvent::RunQueued {
+        run,
+        org,
+        app,
+        repo,
+        feedback,
+        branch: "userz/a".into(),
+        kind: RunKind::Initial,
+        wall_clock_ms: 1_200_000,
+        at: T0,
+    }]);
+    S::new().when(cmd("userz/../main")).then_rejects("invalid_input");
     S::new().when(cmd("")).then_rejects("invalid_input");
 }
 
@@ -329,34 +218,20 @@ fn first_provisioning_fixes_the_deadline_and_a_resume_keeps_it() {
     S::new()
         .given(reach(run, RunStatus::Queued))
         .when(RunCommand::Provision { at: T0 })
-        .then(vec![RunEvent::ProvisioningStarted {
-            at: T0,
-            deadline_at: T0 + WALL,
-            attempt: 1,
-        }]);
+        .then(vec![RunEvent::ProvisioningStarted { at: T0, deadline_at: T0 + WALL, attempt: 1 }]);
     let later = T0 + Duration::from_secs(90);
     S::new()
         .given(reach(run, RunStatus::Running))
         .when(RunCommand::Provision { at: later })
-        .then(vec![RunEvent::ProvisioningStarted {
-            at: later,
-            deadline_at: T0 + WALL,
-            attempt: 2,
-        }]);
+        .then(vec![RunEvent::ProvisioningStarted { at: later, deadline_at: T0 + WALL, attempt: 2 }]);
 }
 
 #[test]
 fn a_pushed_branch_is_never_re_provisioned() {
     let run = RunId::new();
     let mut given = reach(run, RunStatus::Pushing);
-    given.push(RunEvent::BranchPushed {
-        branch: "userz/fb-1".into(),
-        head: "h1".into(),
-    });
-    S::new()
-        .given(given)
-        .when(RunCommand::Provision { at: T0 })
-        .then_rejects("invalid_transition");
+    given.push(RunEvent::BranchPushed { branch: "userz/fb-1".into(), head: "h1".into() });
+    S::new().given(given).when(RunCommand::Provision { at: T0 }).then_rejects("invalid_transition");
 }
 
 #[test]
@@ -364,44 +239,22 @@ fn agent_exits_map_to_outcomes() {
     let run = RunId::new();
     for (exit, tail) in [
         (SandboxExit::Completed, None),
+        (SandboxExit::TimedOut, Some(RunEvent::RunTimedOut { at: T0 })),
         (
-            SandboxExit::TimedOut,
-            Some(RunEvent::RunTimedOut { at: T0 }),
+            SandboxExit::AgentFailed { reason: "gave up".into() },
+            Some(RunEvent::RunFailed { reason: "agent failed: gave up".into(), at: T0 }),
         ),
         (
-            SandboxExit::AgentFailed {
-                reason: "gave up".into(),
-            },
-            Some(RunEvent::RunFailed {
-                reason: "agent failed: gave up".into(),
-                at: T0,
-            }),
-        ),
-        (
-            SandboxExit::LimitExceeded {
-                limit: "memory".into(),
-            },
-            Some(RunEvent::RunFailed {
-                reason: "sandbox limit exceeded: memory".into(),
-                at: T0,
-            }),
+            SandboxExit::LimitExceeded { limit: "memory".into() },
+            Some(RunEvent::RunFailed { reason: "sandbox limit exceeded: memory".into(), at: T0 }),
         ),
     ] {
-        let mut expected = vec![RunEvent::AgentFinished {
-            exit: exit.clone(),
-            usage: usage(),
-            transcript: None,
-            at: T0,
-        }];
+        let mut expected =
+            vec![RunEvent::AgentFinished { exit: exit.clone(), usage: usage(), transcript: None, at: T0 }];
         expected.extend(tail);
         S::new()
             .given(reach(run, RunStatus::Running))
-            .when(RunCommand::FinishAgent {
-                exit,
-                usage: usage(),
-                transcript: None,
-                at: T0,
-            })
+            .when(RunCommand::FinishAgent { exit, usage: usage(), transcript: None, at: T0 })
             .then(expected);
     }
 }
@@ -410,26 +263,13 @@ fn agent_exits_map_to_outcomes() {
 fn guardrail_refusal_names_first_file_and_rule() {
     let run = RunId::new();
     let violations = vec![
-        Violation {
-            file: "infra/main.tf".into(),
-            rule: "infra/**".into(),
-        },
-        Violation {
-            file: ".env".into(),
-            rule: ".env".into(),
-        },
+        Violation { file: "infra/main.tf".into(), rule: "infra/**".into() },
+        Violation { file: ".env".into(), rule: ".env".into() },
     ];
     let state = S::new()
         .given(reach(run, RunStatus::Checking))
-        .when(RunCommand::RecordGuardrail {
-            changed_paths: 3,
-            violations: violations.clone(),
-        })
-        .then(vec![RunEvent::GuardrailRefused {
-            file: "infra/main.tf".into(),
-            rule: "infra/**".into(),
-            violations,
-        }]);
+        .when(RunCommand::RecordGuardrail { changed_paths: 3, violations: violations.clone() })
+        .then(vec![RunEvent::GuardrailRefused { file: "infra/main.tf".into(), rule: "infra/**".into(), violations }]);
     assert_eq!(state.get().map(|r| r.status), Some(RunStatus::PrFailed));
 }
 
@@ -439,46 +279,21 @@ fn push_then_pr_opens_and_repeated_push_is_a_no_op() {
     let mut given = reach(run, RunStatus::Pushing);
     S::new()
         .given(given.clone())
-        .when(RunCommand::RecordPush {
-            branch: "userz/fb-1".into(),
-            head: "h1".into(),
-        })
-        .then(vec![RunEvent::BranchPushed {
-            branch: "userz/fb-1".into(),
-            head: "h1".into(),
-        }]);
+        .when(RunCommand::RecordPush { branch: "userz/fb-1".into(), head: "h1".into() })
+        .then(vec![RunEvent::BranchPushed { branch: "userz/fb-1".into(), head: "h1".into() }]);
     S::new()
         .given(given.clone())
-        .when(RunCommand::RecordPush {
-            branch: "other".into(),
-            head: "h1".into(),
-        })
+        .when(RunCommand::RecordPush { branch: "other".into(), head: "h1".into() })
         .then_rejects("branch_mismatch");
-    given.push(RunEvent::BranchPushed {
-        branch: "userz/fb-1".into(),
-        head: "h1".into(),
-    });
+    given.push(RunEvent::BranchPushed { branch: "userz/fb-1".into(), head: "h1".into() });
     S::new()
         .given(given.clone())
-        .when(RunCommand::RecordPush {
-            branch: "userz/fb-1".into(),
-            head: "h1".into(),
-        })
+        .when(RunCommand::RecordPush { branch: "userz/fb-1".into(), head: "h1".into() })
         .then(vec![]);
     S::new()
         .given(given.clone())
-        .when(RunCommand::RecordPr {
-            number: 4,
-            url: "u".into(),
-            created: false,
-            at: T0,
-        })
-        .then(vec![RunEvent::PrOpened {
-            number: 4,
-            url: "u".into(),
-            created: false,
-            at: T0,
-        }]);
+        .when(RunCommand::RecordPr { number: 4, url: "u".into(), created: false, at: T0 })
+        .then(vec![RunEvent::PrOpened { number: 4, url: "u".into(), created: false, at: T0 }]);
     S::new()
         .given(given)
         .when(RunCommand::CompleteBranchOnly { at: T0 })
@@ -503,11 +318,7 @@ fn revision_runs_carry_pr_and_comments() {
     let run = RunId::new();
     let pr = PrId::new();
     let comments = vec![CommentId::new()];
-    let kind = RunKind::Revision {
-        pr,
-        pr_number: 3,
-        comments,
-    };
+    let kind = RunKind::Revision { pr, pr_number: 3, comments };
     let state = S::new()
         .when(RunCommand::Request {
             run,

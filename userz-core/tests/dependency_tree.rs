@@ -44,64 +44,24 @@ const FORBIDDEN: &[&str] = &[
 fn core_dependency_tree_has_no_io_crates() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "tree",
-            "-p",
-            "userz-core",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
+        .args(["tree", "-p", "userz-core", "-e", "normal", "--prefix", "none", "--format", "{p}"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap_or_else(|e| panic!("cargo tree: {e}"));
-    assert!(
-        out.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
     let tree = String::from_utf8_lossy(&out.stdout);
-    let names: Vec<&str> = tree
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    assert!(
-        names.contains(&"userz-core"),
-        "the tree lists the crate itself: {tree}"
-    );
-    assert!(
-        names.contains(&"serde"),
-        "the tree lists dependencies: {tree}"
-    );
-    let found: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| FORBIDDEN.contains(n))
-        .collect();
-    assert!(
-        found.is_empty(),
-        "userz-core depends on I/O crates: {found:?}"
-    );
+    let names: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.contains(&"userz-core"), "the tree lists the crate itself: {tree}");
+    assert!(names.contains(&"serde"), "the tree lists dependencies: {tree}");
+    let found: Vec<&str> = names.iter().copied().filter(|n| FORBIDDEN.contains(n)).collect();
+    assert!(found.is_empty(), "userz-core depends on I/O crates: {found:?}");
 }
 
 #[test]
 fn core_tokio_has_no_networking_features() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "tree",
-            "-p",
-            "userz-core",
-            "-e",
-            "features",
-            "-i",
-            "tokio",
-            "--prefix",
-            "none",
-        ])
+        .args(["tree", "-p", "userz-core", "-e", "features", "-i", "tokio", "--prefix", "none"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap_or_else(|e| panic!("cargo tree: {e}"));

@@ -10,12 +10,7 @@ use userz_testkit::ManualClock;
 fn stores() -> StoreSet {
     let clock = Arc::new(ManualClock::at_2026());
     let m = MemoryStores::new(clock.clone());
-    StoreSet {
-        events: m.events,
-        read_models: m.read_models,
-        queue: m.queue,
-        clock,
-    }
+    StoreSet { events: m.events, read_models: m.read_models, queue: m.queue, clock }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

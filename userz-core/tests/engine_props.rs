@@ -78,30 +78,15 @@ fn run_action() -> impl Strategy<Value = RunAction> {
     ]
 }
 
-const LABELS: [Label; 5] = [
-    Label::Benign,
-    Label::Spam,
-    Label::MaliciousInjection,
-    Label::Abuse,
-    Label::OffTopic,
-];
-const MODES: [ProcessingMode; 3] = [
-    ProcessingMode::AutoPr,
-    ProcessingMode::Manual,
-    ProcessingMode::NoPr,
-];
+const LABELS: [Label; 5] = [Label::Benign, Label::Spam, Label::MaliciousInjection, Label::Abuse, Label::OffTopic];
+const MODES: [ProcessingMode; 3] = [ProcessingMode::AutoPr, ProcessingMode::Manual, ProcessingMode::NoPr];
 const MIN: u64 = 60_000;
 
 fn t(min: u64) -> Timestamp {
     Timestamp::from_millis(1_000_000 + (min * MIN) as i64)
 }
 
-fn fb_command(
-    a: &FbAction,
-    me: FeedbackId,
-    runs: &[RunId],
-    others: &[FeedbackId],
-) -> FeedbackCommand {
+fn fb_command(a: &FbAction, me: FeedbackId, runs: &[RunId], others: &[FeedbackId]) -> FeedbackCommand {
     match a {
         FbAction::StartSanitizing => FeedbackCommand::StartSanitizing,
         FbAction::Classify(l, m, d) => FeedbackCommand::Classify {
@@ -113,11 +98,7 @@ fn fb_command(
             },
             routing: Routing {
                 mode: MODES[*m],
-                dedup: [
-                    Dedup::Off,
-                    Dedup::Batch { window_hours: 2 },
-                    Dedup::Incremental,
-                ][*d],
+                dedup: [Dedup::Off, Dedup::Batch { window_hours: 2 }, Dedup::Incremental][*d],
                 now: t(0),
             },
         },
@@ -127,31 +108,21 @@ fn fb_command(
         FbAction::CompleteRun(r, k) => FeedbackCommand::CompleteRun {
             run: runs[*r],
             result: [
-                RunResult::PrOpened {
-                    url: "u".into(),
-                    number: 1,
-                },
+                RunResult::PrOpened { url: "u".into(), number: 1 },
                 RunResult::BranchPushed { branch: "b".into() },
-                RunResult::PrFailed {
-                    file: ".env".into(),
-                    rule: ".env".into(),
-                },
+                RunResult::PrFailed { file: ".env".into(), rule: ".env".into() },
                 RunResult::Failed { reason: "r".into() },
             ][*k]
                 .clone(),
         },
-        FbAction::MarkDuplicate(self_lead) => FeedbackCommand::MarkDuplicate {
-            lead: if *self_lead { me } else { others[0] },
-            similarity: None,
-        },
-        FbAction::AttachDuplicate(d) => FeedbackCommand::AttachDuplicate {
-            duplicate: if *d == 2 { me } else { others[*d] },
-        },
+        FbAction::MarkDuplicate(self_lead) => {
+            FeedbackCommand::MarkDuplicate { lead: if *self_lead { me } else { others[0] }, similarity: None }
+        }
+        FbAction::AttachDuplicate(d) => {
+            FeedbackCommand::AttachDuplicate { duplicate: if *d == 2 { me } else { others[*d] } }
+        }
         FbAction::Consolidate => FeedbackCommand::Consolidate {
-            consolidated: Consolidated {
-                theme: "t".into(),
-                description: Sensitive::new("d".into()),
-            },
+            consolidated: Consolidated { theme: "t".into(), description: Sensitive::new("d".into()) },
         },
         FbAction::Archive => FeedbackCommand::Archive { by: Actor::System },
     }
@@ -160,18 +131,13 @@ fn fb_command(
 fn run_command(a: &RunAction) -> RunCommand {
     match a {
         RunAction::Provision(m) => RunCommand::Provision { at: t(*m) },
-        RunAction::StartAgent => RunCommand::StartAgent {
-            base_commit: "base".into(),
-            at: t(1),
-        },
+        RunAction::StartAgent => RunCommand::StartAgent { base_commit: "base".into(), at: t(1) },
         RunAction::FinishAgent(k) => RunCommand::FinishAgent {
             exit: [
                 SandboxExit::Completed,
                 SandboxExit::TimedOut,
                 SandboxExit::AgentFailed { reason: "x".into() },
-                SandboxExit::LimitExceeded {
-                    limit: "pids".into(),
-                },
+                SandboxExit::LimitExceeded { limit: "pids".into() },
             ][*k]
                 .clone(),
             usage: Usage::default(),
@@ -180,41 +146,17 @@ fn run_command(a: &RunAction) -> RunCommand {
         },
         RunAction::Guardrail(bad) => RunCommand::RecordGuardrail {
             changed_paths: 2,
-            violations: if *bad {
-                vec![Violation {
-                    file: "infra/x".into(),
-                    rule: "infra/**".into(),
-                }]
-            } else {
-                vec![]
-            },
+            violations: if *bad { vec![Violation { file: "infra/x".into(), rule: "infra/**".into() }] } else { vec![] },
         },
-        RunAction::Push(h) => RunCommand::RecordPush {
-            branch: "userz/p".into(),
-            head: format!("h{h}"),
-        },
-        RunAction::Pr => RunCommand::RecordPr {
-            number: 3,
-            url: "u".into(),
-            created: true,
-            at: t(3),
-        },
+        RunAction::Push(h) => RunCommand::RecordPush { branch: "userz/p".into(), head: format!("h{h}") },
+        RunAction::Pr => RunCommand::RecordPr { number: 3, url: "u".into(), created: true, at: t(3) },
         RunAction::BranchOnly => RunCommand::CompleteBranchOnly { at: t(3) },
-        RunAction::Retry => RunCommand::ScheduleRetry {
-            step: "push".into(),
-            attempt: 1,
-            error: "e".into(),
-            retry_at: t(4),
-        },
-        RunAction::Fail => RunCommand::Fail {
-            reason: "f".into(),
-            at: t(5),
-        },
+        RunAction::Retry => {
+            RunCommand::ScheduleRetry { step: "push".into(), attempt: 1, error: "e".into(), retry_at: t(4) }
+        }
+        RunAction::Fail => RunCommand::Fail { reason: "f".into(), at: t(5) },
         RunAction::TimeOut(m) => RunCommand::TimeOut { at: t(*m) },
-        RunAction::Cancel => RunCommand::Cancel {
-            by: Actor::System,
-            at: t(6),
-        },
+        RunAction::Cancel => RunCommand::Cancel { by: Actor::System, at: t(6) },
     }
 }
 
@@ -236,8 +178,7 @@ fn check_feedback(f: &Feedback) -> Result<(), String> {
             return Err(format!("{} without a benign label", f.stage))
         }
         Stage::Rejected { label }
-            if *label == Label::Benign
-                || f.classification.as_ref().map(|c| c.label) != Some(*label) =>
+            if *label == Label::Benign || f.classification.as_ref().map(|c| c.label) != Some(*label) =>
         {
             return Err("rejected with an inconsistent label".into())
         }
@@ -263,16 +204,11 @@ fn check_feedback(f: &Feedback) -> Result<(), String> {
 
 fn check_run(r: &AgentRun) -> Result<(), String> {
     use RunStatus as S;
-    if r.status != S::Queued
-        && r.deadline_at.is_none()
-        && !matches!(r.status, S::Failed | S::Cancelled)
-    {
+    if r.status != S::Queued && r.deadline_at.is_none() && !matches!(r.status, S::Failed | S::Cancelled) {
         return Err(format!("{} without a deadline", r.status));
     }
-    if matches!(
-        r.status,
-        S::Checking | S::Pushing | S::PrOpened | S::BranchPushed | S::PrFailed
-    ) && r.base_commit.is_none()
+    if matches!(r.status, S::Checking | S::Pushing | S::PrOpened | S::BranchPushed | S::PrFailed)
+        && r.base_commit.is_none()
     {
         return Err(format!("{} without a base commit", r.status));
     }
@@ -289,10 +225,7 @@ fn check_run(r: &AgentRun) -> Result<(), String> {
         return Err(format!("{} without finished_at", r.status));
     }
     if r.pushed_head.is_some()
-        && !matches!(
-            r.status,
-            S::Pushing | S::PrOpened | S::BranchPushed | S::Failed | S::TimedOut | S::Cancelled
-        )
+        && !matches!(r.status, S::Pushing | S::PrOpened | S::BranchPushed | S::Failed | S::TimedOut | S::Cancelled)
     {
         return Err(format!("pushed head in {}", r.status));
     }

@@ -18,10 +18,7 @@ pub struct MemoryCache {
 impl MemoryCache {
     /// An empty cache.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            clock,
-        }
+        Self { entries: Mutex::new(HashMap::new()), clock }
     }
 
     fn live<'a>(
@@ -47,9 +44,7 @@ impl Cache for MemoryCache {
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         let now = self.clock.now();
-        self.entries
-            .lock()
-            .insert(key.to_string(), (value, ttl.map(|t| now + t)));
+        self.entries.lock().insert(key.to_string(), (value, ttl.map(|t| now + t)));
         Ok(())
     }
 
@@ -71,16 +66,11 @@ impl Cache for MemoryCache {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| Error::Invalid(format!("{key} is not a counter")))?;
-            let next = cur
-                .checked_add(delta)
-                .ok_or_else(|| Error::Invalid(format!("{key} overflows")))?;
+            let next = cur.checked_add(delta).ok_or_else(|| Error::Invalid(format!("{key} overflows")))?;
             *v = Bytes::from(next.to_string());
             return Ok(next);
         }
-        m.insert(
-            key.to_string(),
-            (Bytes::from(delta.to_string()), ttl.map(|t| now + t)),
-        );
+        m.insert(key.to_string(), (Bytes::from(delta.to_string()), ttl.map(|t| now + t)));
         Ok(delta)
     }
 

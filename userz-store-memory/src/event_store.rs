@@ -5,9 +5,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 use userz_core::event::{ExpectedVersion, NewEvent, RecordedEvent, StreamId};
-use userz_core::ports::{
-    catch_up_subscription, AppendResult, EventStore, EventStream, StoreCapabilities,
-};
+use userz_core::ports::{catch_up_subscription, AppendResult, EventStore, EventStream, StoreCapabilities};
 use userz_core::{Clock, Error, Result};
 
 #[derive(Debug, Default)]
@@ -34,13 +32,7 @@ impl MemoryEventStore {
     /// An empty store that stamps events with `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         let (head, _) = watch::channel(0);
-        Self {
-            shared: Arc::new(Shared {
-                state: RwLock::new(State::default()),
-                head,
-                clock,
-            }),
-        }
+        Self { shared: Arc::new(Shared { state: RwLock::new(State::default()), head, clock }) }
     }
 
     /// Number of events in the log.
@@ -69,11 +61,7 @@ impl EventStore for MemoryEventStore {
         let mut st = self.shared.state.write();
         let actual = st.streams.get(stream).map_or(0, |v| v.len() as u64);
         if !expected.matches(actual) {
-            return Err(Error::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
+            return Err(Error::Conflict { stream: stream.clone(), expected, actual });
         }
         let mut seen = HashSet::new();
         for e in &events {
@@ -86,44 +74,23 @@ impl EventStore for MemoryEventStore {
         for (i, e) in events.into_iter().enumerate() {
             let idx = st.log.len();
             st.ids.insert(e.id);
-            let rec = RecordedEvent::from_new(
-                e,
-                stream.clone(),
-                actual + 1 + i as u64,
-                idx as u64 + 1,
-                now,
-            );
+            let rec = RecordedEvent::from_new(e, stream.clone(), actual + 1 + i as u64, idx as u64 + 1, now);
             st.log.push(rec);
             st.streams.entry(stream.clone()).or_default().push(idx);
         }
         let last_position = st.log.len() as u64;
         drop(st);
         self.shared.head.send_replace(last_position);
-        Ok(AppendResult {
-            first_version: actual + 1,
-            last_version: actual + n,
-            first_position,
-            last_position,
-        })
+        Ok(AppendResult { first_version: actual + 1, last_version: actual + n, first_position, last_position })
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(&self, stream: &StreamId, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let st = self.shared.state.read();
         let Some(idx) = st.streams.get(stream) else {
             return Ok(Vec::new());
         };
         let start = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
-        Ok(idx
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|&i| st.log[i].clone())
-            .collect())
+        Ok(idx.iter().skip(start).take(limit).map(|&i| st.log[i].clone()).collect())
     }
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
@@ -134,28 +101,18 @@ impl EventStore for MemoryEventStore {
 
     async fn subscribe(&self, after_position: u64) -> Result<EventStream> {
         let rx = self.shared.head.subscribe();
-        Ok(catch_up_subscription(
-            Arc::new(self.clone()),
-            after_position,
-            move |after| {
-                let mut rx = rx.clone();
-                Box::pin(async move {
-                    if rx.wait_for(|head| *head > after).await.is_err() {
-                        futures::future::pending::<()>().await;
-                    }
-                })
-            },
-        ))
+        Ok(catch_up_subscription(Arc::new(self.clone()), after_position, move |after| {
+            let mut rx = rx.clone();
+            Box::pin(async move {
+                if rx.wait_for(|head| *head > after).await.is_err() {
+                    futures::future::pending::<()>().await;
+                }
+            })
+        }))
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64> {
-        Ok(self
-            .shared
-            .state
-            .read()
-            .streams
-            .get(stream)
-            .map_or(0, |v| v.len() as u64))
+        Ok(self.shared.state.read().streams.get(stream).map_or(0, |v| v.len() as u64))
     }
 
     fn capabilities(&self) -> StoreCapabilities {

@@ -11,13 +11,8 @@ use userz_core::{Clock, Error, Result, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum JobState {
-    Ready {
-        at: Timestamp,
-    },
-    Leased {
-        token: uuid::Uuid,
-        expires_at: Timestamp,
-    },
+    Ready { at: Timestamp },
+    Leased { token: uuid::Uuid, expires_at: Timestamp },
     Done,
 }
 
@@ -46,20 +41,12 @@ pub struct MemoryWorkQueue {
 impl MemoryWorkQueue {
     /// An empty queue.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            clock,
-        }
+        Self { state: Mutex::new(State::default()), clock }
     }
 
     /// Jobs not yet acknowledged (pending or leased), for diagnostics.
     pub fn outstanding(&self) -> usize {
-        self.state
-            .lock()
-            .jobs
-            .values()
-            .filter(|e| e.state != JobState::Done)
-            .count()
+        self.state.lock().jobs.values().filter(|e| e.state != JobState::Done).count()
     }
 }
 
@@ -84,20 +71,13 @@ impl WorkQueue for MemoryWorkQueue {
                 payload: job.payload,
                 seq,
                 deliveries: 0,
-                state: JobState::Ready {
-                    at: job.not_before.unwrap_or(now),
-                },
+                state: JobState::Ready { at: job.not_before.unwrap_or(now) },
             },
         );
         Ok(Enqueued::New)
     }
 
-    async fn claim(
-        &self,
-        queue: &str,
-        _worker: &str,
-        lease: Duration,
-    ) -> Result<Option<ClaimedJob>> {
+    async fn claim(&self, queue: &str, _worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
         let now = self.clock.now();
         let mut st = self.state.lock();
         let pick = st
@@ -106,9 +86,7 @@ impl WorkQueue for MemoryWorkQueue {
             .filter(|(_, e)| e.queue == queue)
             .filter_map(|(id, e)| match e.state {
                 JobState::Ready { at } if at <= now => Some((at, e.seq, *id)),
-                JobState::Leased { expires_at, .. } if expires_at <= now => {
-                    Some((expires_at, e.seq, *id))
-                }
+                JobState::Leased { expires_at, .. } if expires_at <= now => Some((expires_at, e.seq, *id)),
                 _ => None,
             })
             .min();
@@ -135,17 +113,11 @@ impl WorkQueue for MemoryWorkQueue {
     async fn heartbeat(&self, lease: &LeaseToken, extend: Duration) -> Result<Timestamp> {
         let now = self.clock.now();
         let mut st = self.state.lock();
-        let e = st
-            .jobs
-            .get_mut(&lease.job)
-            .ok_or_else(|| lost(&lease.job))?;
+        let e = st.jobs.get_mut(&lease.job).ok_or_else(|| lost(&lease.job))?;
         match e.state {
             JobState::Leased { token, expires_at } if token == lease.token && expires_at > now => {
                 let next = now + extend;
-                e.state = JobState::Leased {
-                    token,
-                    expires_at: next,
-                };
+                e.state = JobState::Leased { token, expires_at: next };
                 Ok(next)
             }
             _ => Err(lost(&lease.job)),
@@ -154,10 +126,7 @@ impl WorkQueue for MemoryWorkQueue {
 
     async fn ack(&self, lease: &LeaseToken) -> Result<()> {
         let mut st = self.state.lock();
-        let e = st
-            .jobs
-            .get_mut(&lease.job)
-            .ok_or_else(|| lost(&lease.job))?;
+        let e = st.jobs.get_mut(&lease.job).ok_or_else(|| lost(&lease.job))?;
         match e.state {
             JobState::Leased { token, .. } if token == lease.token => {
                 e.state = JobState::Done;
@@ -170,10 +139,7 @@ impl WorkQueue for MemoryWorkQueue {
 
     async fn nack(&self, lease: &LeaseToken, retry_at: Timestamp) -> Result<()> {
         let mut st = self.state.lock();
-        let e = st
-            .jobs
-            .get_mut(&lease.job)
-            .ok_or_else(|| lost(&lease.job))?;
+        let e = st.jobs.get_mut(&lease.job).ok_or_else(|| lost(&lease.job))?;
         match e.state {
             JobState::Leased { token, .. } if token == lease.token => {
                 e.state = JobState::Ready { at: retry_at };

@@ -28,13 +28,7 @@ impl MemoryReadModelStore {
 #[async_trait]
 impl ReadModelStore for MemoryReadModelStore {
     async fn checkpoint(&self, name: &str) -> Result<u64> {
-        Ok(self
-            .state
-            .lock()
-            .checkpoints
-            .get(name)
-            .copied()
-            .unwrap_or(0))
+        Ok(self.state.lock().checkpoints.get(name).copied().unwrap_or(0))
     }
 
     async fn commit(&self, commit: ReadModelCommit) -> Result<()> {
@@ -42,11 +36,7 @@ impl ReadModelStore for MemoryReadModelStore {
         if let Some(cp) = &commit.checkpoint {
             let actual = st.checkpoints.get(&cp.name).copied().unwrap_or(0);
             if actual != cp.expected {
-                return Err(Error::CheckpointConflict {
-                    name: cp.name.clone(),
-                    expected: cp.expected,
-                    actual,
-                });
+                return Err(Error::CheckpointConflict { name: cp.name.clone(), expected: cp.expected, actual });
             }
         }
         for op in commit.ops {
@@ -68,22 +58,10 @@ impl ReadModelStore for MemoryReadModelStore {
     }
 
     async fn get(&self, table: &str, key: &str) -> Result<Option<Bytes>> {
-        Ok(self
-            .state
-            .lock()
-            .tables
-            .get(table)
-            .and_then(|t| t.get(key))
-            .cloned())
+        Ok(self.state.lock().tables.get(table).and_then(|t| t.get(key)).cloned())
     }
 
-    async fn scan(
-        &self,
-        table: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Bytes)>> {
+    async fn scan(&self, table: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Bytes)>> {
         let st = self.state.lock();
         let Some(t) = st.tables.get(table) else {
             return Ok(Vec::new());

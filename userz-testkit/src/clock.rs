@@ -14,9 +14,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// Starts at `start`.
     pub fn new(start: Timestamp) -> Self {
-        Self {
-            now: AtomicI64::new(start.as_millis()),
-        }
+        Self { now: AtomicI64::new(start.as_millis()) }
     }
 
     /// Starts at 2026-01-01T00:00:00Z.
@@ -83,10 +81,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -13,12 +13,8 @@ use tokio::sync::watch;
 use userz_core::guardrail::Change;
 use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{SandboxExit, SandboxOutcome, SandboxSpec, Usage};
-use userz_core::ports::vcs::{
-    PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, Workspace,
-};
-use userz_core::ports::{
-    ChangeReader, Classification, Classifier, ClassifierInput, Label, Sandbox, VcsProvider,
-};
+use userz_core::ports::vcs::{PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, Workspace};
+use userz_core::ports::{ChangeReader, Classification, Classifier, ClassifierInput, Label, Sandbox, VcsProvider};
 use userz_core::{Error, Result};
 
 /// A classifier that labels by substring rules (default `Benign`).
@@ -56,30 +52,12 @@ impl Classifier for ScriptedClassifier {
     async fn classify(&self, input: &ClassifierInput) -> Result<Classification> {
         let text = input.text.expose().clone();
         self.calls.lock().push(text.clone());
-        if self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(Error::Effect {
-                port: "classifier",
-                message: "scripted failure".into(),
-                retryable: true,
-            });
+        if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(Error::Effect { port: "classifier", message: "scripted failure".into(), retryable: true });
         }
-        let label = self
-            .rules
-            .lock()
-            .iter()
-            .find(|(n, _)| text.contains(n.as_str()))
-            .map(|(_, l)| *l)
-            .unwrap_or(Label::Benign);
-        Ok(Classification {
-            label,
-            confidence: 0.9,
-            signals: vec![],
-            classifier: "scripted".into(),
-        })
+        let label =
+            self.rules.lock().iter().find(|(n, _)| text.contains(n.as_str())).map(|(_, l)| *l).unwrap_or(Label::Benign);
+        Ok(Classification { label, confidence: 0.9, signals: vec![], classifier: "scripted".into() })
     }
 }
 
@@ -203,46 +181,20 @@ impl VcsProvider for ScriptedRepoHost {
         branch: &str,
         existing_branch: bool,
     ) -> Result<Workspace> {
-        self.calls.lock().push(VcsCall::Prepare {
-            run,
-            branch: branch.into(),
-            existing: existing_branch,
-        });
-        Ok(Workspace {
-            run,
-            path: PathBuf::new(),
-            branch: branch.to_string(),
-            base_commit: "0000base".into(),
-        })
+        self.calls.lock().push(VcsCall::Prepare { run, branch: branch.into(), existing: existing_branch });
+        Ok(Workspace { run, path: PathBuf::new(), branch: branch.to_string(), base_commit: "0000base".into() })
     }
 
     async fn push(&self, _target: &RepoTarget, ws: &Workspace) -> Result<PushedBranch> {
-        self.calls.lock().push(VcsCall::Push {
-            run: ws.run,
-            branch: ws.branch.clone(),
-        });
-        if self
-            .fail_push
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(Error::Effect {
-                port: "vcs",
-                message: "scripted push failure".into(),
-                retryable: true,
-            });
+        self.calls.lock().push(VcsCall::Push { run: ws.run, branch: ws.branch.clone() });
+        if self.fail_push.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(Error::Effect { port: "vcs", message: "scripted push failure".into(), retryable: true });
         }
-        Ok(PushedBranch {
-            branch: ws.branch.clone(),
-            head_commit: format!("head-{}", ws.run.as_uuid().simple()),
-        })
+        Ok(PushedBranch { branch: ws.branch.clone(), head_commit: format!("head-{}", ws.run.as_uuid().simple()) })
     }
 
     async fn open_or_update_pr(&self, request: &PrRequest) -> Result<PrRef> {
-        self.calls.lock().push(VcsCall::OpenOrUpdate {
-            run: request.run,
-            branch: request.branch.clone(),
-        });
+        self.calls.lock().push(VcsCall::OpenOrUpdate { run: request.run, branch: request.branch.clone() });
         let (pr, created) = {
             let mut prs = self.prs.lock();
             if let Some(p) = prs.iter_mut().find(|p| p.branch == request.branch) {
@@ -263,11 +215,7 @@ impl VcsProvider for ScriptedRepoHost {
         if created && self.hang_after_create.swap(false, Ordering::SeqCst) {
             futures::future::pending::<()>().await;
         }
-        Ok(PrRef {
-            number: pr.number,
-            url: format!("https://forge.invalid/pr/{}", pr.number),
-            created,
-        })
+        Ok(PrRef { number: pr.number, url: format!("https://forge.invalid/pr/{}", pr.number), created })
     }
 
     fn capabilities(&self) -> VcsCapabilities {
@@ -282,12 +230,7 @@ impl VcsProvider for ScriptedRepoHost {
 #[async_trait]
 impl ChangeReader for ScriptedRepoHost {
     async fn changes(&self, workspace: &Workspace) -> Result<Vec<Change>> {
-        Ok(self
-            .changes
-            .lock()
-            .get(&workspace.run)
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.changes.lock().get(&workspace.run).cloned().unwrap_or_default())
     }
 
     async fn discard(&self, workspace: &Workspace) -> Result<()> {
@@ -309,11 +252,7 @@ pub struct AgentScript {
 
 impl Default for AgentScript {
     fn default() -> Self {
-        Self {
-            exit: SandboxExit::Completed,
-            changes: vec![Change::file("src/app.js")],
-            hang: false,
-        }
+        Self { exit: SandboxExit::Completed, changes: vec![Change::file("src/app.js")], hang: false }
     }
 }
 
@@ -378,10 +317,7 @@ impl ScriptedSandbox {
 #[async_trait]
 impl Sandbox for ScriptedSandbox {
     async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome> {
-        self.calls.lock().push(SandboxCall {
-            run: spec.run,
-            prompt: spec.prompt.clone(),
-        });
+        self.calls.lock().push(SandboxCall { run: spec.run, prompt: spec.prompt.clone() });
         let script = self
             .scripts
             .lock()

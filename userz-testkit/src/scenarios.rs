@@ -10,17 +10,13 @@ use std::time::Duration;
 
 use userz_core::domain::app::{AppCommand, AppDecider, AppSettings};
 use userz_core::domain::common::{Actor, Dedup, ProcessingMode};
-use userz_core::domain::feedback::{
-    FeedbackCommand, FeedbackContent, FeedbackDecider, FeedbackStatus,
-};
+use userz_core::domain::feedback::{FeedbackCommand, FeedbackContent, FeedbackDecider, FeedbackStatus};
 use userz_core::domain::org::{OrgCommand, OrgDecider};
 use userz_core::domain::pr::{PrDecider, PrState};
 use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
 use userz_core::domain::run::{RunDecider, RunEvent, RunStatus};
 use userz_core::engine::projections::{audit_log, feedback_summary, run_detail};
-use userz_core::engine::{
-    CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail,
-};
+use userz_core::engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail};
 use userz_core::guardrail::Change;
 use userz_core::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
 use userz_core::ports::{EventStore, Label, ReadModelStore, WorkQueue};
@@ -77,12 +73,7 @@ impl Rig {
     pub fn new(stores: StoreSet) -> Self {
         let host = ScriptedRepoHost::new();
         let sandbox = ScriptedSandbox::new(host.clone());
-        Self {
-            stores,
-            classifier: ScriptedClassifier::new(),
-            host,
-            sandbox,
-        }
+        Self { stores, classifier: ScriptedClassifier::new(), host, sandbox }
     }
 
     /// Starts an engine with this rig's doubles.
@@ -140,11 +131,7 @@ pub async fn seed(bus: &CommandBus, mode: ProcessingMode, dedup: Dedup) -> Seede
         .await,
         "create org",
     );
-    let settings = AppSettings {
-        processing_mode: mode,
-        dedup,
-        ..AppSettings::default()
-    };
+    let settings = AppSettings { processing_mode: mode, dedup, ..AppSettings::default() };
     let app_stream = CommandBus::stream::<AppDecider>(app);
     ok(
         bus.execute::<AppDecider>(
@@ -169,9 +156,7 @@ pub async fn seed(bus: &CommandBus, mode: ProcessingMode, dedup: Dedup) -> Seede
                 repo,
                 org,
                 app,
-                provider: Provider::Git {
-                    remote: "file:///srv/git/web.git".into(),
-                },
+                provider: Provider::Git { remote: "file:///srv/git/web.git".into() },
                 base_branch: Some("main".into()),
                 branch_prefix: None,
                 forbidden_paths: vec!["secrets/**".into()],
@@ -180,36 +165,13 @@ pub async fn seed(bus: &CommandBus, mode: ProcessingMode, dedup: Dedup) -> Seede
         .await,
         "create repo",
     );
-    ok(
-        bus.execute::<AppDecider>(
-            &app_stream,
-            CommandMeta::new(),
-            &AppCommand::LinkRepo { repo },
-        )
-        .await,
-        "link repo",
-    );
-    Seeded {
-        org,
-        owner,
-        app,
-        repo,
-    }
+    ok(bus.execute::<AppDecider>(&app_stream, CommandMeta::new(), &AppCommand::LinkRepo { repo }).await, "link repo");
+    Seeded { org, owner, app, repo }
 }
 
 /// Submits a text report.
 pub async fn submit(engine: &Engine, s: &Seeded, text: &str) -> FeedbackId {
-    ok(
-        engine
-            .submit_feedback(
-                s.org,
-                s.app,
-                FeedbackContent::text(text),
-                CommandMeta::new(),
-            )
-            .await,
-        "submit",
-    )
+    ok(engine.submit_feedback(s.org, s.app, FeedbackContent::text(text), CommandMeta::new()).await, "submit")
 }
 
 /// Waits until the feedback list shows `status` for `fb`.
@@ -220,28 +182,15 @@ pub async fn wait_status(
     status: FeedbackStatus,
 ) -> FeedbackSummary {
     eventually(&format!("{fb} to reach {status}"), WAIT, || async move {
-        feedback_summary(store, org, fb)
-            .await
-            .ok()
-            .flatten()
-            .filter(|s| s.status == status)
+        feedback_summary(store, org, fb).await.ok().flatten().filter(|s| s.status == status)
     })
     .await
 }
 
 /// Waits until the run detail shows `status`.
-pub async fn wait_run(
-    store: &dyn ReadModelStore,
-    org: OrgId,
-    run: RunId,
-    status: RunStatus,
-) -> RunDetail {
+pub async fn wait_run(store: &dyn ReadModelStore, org: OrgId, run: RunId, status: RunStatus) -> RunDetail {
     eventually(&format!("{run} to reach {status}"), WAIT, || async move {
-        run_detail(store, org, run)
-            .await
-            .ok()
-            .flatten()
-            .filter(|d| d.status == status)
+        run_detail(store, org, run).await.ok().flatten().filter(|d| d.status == status)
     })
     .await
 }
@@ -249,13 +198,7 @@ pub async fn wait_run(
 /// Waits until the pipeline and every projection have processed the whole log.
 pub async fn settle(stores: &StoreSet) {
     eventually("the pipeline and projections to catch up", WAIT, || async {
-        for name in [
-            "pipeline",
-            "feedback_list",
-            "run_detail",
-            "audit_log",
-            "pending_timers",
-        ] {
+        for name in ["pipeline", "feedback_list", "run_detail", "audit_log", "pending_timers"] {
             let cp = stores.read_models.checkpoint(name).await.ok()?;
             if !stores.events.read_all(cp, 1).await.ok()?.is_empty() {
                 return None;
@@ -290,27 +233,13 @@ pub async fn auto_pr_opens_draft_pr(stores: StoreSet) {
     let engine = rig.start();
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
     let fb = submit(&engine, &s, "The save button does nothing on Safari").await;
-    let summary = wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::PrOpened,
-    )
-    .await;
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrOpened).await;
     assert_eq!(summary.label, Some(Label::Benign));
-    let run = summary
-        .latest_run
-        .unwrap_or_else(|| panic!("a run is linked"));
+    let run = summary.latest_run.unwrap_or_else(|| panic!("a run is linked"));
     let detail = wait_run(stores.read_models.as_ref(), s.org, run, RunStatus::PrOpened).await;
-    assert_eq!(
-        detail.pr_url, summary.pr_url,
-        "run and feedback agree on the PR"
-    );
+    assert_eq!(detail.pr_url, summary.pr_url, "run and feedback agree on the PR");
     assert_eq!(detail.usage.model, "scripted-1");
-    assert!(
-        detail.usage.tokens_in > 0 && detail.usage.cost_micros > 0,
-        "usage recorded"
-    );
+    assert!(detail.usage.tokens_in > 0 && detail.usage.cost_micros > 0, "usage recorded");
     let events: Vec<_> = detail.timeline.iter().map(|t| t.event.as_str()).collect();
     assert_eq!(
         events,
@@ -325,10 +254,7 @@ pub async fn auto_pr_opens_draft_pr(stores: StoreSet) {
         ],
         "every step is an event"
     );
-    assert_eq!(
-        rig.classifier.calls(),
-        vec!["The save button does nothing on Safari".to_string()]
-    );
+    assert_eq!(rig.classifier.calls(), vec!["The save button does nothing on Safari".to_string()]);
     let calls = rig.sandbox.calls();
     assert_eq!(calls.len(), 1, "one sandbox run");
     assert!(
@@ -344,28 +270,13 @@ pub async fn auto_pr_opens_draft_pr(stores: StoreSet) {
     assert!(prs[0].body.contains("not been reviewed"), "warning banner");
     assert_eq!(rig.host.discarded(), vec![run], "workspace discarded");
     let (pr, _) = ok(
-        engine
-            .bus()
-            .load::<PrDecider>(&CommandBus::stream::<PrDecider>(PrId::derived(
-                run.as_uuid(),
-                "pr",
-            )))
-            .await,
+        engine.bus().load::<PrDecider>(&CommandBus::stream::<PrDecider>(PrId::derived(run.as_uuid(), "pr"))).await,
         "load pr",
     );
-    assert!(
-        matches!(pr, PrState::Exists(p) if p.runs == vec![run]),
-        "PR aggregate records its run"
-    );
+    assert!(matches!(pr, PrState::Exists(p) if p.runs == vec![run]), "PR aggregate records its run");
     settle(&stores).await;
-    let audit = ok(
-        audit_log(stores.read_models.as_ref(), s.org, None, 100).await,
-        "audit",
-    );
-    assert!(
-        audit.iter().any(|a| a.kind == "classifier_label"),
-        "label is audited"
-    );
+    let audit = ok(audit_log(stores.read_models.as_ref(), s.org, None, 100).await, "audit");
+    assert!(audit.iter().any(|a| a.kind == "classifier_label"), "label is audited");
     engine.shutdown();
 }
 
@@ -375,57 +286,28 @@ pub async fn forbidden_path_ends_pr_failed(stores: StoreSet) {
     rig.sandbox.when_prompt_contains(
         "deploy workflow",
         AgentScript {
-            changes: vec![
-                Change::file("src/ok.js"),
-                Change::file(".github/workflows/ci.yml"),
-            ],
+            changes: vec![Change::file("src/ok.js"), Change::file(".github/workflows/ci.yml")],
             ..AgentScript::default()
         },
     );
     let engine = rig.start();
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
     let fb = submit(&engine, &s, "The deploy workflow is flaky").await;
-    let summary = wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::PrFailed,
-    )
-    .await;
-    let g = summary
-        .guardrail
-        .unwrap_or_else(|| panic!("guardrail reason recorded"));
-    assert_eq!(
-        (g.file.as_str(), g.rule.as_str()),
-        (".github/workflows/ci.yml", ".github/workflows/**")
-    );
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrFailed).await;
+    let g = summary.guardrail.unwrap_or_else(|| panic!("guardrail reason recorded"));
+    assert_eq!((g.file.as_str(), g.rule.as_str()), (".github/workflows/ci.yml", ".github/workflows/**"));
     let run = summary.latest_run.unwrap_or_else(|| panic!("run"));
     let detail = wait_run(stores.read_models.as_ref(), s.org, run, RunStatus::PrFailed).await;
-    assert_eq!(
-        detail.guardrail.map(|v| v.file),
-        Some(".github/workflows/ci.yml".to_string())
-    );
+    assert_eq!(detail.guardrail.map(|v| v.file), Some(".github/workflows/ci.yml".to_string()));
     assert!(
-        !rig.host
-            .calls()
-            .iter()
-            .any(|c| matches!(c, VcsCall::Push { .. } | VcsCall::OpenOrUpdate { .. })),
+        !rig.host.calls().iter().any(|c| matches!(c, VcsCall::Push { .. } | VcsCall::OpenOrUpdate { .. })),
         "nothing pushed"
     );
     assert!(rig.host.prs().is_empty());
-    assert_eq!(
-        rig.host.discarded(),
-        vec![run],
-        "workspace discarded after a refusal"
-    );
+    assert_eq!(rig.host.discarded(), vec![run], "workspace discarded after a refusal");
     settle(&stores).await;
-    let audit = ok(
-        audit_log(stores.read_models.as_ref(), s.org, None, 100).await,
-        "audit",
-    );
-    assert!(audit
-        .iter()
-        .any(|a| a.kind == "guardrail_refused" && a.detail["file"] == ".github/workflows/ci.yml"));
+    let audit = ok(audit_log(stores.read_models.as_ref(), s.org, None, 100).await, "audit");
+    assert!(audit.iter().any(|a| a.kind == "guardrail_refused" && a.detail["file"] == ".github/workflows/ci.yml"));
     engine.shutdown();
 }
 
@@ -435,38 +317,21 @@ pub async fn manual_mode_waits_for_queue(stores: StoreSet) {
     let engine = rig.start();
     let s = seed(engine.bus(), ProcessingMode::Manual, Dedup::Off).await;
     let fb = submit(&engine, &s, "Typo on the pricing page").await;
-    wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::AwaitingManual,
-    )
-    .await;
+    wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::AwaitingManual).await;
     settle(&stores).await;
-    assert!(
-        rig.sandbox.calls().is_empty(),
-        "no run before a person queues it"
-    );
+    assert!(rig.sandbox.calls().is_empty(), "no run before a person queues it");
     ok(
         engine
             .bus()
             .execute::<FeedbackDecider>(
                 &CommandBus::stream::<FeedbackDecider>(fb),
                 CommandMeta::new(),
-                &FeedbackCommand::Queue {
-                    by: Actor::User { user: s.owner },
-                },
+                &FeedbackCommand::Queue { by: Actor::User { user: s.owner } },
             )
             .await,
         "queue",
     );
-    wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::PrOpened,
-    )
-    .await;
+    wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrOpened).await;
     assert_eq!(rig.sandbox.calls().len(), 1);
     engine.shutdown();
 }
@@ -477,25 +342,13 @@ pub async fn no_pr_mode_never_runs(stores: StoreSet) {
     let engine = rig.start();
     let s = seed(engine.bus(), ProcessingMode::NoPr, Dedup::Off).await;
     let fb = submit(&engine, &s, "Please add dark mode").await;
-    wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::Sanitized,
-    )
-    .await;
+    wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::Sanitized).await;
     settle(&stores).await;
-    let summary = ok(
-        feedback_summary(stores.read_models.as_ref(), s.org, fb).await,
-        "summary",
-    )
-    .unwrap_or_else(|| panic!("row"));
+    let summary =
+        ok(feedback_summary(stores.read_models.as_ref(), s.org, fb).await, "summary").unwrap_or_else(|| panic!("row"));
     assert_eq!(summary.status, FeedbackStatus::Sanitized, "stays collected");
     assert_eq!(summary.latest_run, None);
-    assert!(
-        rig.sandbox.calls().is_empty() && rig.host.calls().is_empty(),
-        "no sandbox, no VCS"
-    );
+    assert!(rig.sandbox.calls().is_empty() && rig.host.calls().is_empty(), "no sandbox, no VCS");
     engine.shutdown();
 }
 
@@ -504,22 +357,11 @@ pub async fn non_benign_labels_are_rejected(stores: StoreSet) {
     let rig = Rig::new(stores.clone());
     let engine = rig.start();
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
-    for label in [
-        Label::Spam,
-        Label::MaliciousInjection,
-        Label::Abuse,
-        Label::OffTopic,
-    ] {
+    for label in [Label::Spam, Label::MaliciousInjection, Label::Abuse, Label::OffTopic] {
         let marker = format!("marker-{label}");
         rig.classifier.label_when(&marker, label);
         let fb = submit(&engine, &s, &format!("report {marker}")).await;
-        let summary = wait_status(
-            stores.read_models.as_ref(),
-            s.org,
-            fb,
-            FeedbackStatus::Rejected,
-        )
-        .await;
+        let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::Rejected).await;
         assert_eq!(summary.label, Some(label));
         let queue = engine
             .bus()
@@ -536,10 +378,7 @@ pub async fn non_benign_labels_are_rejected(stores: StoreSet) {
         );
     }
     settle(&stores).await;
-    assert!(
-        rig.sandbox.calls().is_empty(),
-        "no rejected report reached a sandbox"
-    );
+    assert!(rig.sandbox.calls().is_empty(), "no rejected report reached a sandbox");
     engine.shutdown();
 }
 
@@ -565,41 +404,20 @@ pub async fn failing_push_is_retried_with_backoff(stores: StoreSet) {
     })
     .await;
     let run = summary.latest_run.unwrap_or_else(|| panic!("run"));
-    let events = ok(
-        engine
-            .bus()
-            .read::<RunDecider>(&CommandBus::stream::<RunDecider>(run))
-            .await,
-        "read run",
-    );
+    let events = ok(engine.bus().read::<RunDecider>(&CommandBus::stream::<RunDecider>(run)).await, "read run");
     let retries: Vec<_> = events
         .iter()
         .filter_map(|(rec, e)| match e {
-            RunEvent::RetryScheduled {
-                step,
-                attempt,
-                retry_at,
-                ..
-            } => Some((
-                step.clone(),
-                *attempt,
-                retry_at.as_millis() - rec.recorded_at.as_millis(),
-            )),
+            RunEvent::RetryScheduled { step, attempt, retry_at, .. } => {
+                Some((step.clone(), *attempt, retry_at.as_millis() - rec.recorded_at.as_millis()))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(
-        retries.len(),
-        2,
-        "two failed pushes, two recorded retries: {retries:?}"
-    );
+    assert_eq!(retries.len(), 2, "two failed pushes, two recorded retries: {retries:?}");
     assert!(retries.iter().all(|(step, _, _)| step == "push"));
     assert_eq!((retries[0].1, retries[1].1), (1, 2), "attempts counted");
-    assert_eq!(
-        (retries[0].2, retries[1].2),
-        (1000, 2000),
-        "backoff doubles"
-    );
+    assert_eq!((retries[0].2, retries[1].2), (1000, 2000), "backoff doubles");
     assert_eq!(rig.host.prs().len(), 1);
     engine.shutdown();
 }
@@ -621,30 +439,12 @@ pub async fn crash_mid_run_resumes_with_one_pr(stores: StoreSet) {
     drop(first); // crash: every task stops where it is
     let second_sandbox = ScriptedSandbox::new(rig.host.clone());
     let second = rig.start_with(second_sandbox.clone());
-    stores
-        .clock
-        .advance(test_config().lease + Duration::from_secs(1));
-    let summary = wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::PrOpened,
-    )
-    .await;
+    stores.clock.advance(test_config().lease + Duration::from_secs(1));
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrOpened).await;
     assert_eq!(rig.host.prs().len(), 1, "exactly one PR");
-    assert_eq!(
-        second_sandbox.calls().len(),
-        1,
-        "the run was resumed in a fresh sandbox"
-    );
+    assert_eq!(second_sandbox.calls().len(), 1, "the run was resumed in a fresh sandbox");
     let run = summary.latest_run.unwrap_or_else(|| panic!("run"));
-    let events = ok(
-        second
-            .bus()
-            .read::<RunDecider>(&CommandBus::stream::<RunDecider>(run))
-            .await,
-        "read run",
-    );
+    let events = ok(second.bus().read::<RunDecider>(&CommandBus::stream::<RunDecider>(run)).await, "read run");
     let attempts: Vec<u32> = events
         .iter()
         .filter_map(|(_, e)| match e {
@@ -672,43 +472,17 @@ pub async fn crash_after_pr_created_finds_it(stores: StoreSet) {
     .await;
     drop(first);
     let second = rig.start();
-    stores
-        .clock
-        .advance(test_config().lease + Duration::from_secs(1));
-    let summary = wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::PrOpened,
-    )
-    .await;
+    stores.clock.advance(test_config().lease + Duration::from_secs(1));
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrOpened).await;
     assert_eq!(rig.host.prs().len(), 1, "no second PR");
-    let opens = rig
-        .host
-        .calls()
-        .iter()
-        .filter(|c| matches!(c, VcsCall::OpenOrUpdate { .. }))
-        .count();
+    let opens = rig.host.calls().iter().filter(|c| matches!(c, VcsCall::OpenOrUpdate { .. })).count();
     assert_eq!(opens, 2, "the step was retried");
-    let pushes = rig
-        .host
-        .calls()
-        .iter()
-        .filter(|c| matches!(c, VcsCall::Push { .. }))
-        .count();
+    let pushes = rig.host.calls().iter().filter(|c| matches!(c, VcsCall::Push { .. })).count();
     assert_eq!(pushes, 1, "the pushed branch was not pushed again");
     let run = summary.latest_run.unwrap_or_else(|| panic!("run"));
-    let events = ok(
-        second
-            .bus()
-            .read::<RunDecider>(&CommandBus::stream::<RunDecider>(run))
-            .await,
-        "read run",
-    );
+    let events = ok(second.bus().read::<RunDecider>(&CommandBus::stream::<RunDecider>(run)).await, "read run");
     assert!(
-        events
-            .iter()
-            .any(|(_, e)| matches!(e, RunEvent::PrOpened { created: false, .. })),
+        events.iter().any(|(_, e)| matches!(e, RunEvent::PrOpened { created: false, .. })),
         "the existing PR was found"
     );
     second.shutdown();
@@ -717,49 +491,25 @@ pub async fn crash_after_pr_created_finds_it(stores: StoreSet) {
 /// A deadline set before a crash fires after it: the run ends `timed_out`.
 pub async fn deadline_fires_after_restart(stores: StoreSet) {
     let rig = Rig::new(stores.clone());
-    rig.sandbox.set_default(AgentScript {
-        hang: true,
-        ..AgentScript::default()
-    });
+    rig.sandbox.set_default(AgentScript { hang: true, ..AgentScript::default() });
     let first = rig.start();
     let s = seed(first.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
     let fb = submit(&first, &s, "Search is slow").await;
-    let summary = wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::Running,
-    )
-    .await;
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::Running).await;
     let run = summary.latest_run.unwrap_or_else(|| panic!("run"));
     let detail = wait_run(stores.read_models.as_ref(), s.org, run, RunStatus::Running).await;
-    let deadline = detail
-        .deadline_at
-        .unwrap_or_else(|| panic!("deadline recorded"));
-    assert_eq!(
-        deadline.as_millis() - detail.queued_at.as_millis(),
-        20 * 60 * 1000,
-        "20-minute wall clock"
-    );
+    let deadline = detail.deadline_at.unwrap_or_else(|| panic!("deadline recorded"));
+    assert_eq!(deadline.as_millis() - detail.queued_at.as_millis(), 20 * 60 * 1000, "20-minute wall clock");
     drop(first);
     let second = rig.start();
     stores.clock.advance(Duration::from_secs(21 * 60));
     let d = wait_run(stores.read_models.as_ref(), s.org, run, RunStatus::TimedOut).await;
     assert!(d.finished_at.is_some());
-    let summary = wait_status(
-        stores.read_models.as_ref(),
-        s.org,
-        fb,
-        FeedbackStatus::Failed,
-    )
-    .await;
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::Failed).await;
     assert_eq!(summary.failure.as_deref(), Some("timed_out"));
     assert!(rig.host.prs().is_empty());
     settle(&stores).await;
-    let audit = ok(
-        audit_log(stores.read_models.as_ref(), s.org, None, 100).await,
-        "audit",
-    );
+    let audit = ok(audit_log(stores.read_models.as_ref(), s.org, None, 100).await, "audit");
     assert!(audit.iter().any(|a| a.kind == "run_timed_out"));
     second.shutdown();
 }

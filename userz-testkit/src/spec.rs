@@ -28,10 +28,7 @@ pub struct Spec<D: Decider> {
 
 impl<D: Decider> Default for Spec<D> {
     fn default() -> Self {
-        Self {
-            given: Vec::new(),
-            _d: PhantomData,
-        }
+        Self { given: Vec::new(), _d: PhantomData }
     }
 }
 
@@ -56,10 +53,7 @@ impl<D: Decider> Spec<D> {
 
     /// The command under test.
     pub fn when(self, command: D::Command) -> When<D> {
-        When {
-            given: self.given,
-            command,
-        }
+        When { given: self.given, command }
     }
 }
 
@@ -82,10 +76,7 @@ where
                 assert_eq!(events, expected, "decided events differ");
                 D::replay(self.given.iter().chain(events.iter()))
             }
-            Err(r) => panic!(
-                "expected events {expected:?}, but the command was rejected: {r} (rule {})",
-                r.rule()
-            ),
+            Err(r) => panic!("expected events {expected:?}, but the command was rejected: {r} (rule {})", r.rule()),
         }
     }
 
@@ -97,10 +88,7 @@ where
                 assert!(check(&events), "decided events do not match: {events:?}");
                 D::replay(self.given.iter().chain(events.iter()))
             }
-            Err(r) => panic!(
-                "expected acceptance, but the command was rejected: {r} (rule {})",
-                r.rule()
-            ),
+            Err(r) => panic!("expected acceptance, but the command was rejected: {r} (rule {})", r.rule()),
         }
     }
 

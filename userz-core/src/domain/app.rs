@@ -109,12 +109,7 @@ pub enum AppEvent {
     /// Archived.
     AppArchived {},
 }
-event_names!(AppEvent {
-    AppCreated,
-    AppConfigured,
-    RepoLinked,
-    AppArchived
-});
+event_names!(AppEvent { AppCreated, AppConfigured, RepoLinked, AppArchived });
 
 /// An existing App.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,11 +181,7 @@ fn apply_patch(current: &AppSettings, p: &AppSettingsPatch) -> Result<AppSetting
         _ => None,
     });
     match (p.batch_enabled, p.incremental_merge_enabled) {
-        (Some(true), _) => {
-            s.dedup = Dedup::Batch {
-                window_hours: window.unwrap_or(Dedup::DEFAULT_WINDOW_HOURS),
-            }
-        }
+        (Some(true), _) => s.dedup = Dedup::Batch { window_hours: window.unwrap_or(Dedup::DEFAULT_WINDOW_HOURS) },
         (_, Some(true)) => {
             if matches!(current.dedup, Dedup::Batch { .. }) && p.batch_enabled != Some(false) {
                 return Err(Rejection::Invariant {
@@ -223,16 +214,7 @@ impl Decider for AppDecider {
 
     fn decide(command: &AppCommand, state: &AppState) -> Result<Vec<AppEvent>, Rejection> {
         let app = match (command, state) {
-            (
-                AppCommand::Create {
-                    app,
-                    org,
-                    name,
-                    public_key,
-                    settings,
-                },
-                AppState::None,
-            ) => {
+            (AppCommand::Create { app, org, name, public_key, settings }, AppState::None) => {
                 let name = name.trim();
                 if name.is_empty() || name.chars().count() > 100 {
                     return Err(Rejection::input("name", "1-100 characters"));
@@ -249,9 +231,7 @@ impl Decider for AppDecider {
                     settings: settings.clone(),
                 }]);
             }
-            (AppCommand::Create { .. }, AppState::Active(_)) => {
-                return Err(Rejection::AlreadyExists { entity: "app" })
-            }
+            (AppCommand::Create { .. }, AppState::Active(_)) => return Err(Rejection::AlreadyExists { entity: "app" }),
             (_, AppState::None) => return Err(Rejection::NotFound { entity: "app" }),
             (_, AppState::Active(app)) => app,
         };
@@ -281,16 +261,7 @@ impl Decider for AppDecider {
 
     fn evolve(state: AppState, event: &AppEvent) -> AppState {
         match (state, event) {
-            (
-                AppState::None,
-                AppEvent::AppCreated {
-                    app,
-                    org,
-                    name,
-                    public_key,
-                    settings,
-                },
-            ) => AppState::Active(App {
+            (AppState::None, AppEvent::AppCreated { app, org, name, public_key, settings }) => AppState::Active(App {
                 app: *app,
                 org: *org,
                 name: name.clone(),

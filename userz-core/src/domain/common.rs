@@ -144,15 +144,10 @@ pub fn validate_branch_prefix(prefix: &str) -> Result<(), Rejection> {
         && !prefix.starts_with('/')
         && !prefix.contains("..")
         && !prefix.contains("//")
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(Rejection::input(
-            "branch_prefix",
-            "1-64 chars of [A-Za-z0-9/._-], ending in '/', no '..' or '//'",
-        ))
+        Err(Rejection::input("branch_prefix", "1-64 chars of [A-Za-z0-9/._-], ending in '/', no '..' or '//'"))
     }
 }

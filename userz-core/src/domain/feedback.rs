@@ -340,6 +340,9 @@ pub struct Consolidated {
 }
 
 /// Commands on a report.
+// `Submit` carries the whole report; commands and events are built and moved
+// once each, so the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedbackCommand {
     /// Accepts a validated report.
@@ -411,6 +414,7 @@ pub enum FeedbackCommand {
 }
 
 /// Events of a report.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum FeedbackEvent {
@@ -596,21 +600,9 @@ impl Decider for FeedbackDecider {
         FeedbackState::None
     }
 
-    fn decide(
-        command: &FeedbackCommand,
-        state: &FeedbackState,
-    ) -> Result<Vec<FeedbackEvent>, Rejection> {
+    fn decide(command: &FeedbackCommand, state: &FeedbackState) -> Result<Vec<FeedbackEvent>, Rejection> {
         let fb = match (command, state) {
-            (
-                FeedbackCommand::Submit {
-                    feedback,
-                    org,
-                    app,
-                    content,
-                    received_at,
-                },
-                FeedbackState::None,
-            ) => {
+            (FeedbackCommand::Submit { feedback, org, app, content, received_at }, FeedbackState::None) => {
                 if content.text.expose().trim().is_empty() {
                     return Err(Rejection::input("text", "must not be empty"));
                 }
@@ -635,10 +627,7 @@ impl Decider for FeedbackDecider {
                 Stage::Received => Ok(vec![FeedbackEvent::SanitizingStarted {}]),
                 _ => Err(refuse()),
             },
-            FeedbackCommand::Classify {
-                classification,
-                routing,
-            } => {
+            FeedbackCommand::Classify { classification, routing } => {
                 if fb.stage != Stage::Sanitizing {
                     return Err(refuse());
                 }
@@ -654,9 +643,7 @@ impl Decider for FeedbackDecider {
                 if classification.label == Label::Benign {
                     events.extend(route(routing));
                 } else {
-                    events.push(FeedbackEvent::FeedbackRejected {
-                        label: classification.label,
-                    });
+                    events.push(FeedbackEvent::FeedbackRejected { label: classification.label });
                 }
                 Ok(events)
             }
@@ -664,9 +651,7 @@ impl Decider for FeedbackDecider {
                 Stage::BatchPending { .. } => {
                     let mut events = vec![FeedbackEvent::BatchClosed {}];
                     match mode {
-                        ProcessingMode::AutoPr => {
-                            events.push(FeedbackEvent::FeedbackQueued { by: Actor::System })
-                        }
+                        ProcessingMode::AutoPr => events.push(FeedbackEvent::FeedbackQueued { by: Actor::System }),
                         ProcessingMode::Manual => events.push(FeedbackEvent::AwaitingManual {}),
                         ProcessingMode::NoPr => {}
                     }
@@ -674,9 +659,7 @@ impl Decider for FeedbackDecider {
                 }
                 _ => Err(refuse()),
             },
-            FeedbackCommand::Queue { .. }
-                if fb.classification.as_ref().map(|c| c.label) != Some(Label::Benign) =>
-            {
+            FeedbackCommand::Queue { .. } if fb.classification.as_ref().map(|c| c.label) != Some(Label::Benign) => {
                 Err(Rejection::Invariant {
                     rule: "not_benign",
                     message: "only a report classified benign may be queued for a run".into(),
@@ -696,10 +679,7 @@ impl Decider for FeedbackDecider {
             },
             FeedbackCommand::CompleteRun { run, result } => match &fb.stage {
                 Stage::Running { run: current } if current == run => {
-                    Ok(vec![FeedbackEvent::RunCompleted {
-                        run: *run,
-                        result: result.clone(),
-                    }])
+                    Ok(vec![FeedbackEvent::RunCompleted { run: *run, result: result.clone() }])
                 }
                 Stage::Running { .. } => Err(Rejection::Invariant {
                     rule: "run_mismatch",
@@ -712,31 +692,21 @@ impl Decider for FeedbackDecider {
                     return Err(Rejection::input("lead", "a report cannot duplicate itself"));
                 }
                 match fb.stage {
-                    Stage::Sanitized
-                    | Stage::AwaitingManual
-                    | Stage::BatchPending { .. }
-                    | Stage::Queued => {
+                    Stage::Sanitized | Stage::AwaitingManual | Stage::BatchPending { .. } | Stage::Queued => {
                         if !fb.duplicates.is_empty() {
                             return Err(Rejection::Invariant {
                                 rule: "lead_has_duplicates",
-                                message: "a lead with duplicates cannot itself become a duplicate"
-                                    .into(),
+                                message: "a lead with duplicates cannot itself become a duplicate".into(),
                             });
                         }
-                        Ok(vec![FeedbackEvent::MarkedDuplicate {
-                            lead: *lead,
-                            similarity: *similarity,
-                        }])
+                        Ok(vec![FeedbackEvent::MarkedDuplicate { lead: *lead, similarity: *similarity }])
                     }
                     _ => Err(refuse()),
                 }
             }
             FeedbackCommand::AttachDuplicate { duplicate } => {
                 if *duplicate == fb.feedback {
-                    return Err(Rejection::input(
-                        "duplicate",
-                        "a report cannot duplicate itself",
-                    ));
+                    return Err(Rejection::input("duplicate", "a report cannot duplicate itself"));
                 }
                 match fb.stage {
                     Stage::Received
@@ -745,9 +715,7 @@ impl Decider for FeedbackDecider {
                     | Stage::Duplicate { .. }
                     | Stage::Archived => Err(refuse()),
                     _ if fb.duplicates.contains(duplicate) => Ok(vec![]),
-                    _ => Ok(vec![FeedbackEvent::DuplicateAttached {
-                        duplicate: *duplicate,
-                    }]),
+                    _ => Ok(vec![FeedbackEvent::DuplicateAttached { duplicate: *duplicate }]),
                 }
             }
             FeedbackCommand::Consolidate { consolidated } => match fb.stage {
@@ -757,20 +725,14 @@ impl Decider for FeedbackDecider {
                 | Stage::Duplicate { .. }
                 | Stage::Archived => Err(refuse()),
                 _ => {
-                    if consolidated.theme.trim().is_empty()
-                        || consolidated.theme.chars().count() > 120
-                    {
+                    if consolidated.theme.trim().is_empty() || consolidated.theme.chars().count() > 120 {
                         return Err(Rejection::input("theme", "1-120 characters"));
                     }
-                    Ok(vec![FeedbackEvent::Consolidated {
-                        consolidated: consolidated.clone(),
-                    }])
+                    Ok(vec![FeedbackEvent::Consolidated { consolidated: consolidated.clone() }])
                 }
             },
             FeedbackCommand::Archive { by } => match fb.stage {
-                Stage::Received | Stage::Sanitizing | Stage::Running { .. } | Stage::Archived => {
-                    Err(refuse())
-                }
+                Stage::Received | Stage::Sanitizing | Stage::Running { .. } | Stage::Archived => Err(refuse()),
                 _ => Ok(vec![FeedbackEvent::FeedbackArchived { by: by.clone() }]),
             },
         }
@@ -778,16 +740,7 @@ impl Decider for FeedbackDecider {
 
     fn evolve(state: FeedbackState, event: &FeedbackEvent) -> FeedbackState {
         let mut fb = match (state, event) {
-            (
-                FeedbackState::None,
-                FeedbackEvent::FeedbackReceived {
-                    feedback,
-                    org,
-                    app,
-                    content,
-                    received_at,
-                },
-            ) => {
+            (FeedbackState::None, FeedbackEvent::FeedbackReceived { feedback, org, app, content, received_at }) => {
                 return FeedbackState::Exists(Box::new(Feedback {
                     feedback: *feedback,
                     org: *org,
@@ -807,12 +760,7 @@ impl Decider for FeedbackDecider {
         match event {
             FeedbackEvent::FeedbackReceived { .. } => {}
             FeedbackEvent::SanitizingStarted {} => fb.stage = Stage::Sanitizing,
-            FeedbackEvent::Classified {
-                label,
-                confidence,
-                signals,
-                classifier,
-            } => {
+            FeedbackEvent::Classified { label, confidence, signals, classifier } => {
                 fb.classification = Some(Classification {
                     label: *label,
                     confidence: *confidence,
@@ -821,15 +769,9 @@ impl Decider for FeedbackDecider {
                 });
                 fb.stage = Stage::Sanitized;
             }
-            FeedbackEvent::FeedbackRejected { label } => {
-                fb.stage = Stage::Rejected { label: *label }
-            }
+            FeedbackEvent::FeedbackRejected { label } => fb.stage = Stage::Rejected { label: *label },
             FeedbackEvent::AwaitingManual {} => fb.stage = Stage::AwaitingManual,
-            FeedbackEvent::BatchPending { closes_at } => {
-                fb.stage = Stage::BatchPending {
-                    closes_at: *closes_at,
-                }
-            }
+            FeedbackEvent::BatchPending { closes_at } => fb.stage = Stage::BatchPending { closes_at: *closes_at },
             FeedbackEvent::BatchClosed {} => fb.stage = Stage::Sanitized,
             FeedbackEvent::FeedbackQueued { .. } => fb.stage = Stage::Queued,
             FeedbackEvent::RunStarted { run } => {
@@ -839,25 +781,14 @@ impl Decider for FeedbackDecider {
             FeedbackEvent::RunCompleted { result, .. } => {
                 fb.stage = match result {
                     RunResult::PrOpened { url, .. } => Stage::PrOpened { url: url.clone() },
-                    RunResult::BranchPushed { branch } => Stage::BranchPushed {
-                        branch: branch.clone(),
-                    },
-                    RunResult::PrFailed { file, rule } => Stage::PrFailed {
-                        file: file.clone(),
-                        rule: rule.clone(),
-                    },
-                    RunResult::Failed { reason } => Stage::Failed {
-                        reason: reason.clone(),
-                    },
+                    RunResult::BranchPushed { branch } => Stage::BranchPushed { branch: branch.clone() },
+                    RunResult::PrFailed { file, rule } => Stage::PrFailed { file: file.clone(), rule: rule.clone() },
+                    RunResult::Failed { reason } => Stage::Failed { reason: reason.clone() },
                 }
             }
-            FeedbackEvent::MarkedDuplicate { lead, .. } => {
-                fb.stage = Stage::Duplicate { lead: *lead }
-            }
+            FeedbackEvent::MarkedDuplicate { lead, .. } => fb.stage = Stage::Duplicate { lead: *lead },
             FeedbackEvent::DuplicateAttached { duplicate } => fb.duplicates.push(*duplicate),
-            FeedbackEvent::Consolidated { consolidated } => {
-                fb.consolidated = Some(consolidated.clone())
-            }
+            FeedbackEvent::Consolidated { consolidated } => fb.consolidated = Some(consolidated.clone()),
             FeedbackEvent::FeedbackArchived { .. } => fb.stage = Stage::Archived,
         }
         FeedbackState::Exists(fb)

@@ -90,12 +90,7 @@ pub enum OrgEvent {
         user: UserId,
     },
 }
-event_names!(OrgEvent {
-    OrgCreated,
-    MemberAdded,
-    MemberRoleChanged,
-    MemberRemoved
-});
+event_names!(OrgEvent { OrgCreated, MemberAdded, MemberRoleChanged, MemberRemoved });
 
 /// A member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,9 +129,7 @@ impl OrgState {
 
     fn owners(&self) -> usize {
         match self {
-            OrgState::Active { members, .. } => {
-                members.values().filter(|m| m.role == Role::Owner).count()
-            }
+            OrgState::Active { members, .. } => members.values().filter(|m| m.role == Role::Owner).count(),
             OrgState::None => 0,
         }
     }
@@ -146,21 +139,11 @@ impl OrgState {
 #[derive(Debug, Clone, Copy)]
 pub struct OrgDecider;
 
-fn require_admin(
-    state: &OrgState,
-    actor: UserId,
-    command: &'static str,
-) -> Result<Role, Rejection> {
+fn require_admin(state: &OrgState, actor: UserId, command: &'static str) -> Result<Role, Rejection> {
     match state.role_of(actor) {
         Some(role) if role.can_administer() => Ok(role),
-        Some(role) => Err(Rejection::NotPermitted {
-            role: role.to_string(),
-            command,
-        }),
-        None => Err(Rejection::NotPermitted {
-            role: "none".into(),
-            command,
-        }),
+        Some(role) => Err(Rejection::NotPermitted { role: role.to_string(), command }),
+        None => Err(Rejection::NotPermitted { role: "none".into(), command }),
     }
 }
 
@@ -175,22 +158,13 @@ impl Decider for OrgDecider {
 
     fn decide(command: &OrgCommand, state: &OrgState) -> Result<Vec<OrgEvent>, Rejection> {
         if let (OrgCommand::Create { .. }, OrgState::Active { .. }) = (command, state) {
-            return Err(Rejection::AlreadyExists {
-                entity: "organization",
-            });
+            return Err(Rejection::AlreadyExists { entity: "organization" });
         }
         if !matches!(command, OrgCommand::Create { .. }) && matches!(state, OrgState::None) {
-            return Err(Rejection::NotFound {
-                entity: "organization",
-            });
+            return Err(Rejection::NotFound { entity: "organization" });
         }
         match command {
-            OrgCommand::Create {
-                org,
-                name,
-                owner,
-                owner_email,
-            } => {
+            OrgCommand::Create { org, name, owner, owner_email } => {
                 let name = name.trim();
                 if name.is_empty() || name.chars().count() > 100 {
                     return Err(Rejection::input("name", "1-100 characters"));
@@ -202,38 +176,21 @@ impl Decider for OrgDecider {
                     owner_email: owner_email.clone(),
                 }])
             }
-            OrgCommand::AddMember {
-                actor,
-                user,
-                email,
-                role,
-            } => {
+            OrgCommand::AddMember { actor, user, email, role } => {
                 let actor_role = require_admin(state, *actor, "add_member")?;
                 if state.role_of(*user).is_some() {
                     return Err(Rejection::AlreadyExists { entity: "member" });
                 }
                 if *role == Role::Owner && actor_role != Role::Owner {
-                    return Err(Rejection::NotPermitted {
-                        role: actor_role.to_string(),
-                        command: "grant_owner",
-                    });
+                    return Err(Rejection::NotPermitted { role: actor_role.to_string(), command: "grant_owner" });
                 }
-                Ok(vec![OrgEvent::MemberAdded {
-                    user: *user,
-                    email: email.clone(),
-                    role: *role,
-                }])
+                Ok(vec![OrgEvent::MemberAdded { user: *user, email: email.clone(), role: *role }])
             }
             OrgCommand::ChangeRole { actor, user, role } => {
                 let actor_role = require_admin(state, *actor, "change_role")?;
-                let current = state
-                    .role_of(*user)
-                    .ok_or(Rejection::NotFound { entity: "member" })?;
+                let current = state.role_of(*user).ok_or(Rejection::NotFound { entity: "member" })?;
                 if (current == Role::Owner || *role == Role::Owner) && actor_role != Role::Owner {
-                    return Err(Rejection::NotPermitted {
-                        role: actor_role.to_string(),
-                        command: "change_owner",
-                    });
+                    return Err(Rejection::NotPermitted { role: actor_role.to_string(), command: "change_owner" });
                 }
                 if current == Role::Owner && *role != Role::Owner && state.owners() == 1 {
                     return Err(Rejection::Invariant {
@@ -244,21 +201,13 @@ impl Decider for OrgDecider {
                 if current == *role {
                     return Ok(vec![]);
                 }
-                Ok(vec![OrgEvent::MemberRoleChanged {
-                    user: *user,
-                    role: *role,
-                }])
+                Ok(vec![OrgEvent::MemberRoleChanged { user: *user, role: *role }])
             }
             OrgCommand::RemoveMember { actor, user } => {
                 let actor_role = require_admin(state, *actor, "remove_member")?;
-                let current = state
-                    .role_of(*user)
-                    .ok_or(Rejection::NotFound { entity: "member" })?;
+                let current = state.role_of(*user).ok_or(Rejection::NotFound { entity: "member" })?;
                 if current == Role::Owner && actor_role != Role::Owner {
-                    return Err(Rejection::NotPermitted {
-                        role: actor_role.to_string(),
-                        command: "remove_owner",
-                    });
+                    return Err(Rejection::NotPermitted { role: actor_role.to_string(), command: "remove_owner" });
                 }
                 if current == Role::Owner && state.owners() == 1 {
                     return Err(Rejection::Invariant {
@@ -273,46 +222,15 @@ impl Decider for OrgDecider {
 
     fn evolve(state: OrgState, event: &OrgEvent) -> OrgState {
         match (state, event) {
-            (
-                OrgState::None,
-                OrgEvent::OrgCreated {
-                    org,
-                    name,
-                    owner,
-                    owner_email,
-                },
-            ) => {
+            (OrgState::None, OrgEvent::OrgCreated { org, name, owner, owner_email }) => {
                 let mut members = BTreeMap::new();
-                members.insert(
-                    *owner,
-                    Member {
-                        email: owner_email.clone(),
-                        role: Role::Owner,
-                    },
-                );
-                OrgState::Active {
-                    org: *org,
-                    name: name.clone(),
-                    members,
-                }
+                members.insert(*owner, Member { email: owner_email.clone(), role: Role::Owner });
+                OrgState::Active { org: *org, name: name.clone(), members }
             }
-            (
-                OrgState::Active {
-                    org,
-                    name,
-                    mut members,
-                },
-                ev,
-            ) => {
+            (OrgState::Active { org, name, mut members }, ev) => {
                 match ev {
                     OrgEvent::MemberAdded { user, email, role } => {
-                        members.insert(
-                            *user,
-                            Member {
-                                email: email.clone(),
-                                role: *role,
-                            },
-                        );
+                        members.insert(*user, Member { email: email.clone(), role: *role });
                     }
                     OrgEvent::MemberRoleChanged { user, role } => {
                         if let Some(m) = members.get_mut(user) {

@@ -218,19 +218,7 @@ impl Decider for PrDecider {
 
     fn decide(command: &PrCommand, state: &PrState) -> Result<Vec<PrEvent>, Rejection> {
         let pr = match (command, state) {
-            (
-                PrCommand::Open {
-                    pr,
-                    org,
-                    repo,
-                    feedback,
-                    run,
-                    number,
-                    url,
-                    branch,
-                },
-                PrState::None,
-            ) => {
+            (PrCommand::Open { pr, org, repo, feedback, run, number, url, branch }, PrState::None) => {
                 return Ok(vec![PrEvent::PullRequestOpened {
                     pr: *pr,
                     org: *org,
@@ -243,15 +231,9 @@ impl Decider for PrDecider {
                 }]);
             }
             (PrCommand::Open { .. }, PrState::Exists(_)) => {
-                return Err(Rejection::AlreadyExists {
-                    entity: "pull_request",
-                })
+                return Err(Rejection::AlreadyExists { entity: "pull_request" })
             }
-            (_, PrState::None) => {
-                return Err(Rejection::NotFound {
-                    entity: "pull_request",
-                })
-            }
+            (_, PrState::None) => return Err(Rejection::NotFound { entity: "pull_request" }),
             (_, PrState::Exists(p)) => p,
         };
         let status = match pr.closed {
@@ -260,9 +242,7 @@ impl Decider for PrDecider {
             Some(false) => "closed",
         };
         match command {
-            PrCommand::Open { .. } => Err(Rejection::AlreadyExists {
-                entity: "pull_request",
-            }),
+            PrCommand::Open { .. } => Err(Rejection::AlreadyExists { entity: "pull_request" }),
             PrCommand::AddComment { comment } => {
                 if pr.closed.is_some() {
                     return Err(Rejection::transition("add_comment", status));
@@ -270,26 +250,18 @@ impl Decider for PrDecider {
                 if pr.comments.iter().any(|c| c.comment == comment.comment) {
                     return Err(Rejection::AlreadyExists { entity: "comment" });
                 }
-                if comment.path.is_empty()
-                    || comment.body.expose().trim().is_empty()
-                    || comment.line == 0
-                {
-                    return Err(Rejection::input(
-                        "comment",
-                        "path, line ≥ 1 and body are required",
-                    ));
+                if comment.path.is_empty() || comment.body.expose().trim().is_empty() || comment.line == 0 {
+                    return Err(Rejection::input("comment", "path, line ≥ 1 and body are required"));
                 }
                 let mut c = comment.clone();
                 c.resolved = false;
                 Ok(vec![PrEvent::CommentAdded { comment: c }])
             }
-            PrCommand::ResolveComment { comment } => {
-                match pr.comments.iter().find(|c| c.comment == *comment) {
-                    None => Err(Rejection::NotFound { entity: "comment" }),
-                    Some(c) if c.resolved => Ok(vec![]),
-                    Some(_) => Ok(vec![PrEvent::CommentResolved { comment: *comment }]),
-                }
-            }
+            PrCommand::ResolveComment { comment } => match pr.comments.iter().find(|c| c.comment == *comment) {
+                None => Err(Rejection::NotFound { entity: "comment" }),
+                Some(c) if c.resolved => Ok(vec![]),
+                Some(_) => Ok(vec![PrEvent::CommentResolved { comment: *comment }]),
+            },
             PrCommand::RequestRevision { run } => {
                 if pr.closed.is_some() {
                     return Err(Rejection::transition("request_revision", status));
@@ -310,10 +282,7 @@ impl Decider for PrDecider {
                         message: "a revision needs at least one unresolved comment".into(),
                     });
                 }
-                Ok(vec![PrEvent::RevisionRequested {
-                    run: *run,
-                    comments,
-                }])
+                Ok(vec![PrEvent::RevisionRequested { run: *run, comments }])
             }
             PrCommand::CompleteRevision { run, updated } => {
                 if pr.revision_in_flight != Some(*run) {
@@ -322,10 +291,7 @@ impl Decider for PrDecider {
                         message: format!("{run} is not the revision in flight"),
                     });
                 }
-                Ok(vec![PrEvent::RevisionCompleted {
-                    run: *run,
-                    updated: *updated,
-                }])
+                Ok(vec![PrEvent::RevisionCompleted { run: *run, updated: *updated }])
             }
             PrCommand::Close { merged } => {
                 if pr.closed.is_some() {
@@ -338,19 +304,7 @@ impl Decider for PrDecider {
 
     fn evolve(state: PrState, event: &PrEvent) -> PrState {
         let mut p = match (state, event) {
-            (
-                PrState::None,
-                PrEvent::PullRequestOpened {
-                    pr,
-                    org,
-                    repo,
-                    feedback,
-                    run,
-                    number,
-                    url,
-                    branch,
-                },
-            ) => {
+            (PrState::None, PrEvent::PullRequestOpened { pr, org, repo, feedback, run, number, url, branch }) => {
                 return PrState::Exists(Box::new(PullRequest {
                     pr: *pr,
                     org: *org,

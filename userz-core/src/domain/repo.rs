@@ -44,10 +44,7 @@ impl Provider {
             }
             Provider::Gitlab { base_url, project } => {
                 if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-                    return Err(Rejection::input(
-                        "provider.base_url",
-                        "must be an http(s) URL",
-                    ));
+                    return Err(Rejection::input("provider.base_url", "must be an http(s) URL"));
                 }
                 if project.is_empty() {
                     return Err(Rejection::input("provider.project", "required"));
@@ -130,11 +127,7 @@ pub enum RepoEvent {
         prefix: String,
     },
 }
-event_names!(RepoEvent {
-    RepoCreated,
-    ForbiddenPathsSet,
-    BranchPrefixSet
-});
+event_names!(RepoEvent { RepoCreated, ForbiddenPathsSet, BranchPrefixSet });
 
 /// An existing Repo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,10 +168,7 @@ fn validate_rules(rules: &[String]) -> Result<(), Rejection> {
     }
     for r in rules {
         if r.trim().is_empty() || r.len() > 512 {
-            return Err(Rejection::input(
-                "forbidden_paths",
-                "each rule is 1-512 characters",
-            ));
+            return Err(Rejection::input("forbidden_paths", "each rule is 1-512 characters"));
         }
     }
     Ok(())
@@ -196,21 +186,11 @@ impl Decider for RepoDecider {
     fn decide(command: &RepoCommand, state: &RepoState) -> Result<Vec<RepoEvent>, Rejection> {
         match (command, state) {
             (
-                RepoCommand::Create {
-                    repo,
-                    org,
-                    app,
-                    provider,
-                    base_branch,
-                    branch_prefix,
-                    forbidden_paths,
-                },
+                RepoCommand::Create { repo, org, app, provider, base_branch, branch_prefix, forbidden_paths },
                 RepoState::None,
             ) => {
                 provider.validate()?;
-                let prefix = branch_prefix
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_BRANCH_PREFIX.to_string());
+                let prefix = branch_prefix.clone().unwrap_or_else(|| DEFAULT_BRANCH_PREFIX.to_string());
                 validate_branch_prefix(&prefix)?;
                 validate_rules(forbidden_paths)?;
                 Ok(vec![RepoEvent::RepoCreated {
@@ -223,27 +203,21 @@ impl Decider for RepoDecider {
                     forbidden_paths: forbidden_paths.clone(),
                 }])
             }
-            (RepoCommand::Create { .. }, RepoState::Active(_)) => {
-                Err(Rejection::AlreadyExists { entity: "repo" })
-            }
+            (RepoCommand::Create { .. }, RepoState::Active(_)) => Err(Rejection::AlreadyExists { entity: "repo" }),
             (_, RepoState::None) => Err(Rejection::NotFound { entity: "repo" }),
             (RepoCommand::SetForbiddenPaths { rules }, RepoState::Active(r)) => {
                 validate_rules(rules)?;
                 if &r.forbidden_paths == rules {
                     return Ok(vec![]);
                 }
-                Ok(vec![RepoEvent::ForbiddenPathsSet {
-                    rules: rules.clone(),
-                }])
+                Ok(vec![RepoEvent::ForbiddenPathsSet { rules: rules.clone() }])
             }
             (RepoCommand::SetBranchPrefix { prefix }, RepoState::Active(r)) => {
                 validate_branch_prefix(prefix)?;
                 if &r.branch_prefix == prefix {
                     return Ok(vec![]);
                 }
-                Ok(vec![RepoEvent::BranchPrefixSet {
-                    prefix: prefix.clone(),
-                }])
+                Ok(vec![RepoEvent::BranchPrefixSet { prefix: prefix.clone() }])
             }
         }
     }
@@ -252,15 +226,7 @@ impl Decider for RepoDecider {
         match (state, event) {
             (
                 RepoState::None,
-                RepoEvent::RepoCreated {
-                    repo,
-                    org,
-                    app,
-                    provider,
-                    base_branch,
-                    branch_prefix,
-                    forbidden_paths,
-                },
+                RepoEvent::RepoCreated { repo, org, app, provider, base_branch, branch_prefix, forbidden_paths },
             ) => RepoState::Active(Repo {
                 repo: *repo,
                 org: *org,

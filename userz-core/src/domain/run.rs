@@ -460,25 +460,8 @@ impl Decider for RunDecider {
 
     fn decide(command: &RunCommand, state: &RunState) -> Result<Vec<RunEvent>, Rejection> {
         let run = match (command, state) {
-            (
-                RunCommand::Request {
-                    run,
-                    org,
-                    app,
-                    repo,
-                    feedback,
-                    branch,
-                    kind,
-                    wall_clock,
-                    at,
-                },
-                RunState::None,
-            ) => {
-                if branch.is_empty()
-                    || branch.contains("..")
-                    || branch.starts_with('/')
-                    || branch.contains(' ')
-                {
+            (RunCommand::Request { run, org, app, repo, feedback, branch, kind, wall_clock, at }, RunState::None) => {
+                if branch.is_empty() || branch.contains("..") || branch.starts_with('/') || branch.contains(' ') {
                     return Err(Rejection::input("branch", "not a valid branch name"));
                 }
                 if wall_clock.is_zero() {
@@ -513,40 +496,20 @@ impl Decider for RunDecider {
             // retried step): everything before the push is redone in a fresh sandbox.
             RunCommand::Provision { at } => match run.status {
                 S::Queued | S::Provisioning | S::Running | S::Checking => {
-                    let deadline_at = run
-                        .deadline_at
-                        .unwrap_or(*at + Duration::from_millis(run.wall_clock_ms));
-                    Ok(vec![RunEvent::ProvisioningStarted {
-                        at: *at,
-                        deadline_at,
-                        attempt: run.attempts + 1,
-                    }])
+                    let deadline_at = run.deadline_at.unwrap_or(*at + Duration::from_millis(run.wall_clock_ms));
+                    Ok(vec![RunEvent::ProvisioningStarted { at: *at, deadline_at, attempt: run.attempts + 1 }])
                 }
                 S::Pushing if run.pushed_head.is_none() => {
-                    let deadline_at = run
-                        .deadline_at
-                        .unwrap_or(*at + Duration::from_millis(run.wall_clock_ms));
-                    Ok(vec![RunEvent::ProvisioningStarted {
-                        at: *at,
-                        deadline_at,
-                        attempt: run.attempts + 1,
-                    }])
+                    let deadline_at = run.deadline_at.unwrap_or(*at + Duration::from_millis(run.wall_clock_ms));
+                    Ok(vec![RunEvent::ProvisioningStarted { at: *at, deadline_at, attempt: run.attempts + 1 }])
                 }
                 _ => Err(refuse()),
             },
             RunCommand::StartAgent { base_commit, at } => match run.status {
-                S::Provisioning => Ok(vec![RunEvent::AgentStarted {
-                    base_commit: base_commit.clone(),
-                    at: *at,
-                }]),
+                S::Provisioning => Ok(vec![RunEvent::AgentStarted { base_commit: base_commit.clone(), at: *at }]),
                 _ => Err(refuse()),
             },
-            RunCommand::FinishAgent {
-                exit,
-                usage,
-                transcript,
-                at,
-            } => match run.status {
+            RunCommand::FinishAgent { exit, usage, transcript, at } => match run.status {
                 S::Running => {
                     let mut events = vec![RunEvent::AgentFinished {
                         exit: exit.clone(),
@@ -557,27 +520,19 @@ impl Decider for RunDecider {
                     match exit {
                         SandboxExit::Completed => {}
                         SandboxExit::TimedOut => events.push(RunEvent::RunTimedOut { at: *at }),
-                        SandboxExit::AgentFailed { reason } => events.push(RunEvent::RunFailed {
-                            reason: format!("agent failed: {reason}"),
-                            at: *at,
-                        }),
-                        SandboxExit::LimitExceeded { limit } => events.push(RunEvent::RunFailed {
-                            reason: format!("sandbox limit exceeded: {limit}"),
-                            at: *at,
-                        }),
+                        SandboxExit::AgentFailed { reason } => {
+                            events.push(RunEvent::RunFailed { reason: format!("agent failed: {reason}"), at: *at })
+                        }
+                        SandboxExit::LimitExceeded { limit } => events
+                            .push(RunEvent::RunFailed { reason: format!("sandbox limit exceeded: {limit}"), at: *at }),
                     }
                     Ok(events)
                 }
                 _ => Err(refuse()),
             },
-            RunCommand::RecordGuardrail {
-                changed_paths,
-                violations,
-            } => match run.status {
+            RunCommand::RecordGuardrail { changed_paths, violations } => match run.status {
                 S::Checking => match violations.first() {
-                    None => Ok(vec![RunEvent::GuardrailPassed {
-                        changed_paths: *changed_paths,
-                    }]),
+                    None => Ok(vec![RunEvent::GuardrailPassed { changed_paths: *changed_paths }]),
                     Some(first) => Ok(vec![RunEvent::GuardrailRefused {
                         file: first.file.clone(),
                         rule: first.rule.clone(),
@@ -595,25 +550,14 @@ impl Decider for RunDecider {
                             message: format!("pushed {branch}, run branch is {}", run.branch),
                         });
                     }
-                    Ok(vec![RunEvent::BranchPushed {
-                        branch: branch.clone(),
-                        head: head.clone(),
-                    }])
+                    Ok(vec![RunEvent::BranchPushed { branch: branch.clone(), head: head.clone() }])
                 }
                 _ => Err(refuse()),
             },
-            RunCommand::RecordPr {
-                number,
-                url,
-                created,
-                at,
-            } => match run.status {
-                S::Pushing if run.pushed_head.is_some() => Ok(vec![RunEvent::PrOpened {
-                    number: *number,
-                    url: url.clone(),
-                    created: *created,
-                    at: *at,
-                }]),
+            RunCommand::RecordPr { number, url, created, at } => match run.status {
+                S::Pushing if run.pushed_head.is_some() => {
+                    Ok(vec![RunEvent::PrOpened { number: *number, url: url.clone(), created: *created, at: *at }])
+                }
                 S::Pushing => Err(Rejection::Invariant {
                     rule: "push_first",
                     message: "the branch must be pushed before a PR".into(),
@@ -621,30 +565,19 @@ impl Decider for RunDecider {
                 _ => Err(refuse()),
             },
             RunCommand::CompleteBranchOnly { at } => match run.status {
-                S::Pushing if run.pushed_head.is_some() => {
-                    Ok(vec![RunEvent::BranchOnlyCompleted { at: *at }])
+                S::Pushing if run.pushed_head.is_some() => Ok(vec![RunEvent::BranchOnlyCompleted { at: *at }]),
+                S::Pushing => {
+                    Err(Rejection::Invariant { rule: "push_first", message: "the branch must be pushed first".into() })
                 }
-                S::Pushing => Err(Rejection::Invariant {
-                    rule: "push_first",
-                    message: "the branch must be pushed first".into(),
-                }),
                 _ => Err(refuse()),
             },
-            RunCommand::ScheduleRetry {
-                step,
-                attempt,
-                error,
-                retry_at,
-            } => Ok(vec![RunEvent::RetryScheduled {
+            RunCommand::ScheduleRetry { step, attempt, error, retry_at } => Ok(vec![RunEvent::RetryScheduled {
                 step: step.clone(),
                 attempt: *attempt,
                 error: error.clone(),
                 retry_at: *retry_at,
             }]),
-            RunCommand::Fail { reason, at } => Ok(vec![RunEvent::RunFailed {
-                reason: reason.clone(),
-                at: *at,
-            }]),
+            RunCommand::Fail { reason, at } => Ok(vec![RunEvent::RunFailed { reason: reason.clone(), at: *at }]),
             RunCommand::TimeOut { at } => match run.deadline_at {
                 Some(deadline) if *at >= deadline => Ok(vec![RunEvent::RunTimedOut { at: *at }]),
                 Some(_) => Err(Rejection::Invariant {
@@ -653,10 +586,7 @@ impl Decider for RunDecider {
                 }),
                 None => Err(refuse()),
             },
-            RunCommand::Cancel { by, at } => Ok(vec![RunEvent::RunCancelled {
-                by: by.clone(),
-                at: *at,
-            }]),
+            RunCommand::Cancel { by, at } => Ok(vec![RunEvent::RunCancelled { by: by.clone(), at: *at }]),
         }
     }
 
@@ -664,17 +594,7 @@ impl Decider for RunDecider {
         let mut r = match (state, event) {
             (
                 RunState::None,
-                RunEvent::RunQueued {
-                    run,
-                    org,
-                    app,
-                    repo,
-                    feedback,
-                    branch,
-                    kind,
-                    wall_clock_ms,
-                    at,
-                },
+                RunEvent::RunQueued { run, org, app, repo, feedback, branch, kind, wall_clock_ms, at },
             ) => {
                 return RunState::Exists(Box::new(AgentRun {
                     run: *run,
@@ -696,10 +616,7 @@ impl Decider for RunDecider {
                     pr: None,
                     failure: None,
                     retries: 0,
-                    timings: Timings {
-                        queued_at: Some(*at),
-                        ..Timings::default()
-                    },
+                    timings: Timings { queued_at: Some(*at), ..Timings::default() },
                 }))
             }
             (RunState::Exists(r), _) => r,
@@ -707,11 +624,7 @@ impl Decider for RunDecider {
         };
         match event {
             RunEvent::RunQueued { .. } => {}
-            RunEvent::ProvisioningStarted {
-                at,
-                deadline_at,
-                attempt,
-            } => {
+            RunEvent::ProvisioningStarted { at, deadline_at, attempt } => {
                 r.status = RunStatus::Provisioning;
                 r.deadline_at = Some(*deadline_at);
                 r.attempts = *attempt;
@@ -722,12 +635,7 @@ impl Decider for RunDecider {
                 r.base_commit = Some(base_commit.clone());
                 r.timings.agent_started_at = Some(*at);
             }
-            RunEvent::AgentFinished {
-                usage,
-                transcript,
-                at,
-                ..
-            } => {
+            RunEvent::AgentFinished { usage, transcript, at, .. } => {
                 r.status = RunStatus::Checking;
                 r.usage = usage.clone();
                 r.transcript = transcript.clone();
@@ -736,16 +644,11 @@ impl Decider for RunDecider {
             RunEvent::GuardrailPassed { .. } => r.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 r.status = RunStatus::PrFailed;
-                r.violation = Some(Violation {
-                    file: file.clone(),
-                    rule: rule.clone(),
-                });
+                r.violation = Some(Violation { file: file.clone(), rule: rule.clone() });
                 r.timings.finished_at = r.timings.agent_finished_at;
             }
             RunEvent::BranchPushed { head, .. } => r.pushed_head = Some(head.clone()),
-            RunEvent::PrOpened {
-                number, url, at, ..
-            } => {
+            RunEvent::PrOpened { number, url, at, .. } => {
                 r.status = RunStatus::PrOpened;
                 r.pr = Some((*number, url.clone()));
                 r.timings.finished_at = Some(*at);

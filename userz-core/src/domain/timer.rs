@@ -73,11 +73,7 @@ pub enum TimerEvent {
         timer: TimerId,
     },
 }
-event_names!(TimerEvent {
-    TimerScheduled,
-    TimerFired,
-    TimerCancelled
-});
+event_names!(TimerEvent { TimerScheduled, TimerFired, TimerCancelled });
 
 /// State of a timer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -115,78 +111,36 @@ impl Decider for TimerDecider {
 
     fn decide(command: &TimerCommand, state: &TimerState) -> Result<Vec<TimerEvent>, Rejection> {
         match (command, state) {
-            (
-                TimerCommand::Schedule {
-                    timer,
-                    fire_at,
-                    target,
-                },
-                TimerState::None,
-            ) => Ok(vec![TimerEvent::TimerScheduled {
-                timer: *timer,
-                fire_at: *fire_at,
-                target: target.clone(),
-            }]),
-            (
-                TimerCommand::Schedule {
-                    fire_at, target, ..
-                },
-                TimerState::Pending {
-                    fire_at: f,
-                    target: t,
-                    ..
-                },
-            ) if f == fire_at && t == target => Ok(vec![]),
+            (TimerCommand::Schedule { timer, fire_at, target }, TimerState::None) => {
+                Ok(vec![TimerEvent::TimerScheduled { timer: *timer, fire_at: *fire_at, target: target.clone() }])
+            }
+            (TimerCommand::Schedule { fire_at, target, .. }, TimerState::Pending { fire_at: f, target: t, .. })
+                if f == fire_at && t == target =>
+            {
+                Ok(vec![])
+            }
             (TimerCommand::Schedule { .. }, _) => Err(Rejection::AlreadyExists { entity: "timer" }),
             (_, TimerState::None) => Err(Rejection::NotFound { entity: "timer" }),
-            (
-                TimerCommand::Fire { now },
-                TimerState::Pending {
-                    timer,
-                    fire_at,
-                    target,
-                },
-            ) => {
+            (TimerCommand::Fire { now }, TimerState::Pending { timer, fire_at, target }) => {
                 if now < fire_at {
-                    return Err(Rejection::Invariant {
-                        rule: "not_due",
-                        message: format!("due at {fire_at}"),
-                    });
+                    return Err(Rejection::Invariant { rule: "not_due", message: format!("due at {fire_at}") });
                 }
-                Ok(vec![TimerEvent::TimerFired {
-                    timer: *timer,
-                    target: target.clone(),
-                    at: *now,
-                }])
+                Ok(vec![TimerEvent::TimerFired { timer: *timer, target: target.clone(), at: *now }])
             }
             (TimerCommand::Cancel, TimerState::Pending { timer, .. }) => {
                 Ok(vec![TimerEvent::TimerCancelled { timer: *timer }])
             }
-            (TimerCommand::Fire { .. }, TimerState::Fired) => {
-                Err(Rejection::transition("fire", "fired"))
-            }
-            (TimerCommand::Fire { .. }, TimerState::Cancelled) => {
-                Err(Rejection::transition("fire", "cancelled"))
-            }
-            (TimerCommand::Cancel, TimerState::Fired) => {
-                Err(Rejection::transition("cancel", "fired"))
-            }
+            (TimerCommand::Fire { .. }, TimerState::Fired) => Err(Rejection::transition("fire", "fired")),
+            (TimerCommand::Fire { .. }, TimerState::Cancelled) => Err(Rejection::transition("fire", "cancelled")),
+            (TimerCommand::Cancel, TimerState::Fired) => Err(Rejection::transition("cancel", "fired")),
             (TimerCommand::Cancel, TimerState::Cancelled) => Ok(vec![]),
         }
     }
 
     fn evolve(state: TimerState, event: &TimerEvent) -> TimerState {
         match event {
-            TimerEvent::TimerScheduled {
-                timer,
-                fire_at,
-                target,
-            } => match state {
-                TimerState::None => TimerState::Pending {
-                    timer: *timer,
-                    fire_at: *fire_at,
-                    target: target.clone(),
-                },
+            TimerEvent::TimerScheduled { timer, fire_at, target } => match state {
+                TimerState::None => TimerState::Pending { timer: *timer, fire_at: *fire_at, target: target.clone() },
                 s => s,
             },
             TimerEvent::TimerFired { .. } => TimerState::Fired,

@@ -4,12 +4,12 @@ use bytes::Bytes;
 
 use crate::decider::{Aggregate, EventName};
 use crate::domain::{
-    app::AppDecider, feedback::FeedbackDecider, org::OrgDecider, pr::PrDecider, repo::RepoDecider,
-    run::RunDecider, timer::TimerDecider,
+    app::AppDecider, feedback::FeedbackDecider, org::OrgDecider, pr::PrDecider, repo::RepoDecider, run::RunDecider,
+    timer::TimerDecider,
 };
 use crate::domain::{
-    app::AppEvent, feedback::FeedbackEvent, org::OrgEvent, pr::PrEvent, repo::RepoEvent,
-    run::RunEvent, timer::TimerEvent,
+    app::AppEvent, feedback::FeedbackEvent, org::OrgEvent, pr::PrEvent, repo::RepoEvent, run::RunEvent,
+    timer::TimerEvent,
 };
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, RecordedEvent};
@@ -43,10 +43,7 @@ where
 {
     if recorded.schema_version == A::SCHEMA_VERSION {
         return serde_json::from_slice(&recorded.payload).map_err(|e| {
-            Error::Corrupt(format!(
-                "{} v{} at {}: {e}",
-                recorded.event_type, recorded.version, recorded.stream
-            ))
+            Error::Corrupt(format!("{} v{} at {}: {e}", recorded.event_type, recorded.version, recorded.stream))
         });
     }
     let value: serde_json::Value = serde_json::from_slice(&recorded.payload)?;

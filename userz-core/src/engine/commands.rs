@@ -25,19 +25,13 @@ pub struct CommandMeta {
 impl CommandMeta {
     /// A fresh command with a new correlation.
     pub fn new() -> Self {
-        Self {
-            command_id: CommandId::new(),
-            correlation_id: CorrelationId::new(),
-        }
+        Self { command_id: CommandId::new(), correlation_id: CorrelationId::new() }
     }
 
     /// A command derived from a cause (an event or a job), so that handling the
     /// same cause twice issues the same command id.
     pub fn derived(cause: uuid::Uuid, purpose: &str, correlation_id: CorrelationId) -> Self {
-        Self {
-            command_id: CommandId::derived(cause, purpose),
-            correlation_id,
-        }
+        Self { command_id: CommandId::derived(cause, purpose), correlation_id }
     }
 }
 
@@ -95,6 +89,8 @@ struct Snapshot<S> {
 struct Hydrated<S> {
     state: S,
     version: u64,
+    /// Version of the snapshot hydration started from (0: none).
+    snapshot_version: u64,
     commands: HashMap<uuid::Uuid, (u64, u64)>,
 }
 
@@ -112,12 +108,7 @@ pub struct CommandBus {
 impl CommandBus {
     /// A bus over `events`, keeping snapshots in `read_models`.
     pub fn new(events: Arc<dyn EventStore>, read_models: Arc<dyn ReadModelStore>) -> Self {
-        Self {
-            events,
-            read_models,
-            max_conflict_retries: 8,
-            snapshot_every: 200,
-        }
+        Self { events, read_models, max_conflict_retries: 8, snapshot_every: 200 }
     }
 
     /// How often a conflicting append is retried (default 8).
@@ -161,27 +152,16 @@ impl CommandBus {
         A::Event: Serialize + serde::de::DeserializeOwned + EventName,
         A::State: Serialize + serde::de::DeserializeOwned + Clone,
     {
-        let mut h = Hydrated {
-            state: A::initial_state(),
-            version: 0,
-            commands: HashMap::new(),
-        };
+        let mut h = Hydrated { state: A::initial_state(), version: 0, snapshot_version: 0, commands: HashMap::new() };
         if self.snapshot_every > 0 {
-            if let Some(raw) = self
-                .read_models
-                .get(SNAPSHOT_TABLE, stream.as_str())
-                .await?
-            {
+            if let Some(raw) = self.read_models.get(SNAPSHOT_TABLE, stream.as_str()).await? {
                 // A snapshot that no longer decodes (state type changed) is ignored:
                 // snapshots are a cache, the stream is the truth.
                 if let Ok(s) = serde_json::from_slice::<Snapshot<A::State>>(&raw) {
                     h.state = s.state;
                     h.version = s.version;
-                    h.commands = s
-                        .commands
-                        .into_iter()
-                        .map(|(c, a, b)| (c, (a, b)))
-                        .collect();
+                    h.snapshot_version = s.version;
+                    h.commands = s.commands.into_iter().map(|(c, a, b)| (c, (a, b))).collect();
                 }
             }
         }
@@ -191,19 +171,13 @@ impl CommandBus {
             let n = page.len();
             for rec in &page {
                 if rec.version != h.version + 1 {
-                    return Err(Error::Corrupt(format!(
-                        "{stream}: version {} after {}",
-                        rec.version, h.version
-                    )));
+                    return Err(Error::Corrupt(format!("{stream}: version {} after {}", rec.version, h.version)));
                 }
                 let ev = decode::<A>(rec)?;
                 h.state = A::evolve(h.state, &ev);
                 h.version = rec.version;
                 if let Some(c) = rec.causation_id {
-                    h.commands
-                        .entry(c)
-                        .and_modify(|r| r.1 = rec.version)
-                        .or_insert((rec.version, rec.version));
+                    h.commands.entry(c).and_modify(|r| r.1 = rec.version).or_insert((rec.version, rec.version));
                 }
             }
             if n < PAGE {
@@ -213,19 +187,13 @@ impl CommandBus {
         Ok(h)
     }
 
-    async fn maybe_snapshot<A: Aggregate>(
-        &self,
-        stream: &StreamId,
-        h: &Hydrated<A::State>,
-        before: u64,
-    ) -> Result<()>
+    async fn maybe_snapshot<A: Aggregate>(&self, stream: &StreamId, h: &Hydrated<A::State>) -> Result<()>
     where
         A::Event: Serialize + serde::de::DeserializeOwned + EventName,
         A::State: Serialize + serde::de::DeserializeOwned + Clone,
     {
-        if self.snapshot_every == 0
-            || h.version / self.snapshot_every == before / self.snapshot_every
-        {
+        // Snapshot once the events replayed past the last snapshot reach `snapshot_every`.
+        if self.snapshot_every == 0 || h.version - h.snapshot_version < self.snapshot_every {
             return Ok(());
         }
         let snap = Snapshot {
@@ -266,67 +234,33 @@ impl CommandBus {
         loop {
             let mut h = self.hydrate::<A>(stream).await?;
             if let Some((from, to)) = h.commands.get(&cmd).copied() {
-                let recs = self
-                    .events
-                    .read_stream(
-                        stream,
-                        from,
-                        usize::try_from(to - from + 1).unwrap_or(usize::MAX),
-                    )
-                    .await?;
-                let events = recs
-                    .iter()
-                    .filter(|r| r.causation_id == Some(cmd))
-                    .map(decode::<A>)
-                    .collect::<Result<Vec<_>>>()?;
-                return Ok(Outcome {
-                    events,
-                    state: h.state,
-                    version: h.version,
-                    duplicate: true,
-                });
+                let recs =
+                    self.events.read_stream(stream, from, usize::try_from(to - from + 1).unwrap_or(usize::MAX)).await?;
+                let events =
+                    recs.iter().filter(|r| r.causation_id == Some(cmd)).map(decode::<A>).collect::<Result<Vec<_>>>()?;
+                return Ok(Outcome { events, state: h.state, version: h.version, duplicate: true });
             }
             let events = A::decide(command, &h.state)?;
             if events.is_empty() {
-                return Ok(Outcome {
-                    events,
-                    state: h.state,
-                    version: h.version,
-                    duplicate: false,
-                });
+                return Ok(Outcome { events, state: h.state, version: h.version, duplicate: false });
             }
-            let new = events
-                .iter()
-                .map(|e| encode::<A>(e, Some(cmd), meta.correlation_id))
-                .collect::<Result<Vec<_>>>()?;
-            let before = h.version;
-            match self
-                .events
-                .append(stream, ExpectedVersion::from_version(h.version), new)
-                .await
-            {
+            let new =
+                events.iter().map(|e| encode::<A>(e, Some(cmd), meta.correlation_id)).collect::<Result<Vec<_>>>()?;
+            match self.events.append(stream, ExpectedVersion::from_version(h.version), new).await {
                 Ok(res) => {
                     for e in &events {
                         h.state = A::evolve(h.state, e);
                     }
                     h.version = res.last_version;
-                    h.commands
-                        .insert(cmd, (res.first_version, res.last_version));
-                    if let Err(e) = self.maybe_snapshot::<A>(stream, &h, before).await {
+                    h.commands.insert(cmd, (res.first_version, res.last_version));
+                    if let Err(e) = self.maybe_snapshot::<A>(stream, &h).await {
                         tracing::warn!(%stream, error = %e, "snapshot not written");
                     }
-                    return Ok(Outcome {
-                        events,
-                        state: h.state,
-                        version: h.version,
-                        duplicate: false,
-                    });
+                    return Ok(Outcome { events, state: h.state, version: h.version, duplicate: false });
                 }
                 Err(Error::Conflict { .. }) if attempt < self.max_conflict_retries => {
                     attempt += 1;
-                    let backoff = Duration::from_millis(
-                        u64::from(attempt.min(6)) * (1 + rand_jitter(cmd, attempt)),
-                    );
+                    let backoff = Duration::from_millis(u64::from(attempt.min(6)) * (1 + rand_jitter(cmd, attempt)));
                     tokio::time::sleep(backoff).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -335,10 +269,7 @@ impl CommandBus {
     }
 
     /// Reads and decodes a whole stream.
-    pub async fn read<A: Aggregate>(
-        &self,
-        stream: &StreamId,
-    ) -> Result<Vec<(RecordedEvent, A::Event)>>
+    pub async fn read<A: Aggregate>(&self, stream: &StreamId) -> Result<Vec<(RecordedEvent, A::Event)>>
     where
         A::Event: Serialize + serde::de::DeserializeOwned + EventName,
         A::State: Serialize + serde::de::DeserializeOwned + Clone,

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use crate::domain::app::{AppDecider, AppState};
-use crate::domain::feedback::{
-    Feedback, FeedbackCommand, FeedbackDecider, FeedbackState, Routing, Stage,
-};
+use crate::domain::feedback::{Feedback, FeedbackCommand, FeedbackDecider, FeedbackState, Routing, Stage};
 use crate::domain::pr::{PrDecider, PrState};
 use crate::domain::repo::{Provider, Repo, RepoDecider, RepoState};
 use crate::domain::run::{AgentRun, RunCommand, RunDecider, RunKind, RunState, RunStatus};
@@ -26,18 +24,9 @@ enum Done {
     Abandon,
 }
 
-pub(crate) async fn worker_loop(
-    inner: Arc<Inner>,
-    queue: &'static str,
-    worker: String,
-) -> Result<()> {
+pub(crate) async fn worker_loop(inner: Arc<Inner>, queue: &'static str, worker: String) -> Result<()> {
     loop {
-        let Some(job) = inner
-            .deps
-            .queue
-            .claim(queue, &worker, inner.config.lease)
-            .await?
-        else {
+        let Some(job) = inner.deps.queue.claim(queue, &worker, inner.config.lease).await? else {
             tokio::time::sleep(inner.config.poll_interval).await;
             continue;
         };
@@ -74,18 +63,10 @@ fn meta(job: &ClaimedJob, purpose: &str) -> CommandMeta {
     // One command id per job delivery and purpose: a re-delivered job re-decides
     // against the current state instead of replaying the earlier outcome.
     let cause = uuid::Uuid::new_v5(&job.lease.token, purpose.as_bytes());
-    CommandMeta::derived(
-        cause,
-        purpose,
-        crate::ids::CorrelationId::derived(job.id.as_uuid(), "job"),
-    )
+    CommandMeta::derived(cause, purpose, crate::ids::CorrelationId::derived(job.id.as_uuid(), "job"))
 }
 
-async fn sanitize(
-    inner: &Inner,
-    job: &ClaimedJob,
-    feedback: crate::ids::FeedbackId,
-) -> Result<Done> {
+async fn sanitize(inner: &Inner, job: &ClaimedJob, feedback: crate::ids::FeedbackId) -> Result<Done> {
     let stream = CommandBus::stream::<FeedbackDecider>(feedback);
     exec_tolerant::<FeedbackDecider>(
         &inner.bus,
@@ -104,45 +85,27 @@ async fn sanitize(
     let input = ClassifierInput {
         text: fb.content.text.clone(),
         url: fb.content.url.clone(),
-        console: Sensitive::new(
-            fb.content
-                .console_logs
-                .expose()
-                .iter()
-                .map(|c| c.message.clone())
-                .collect(),
-        ),
+        console: Sensitive::new(fb.content.console_logs.expose().iter().map(|c| c.message.clone()).collect()),
     };
     let classification = match inner.deps.classifier.classify(&input).await {
         Ok(c) => c,
         Err(e) => {
             // A report is never routed without a verdict: keep retrying, capped.
             tracing::warn!(%feedback, attempt = job.attempt, error = %e, "classifier failed");
-            return Ok(Done::Retry(
-                inner.deps.clock.now() + inner.config.backoff(job.attempt),
-            ));
+            return Ok(Done::Retry(inner.deps.clock.now() + inner.config.backoff(job.attempt)));
         }
     };
-    let (app, _) = inner
-        .bus
-        .load::<AppDecider>(&CommandBus::stream::<AppDecider>(fb.app))
-        .await?;
+    let (app, _) = inner.bus.load::<AppDecider>(&CommandBus::stream::<AppDecider>(fb.app)).await?;
     let AppState::Active(app) = app else {
         return Err(Error::NotFound(format!("app {}", fb.app)));
     };
-    let routing = Routing {
-        mode: app.settings.processing_mode,
-        dedup: app.settings.dedup,
-        now: inner.deps.clock.now(),
-    };
+    let routing =
+        Routing { mode: app.settings.processing_mode, dedup: app.settings.dedup, now: inner.deps.clock.now() };
     exec_tolerant::<FeedbackDecider>(
         &inner.bus,
         &stream,
         meta(job, "classify"),
-        &FeedbackCommand::Classify {
-            classification,
-            routing,
-        },
+        &FeedbackCommand::Classify { classification, routing },
     )
     .await?;
     Ok(Done::Ack)
@@ -170,19 +133,11 @@ fn repo_target(repo: &Repo) -> RepoTarget {
         Provider::Gitlab { project, .. } => project.clone(),
         Provider::Git { remote } => remote.clone(),
     };
-    RepoTarget {
-        org: repo.org,
-        repo: repo.repo,
-        location,
-        base_branch: repo.base_branch.clone(),
-    }
+    RepoTarget { org: repo.org, repo: repo.repo, location, base_branch: repo.base_branch.clone() }
 }
 
 async fn load_run(inner: &Inner, run: crate::ids::RunId) -> Result<Option<AgentRun>> {
-    let (state, _) = inner
-        .bus
-        .load::<RunDecider>(&CommandBus::stream::<RunDecider>(run))
-        .await?;
+    let (state, _) = inner.bus.load::<RunDecider>(&CommandBus::stream::<RunDecider>(run)).await?;
     Ok(match state {
         RunState::Exists(r) => Some(*r),
         RunState::None => None,
@@ -196,17 +151,11 @@ async fn execute_run(inner: &Inner, job: &ClaimedJob, run_id: crate::ids::RunId)
     if run.status.is_terminal() {
         return Ok(Done::Ack);
     }
-    let (repo, _) = inner
-        .bus
-        .load::<RepoDecider>(&CommandBus::stream::<RepoDecider>(run.repo))
-        .await?;
+    let (repo, _) = inner.bus.load::<RepoDecider>(&CommandBus::stream::<RepoDecider>(run.repo)).await?;
     let RepoState::Active(repo) = repo else {
         return Err(Error::NotFound(format!("repo {}", run.repo)));
     };
-    let (fb, _) = inner
-        .bus
-        .load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(run.feedback))
-        .await?;
+    let (fb, _) = inner.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(run.feedback)).await?;
     let FeedbackState::Exists(fb) = fb else {
         return Err(Error::NotFound(format!("feedback {}", run.feedback)));
     };
@@ -234,10 +183,7 @@ async fn execute_run(inner: &Inner, job: &ClaimedJob, run_id: crate::ids::RunId)
                 exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "retry"), &cmd).await?;
                 Ok(Done::Retry(retry_at))
             } else {
-                let cmd = RunCommand::Fail {
-                    reason: format!("{step}: {error}"),
-                    at: now,
-                };
+                let cmd = RunCommand::Fail { reason: format!("{step}: {error}"), at: now };
                 exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "fail"), &cmd).await?;
                 Ok(Done::Ack)
             }
@@ -253,22 +199,11 @@ async fn prompt_for(inner: &Inner, run: &AgentRun, fb: &Feedback) -> Result<Stri
         sections.push(("consolidated", c.description.expose().clone()));
     }
     if let RunKind::Revision { pr, comments, .. } = &run.kind {
-        let (state, _) = inner
-            .bus
-            .load::<PrDecider>(&CommandBus::stream::<PrDecider>(*pr))
-            .await?;
+        let (state, _) = inner.bus.load::<PrDecider>(&CommandBus::stream::<PrDecider>(*pr)).await?;
         if let PrState::Exists(p) = state {
             for c in p.comments.iter().filter(|c| comments.contains(&c.comment)) {
-                sections.push((
-                    "review_comment",
-                    format!(
-                        "{}:{} ({:?}) {}",
-                        c.path,
-                        c.line,
-                        c.severity,
-                        c.body.expose()
-                    ),
-                ));
+                sections
+                    .push(("review_comment", format!("{}:{} ({:?}) {}", c.path, c.line, c.severity, c.body.expose())));
             }
         }
     }
@@ -285,24 +220,15 @@ async fn full_pass(
 ) -> std::result::Result<Done, StepError> {
     let stream = CommandBus::stream::<RunDecider>(run.run);
     let now = || inner.deps.clock.now();
-    if !exec_tolerant::<RunDecider>(
-        &inner.bus,
-        &stream,
-        meta(job, "provision"),
-        &RunCommand::Provision { at: now() },
-    )
-    .await
-    .step("provision")?
+    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "provision"), &RunCommand::Provision { at: now() })
+        .await
+        .step("provision")?
     {
         return Ok(Done::Ack);
     }
     let revision = matches!(run.kind, RunKind::Revision { .. });
-    let ws = inner
-        .deps
-        .vcs
-        .prepare_workspace(target, run.run, &run.branch, revision)
-        .await
-        .step("prepare_workspace")?;
+    let ws =
+        inner.deps.vcs.prepare_workspace(target, run.run, &run.branch, revision).await.step("prepare_workspace")?;
     let result = with_workspace(inner, job, run, repo, fb, target, &ws).await;
     // The workspace goes on every path; a failed discard is logged, not fatal.
     if let Err(e) = inner.deps.changes.discard(&ws).await {
@@ -323,14 +249,8 @@ async fn with_workspace(
 ) -> std::result::Result<Done, StepError> {
     let stream = CommandBus::stream::<RunDecider>(run.run);
     let now = || inner.deps.clock.now();
-    let cmd = RunCommand::StartAgent {
-        base_commit: ws.base_commit.clone(),
-        at: now(),
-    };
-    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "start_agent"), &cmd)
-        .await
-        .step("start_agent")?
-    {
+    let cmd = RunCommand::StartAgent { base_commit: ws.base_commit.clone(), at: now() };
+    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "start_agent"), &cmd).await.step("start_agent")? {
         return Ok(Done::Ack);
     }
     let spec = SandboxSpec {
@@ -364,42 +284,24 @@ async fn with_workspace(
         }
     };
     let completed = outcome.exit == SandboxExit::Completed;
-    let cmd = RunCommand::FinishAgent {
-        exit: outcome.exit,
-        usage: outcome.usage,
-        transcript: outcome.transcript,
-        at: now(),
-    };
-    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "finish_agent"), &cmd)
-        .await
-        .step("finish_agent")?
+    let cmd =
+        RunCommand::FinishAgent { exit: outcome.exit, usage: outcome.usage, transcript: outcome.transcript, at: now() };
+    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "finish_agent"), &cmd).await.step("finish_agent")?
         || !completed
     {
         return Ok(Done::Ack);
     }
     let changes = inner.deps.changes.changes(ws).await.step("read_changes")?;
-    let violations = Guardrails::default()
-        .with_rules(repo.forbidden_paths.iter().cloned())
-        .check(&changes);
+    let violations = Guardrails::default().with_rules(repo.forbidden_paths.iter().cloned()).check(&changes);
     let refused = !violations.is_empty();
-    let cmd = RunCommand::RecordGuardrail {
-        changed_paths: changes.len(),
-        violations,
-    };
-    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "guardrail"), &cmd)
-        .await
-        .step("guardrail")?;
+    let cmd = RunCommand::RecordGuardrail { changed_paths: changes.len(), violations };
+    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "guardrail"), &cmd).await.step("guardrail")?;
     if refused {
         return Ok(Done::Ack);
     }
     let pushed = inner.deps.vcs.push(target, ws).await.step("push")?;
-    let cmd = RunCommand::RecordPush {
-        branch: pushed.branch,
-        head: pushed.head_commit,
-    };
-    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "record_push"), &cmd)
-        .await
-        .step("record_push")?;
+    let cmd = RunCommand::RecordPush { branch: pushed.branch, head: pushed.head_commit };
+    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "record_push"), &cmd).await.step("record_push")?;
     let Some(run) = load_run(inner, run.run).await.step("reload")? else {
         return Ok(Done::Ack);
     };
@@ -434,21 +336,9 @@ async fn finish_push(
         run: run.run,
         feedback: run.feedback,
     };
-    let pr = inner
-        .deps
-        .vcs
-        .open_or_update_pr(&request)
-        .await
-        .step("open_pr")?;
-    let cmd = RunCommand::RecordPr {
-        number: pr.number,
-        url: pr.url,
-        created: pr.created,
-        at: now,
-    };
-    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "record_pr"), &cmd)
-        .await
-        .step("record_pr")?;
+    let pr = inner.deps.vcs.open_or_update_pr(&request).await.step("open_pr")?;
+    let cmd = RunCommand::RecordPr { number: pr.number, url: pr.url, created: pr.created, at: now };
+    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "record_pr"), &cmd).await.step("record_pr")?;
     Ok(Done::Ack)
 }
 

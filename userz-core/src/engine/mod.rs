@@ -29,17 +29,14 @@ use crate::domain::app::{AppDecider, AppState};
 use crate::domain::feedback::{FeedbackCommand, FeedbackContent, FeedbackDecider};
 use crate::error::{Error, Result};
 use crate::ids::{AppId, FeedbackId, OrgId};
-use crate::ports::{
-    ChangeReader, Classifier, EventStore, ReadModelStore, Sandbox, VcsProvider, WorkQueue,
-};
+use crate::ports::{ChangeReader, Classifier, EventStore, ReadModelStore, Sandbox, VcsProvider, WorkQueue};
 use crate::time::Clock;
 
 pub use codec::AnyEvent;
 pub use commands::{CommandBus, CommandError, CommandMeta, Outcome};
 pub use projections::{
-    AuditEntry, AuditLogProjection, FeedbackListProjection, FeedbackPage, FeedbackQuery,
-    FeedbackSummary, PendingTimersProjection, Projection, ProjectionTx, RunDetail,
-    RunDetailProjection,
+    AuditEntry, AuditLogProjection, FeedbackListProjection, FeedbackPage, FeedbackQuery, FeedbackSummary,
+    PendingTimersProjection, Projection, ProjectionTx, RunDetail, RunDetailProjection,
 };
 
 /// Queue names.
@@ -102,12 +99,8 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// The delay before retry number `attempt` (1-based): base · 2^(attempt-1), capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1).min(20))
-            .unwrap_or(u32::MAX);
-        self.backoff_base
-            .saturating_mul(factor)
-            .min(self.backoff_max)
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
     }
 }
 
@@ -177,25 +170,18 @@ impl Engine {
         }
         {
             let inner = inner.clone();
-            tasks.push(tokio::spawn(async move {
-                supervise("pipeline", || pipeline::run(inner.clone())).await
-            }));
+            tasks.push(tokio::spawn(async move { supervise("pipeline", || pipeline::run(inner.clone())).await }));
         }
         {
             let inner = inner.clone();
-            tasks.push(tokio::spawn(async move {
-                supervise("timers", || pipeline::run_timers(inner.clone())).await
-            }));
+            tasks.push(tokio::spawn(async move { supervise("timers", || pipeline::run_timers(inner.clone())).await }));
         }
         for queue in [queues::SANITIZE, queues::RUNS] {
             for n in 0..inner.config.workers.max(1) {
                 let inner = inner.clone();
                 let name = format!("{}-{queue}-{n}", inner.config.worker_id);
                 tasks.push(tokio::spawn(async move {
-                    supervise("worker", || {
-                        executor::worker_loop(inner.clone(), queue, name.clone())
-                    })
-                    .await
+                    supervise("worker", || executor::worker_loop(inner.clone(), queue, name.clone())).await
                 }));
             }
         }
@@ -228,31 +214,14 @@ impl Engine {
         content: FeedbackContent,
         meta: CommandMeta,
     ) -> Result<FeedbackId, CommandError> {
-        let (state, _) = self
-            .inner
-            .bus
-            .load::<AppDecider>(&CommandBus::stream::<AppDecider>(app))
-            .await?;
+        let (state, _) = self.inner.bus.load::<AppDecider>(&CommandBus::stream::<AppDecider>(app)).await?;
         match state {
             AppState::Active(a) if a.org == org && !a.archived => {}
             _ => return Err(Error::NotFound(format!("app {app}")).into()),
         }
         let feedback = FeedbackId::derived(meta.command_id.as_uuid(), "feedback");
-        let cmd = FeedbackCommand::Submit {
-            feedback,
-            org,
-            app,
-            content,
-            received_at: self.inner.deps.clock.now(),
-        };
-        self.inner
-            .bus
-            .execute::<FeedbackDecider>(
-                &CommandBus::stream::<FeedbackDecider>(feedback),
-                meta,
-                &cmd,
-            )
-            .await?;
+        let cmd = FeedbackCommand::Submit { feedback, org, app, content, received_at: self.inner.deps.clock.now() };
+        self.inner.bus.execute::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(feedback), meta, &cmd).await?;
         Ok(feedback)
     }
 

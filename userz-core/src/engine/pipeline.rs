@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decider::{Aggregate, EventName};
 use crate::domain::app::{AppDecider, AppState};
-use crate::domain::feedback::{
-    FeedbackCommand, FeedbackDecider, FeedbackEvent, FeedbackState, RunResult, Stage,
-};
+use crate::domain::feedback::{FeedbackCommand, FeedbackDecider, FeedbackEvent, FeedbackState, RunResult, Stage};
 use crate::domain::pr::{PrCommand, PrDecider, PrEvent, PrState};
 use crate::domain::repo::{RepoDecider, RepoState};
 use crate::domain::run::{RunCommand, RunDecider, RunEvent, RunKind, RunState, RunStatus};
@@ -96,11 +94,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> Result<()> {
         let next = rec.position;
         store
             .commit(ReadModelCommit {
-                checkpoint: Some(CheckpointMove {
-                    name: PIPELINE.into(),
-                    expected: checkpoint,
-                    new: next,
-                }),
+                checkpoint: Some(CheckpointMove { name: PIPELINE.into(), expected: checkpoint, new: next }),
                 ops: vec![],
             })
             .await?;
@@ -117,13 +111,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
     let cor = rec.correlation_id;
     match any {
         AnyEvent::Feedback(FeedbackEvent::FeedbackReceived { feedback, .. }) => {
-            enqueue(
-                inner,
-                JobId::derived(cause, "sanitize"),
-                queues::SANITIZE,
-                &Job::Sanitize { feedback },
-            )
-            .await
+            enqueue(inner, JobId::derived(cause, "sanitize"), queues::SANITIZE, &Job::Sanitize { feedback }).await
         }
         AnyEvent::Feedback(FeedbackEvent::FeedbackQueued { .. }) => {
             start_run(inner, rec, id_from_stream(&rec.stream)?).await
@@ -131,11 +119,8 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
         AnyEvent::Feedback(FeedbackEvent::BatchPending { closes_at }) => {
             let feedback: FeedbackId = id_from_stream(&rec.stream)?;
             let timer = TimerId::derived(cause, "batch_window");
-            let cmd = TimerCommand::Schedule {
-                timer,
-                fire_at: closes_at,
-                target: TimerTarget::BatchWindow { feedback },
-            };
+            let cmd =
+                TimerCommand::Schedule { timer, fire_at: closes_at, target: TimerTarget::BatchWindow { feedback } };
             exec_tolerant::<TimerDecider>(
                 &inner.bus,
                 &CommandBus::stream::<TimerDecider>(timer),
@@ -148,11 +133,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
         AnyEvent::Run(RunEvent::ProvisioningStarted { deadline_at, .. }) => {
             let run: RunId = id_from_stream(&rec.stream)?;
             let timer = TimerId::derived(run.as_uuid(), "deadline");
-            let cmd = TimerCommand::Schedule {
-                timer,
-                fire_at: deadline_at,
-                target: TimerTarget::RunDeadline { run },
-            };
+            let cmd = TimerCommand::Schedule { timer, fire_at: deadline_at, target: TimerTarget::RunDeadline { run } };
             exec_tolerant::<TimerDecider>(
                 &inner.bus,
                 &CommandBus::stream::<TimerDecider>(timer),
@@ -182,21 +163,14 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
                 Ok(())
             }
             TimerTarget::BatchWindow { feedback } => {
-                let (fb, _) = inner
-                    .bus
-                    .load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(feedback))
-                    .await?;
+                let (fb, _) =
+                    inner.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(feedback)).await?;
                 let Some(fb) = fb.get() else { return Ok(()) };
-                let (app, _) = inner
-                    .bus
-                    .load::<AppDecider>(&CommandBus::stream::<AppDecider>(fb.app))
-                    .await?;
+                let (app, _) = inner.bus.load::<AppDecider>(&CommandBus::stream::<AppDecider>(fb.app)).await?;
                 let AppState::Active(app) = app else {
                     return Ok(());
                 };
-                let cmd = FeedbackCommand::CloseBatch {
-                    mode: app.settings.processing_mode,
-                };
+                let cmd = FeedbackCommand::CloseBatch { mode: app.settings.processing_mode };
                 exec_tolerant::<FeedbackDecider>(
                     &inner.bus,
                     &CommandBus::stream::<FeedbackDecider>(feedback),
@@ -213,10 +187,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
             let PrState::Exists(p) = state else {
                 return Ok(());
             };
-            let (fb, _) = inner
-                .bus
-                .load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(p.feedback))
-                .await?;
+            let (fb, _) = inner.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(p.feedback)).await?;
             let Some(fb) = fb.get() else { return Ok(()) };
             let cmd = RunCommand::Request {
                 run,
@@ -225,11 +196,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
                 repo: p.repo,
                 feedback: p.feedback,
                 branch: p.branch.clone(),
-                kind: RunKind::Revision {
-                    pr,
-                    pr_number: p.number,
-                    comments,
-                },
+                kind: RunKind::Revision { pr, pr_number: p.number, comments },
                 wall_clock: inner.config.run_wall_clock,
                 at: inner.deps.clock.now(),
             };
@@ -240,13 +207,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
                 &cmd,
             )
             .await?;
-            enqueue(
-                inner,
-                JobId::derived(run.as_uuid(), "execute"),
-                queues::RUNS,
-                &Job::ExecuteRun { run },
-            )
-            .await
+            enqueue(inner, JobId::derived(run.as_uuid(), "execute"), queues::RUNS, &Job::ExecuteRun { run }).await
         }
         _ => Ok(()),
     }
@@ -271,10 +232,7 @@ async fn start_run(inner: &Inner, rec: &RecordedEvent, feedback: FeedbackId) -> 
         tracing::error!(%feedback, "queued report is not classified benign; not starting a run");
         return Ok(());
     }
-    let (app, _) = inner
-        .bus
-        .load::<AppDecider>(&CommandBus::stream::<AppDecider>(fb.app))
-        .await?;
+    let (app, _) = inner.bus.load::<AppDecider>(&CommandBus::stream::<AppDecider>(fb.app)).await?;
     let AppState::Active(app) = app else {
         return Ok(());
     };
@@ -282,21 +240,13 @@ async fn start_run(inner: &Inner, rec: &RecordedEvent, feedback: FeedbackId) -> 
         tracing::warn!(%feedback, app = %app.app, "app has no linked repo; report stays queued");
         return Ok(());
     };
-    let (repo, _) = inner
-        .bus
-        .load::<RepoDecider>(&CommandBus::stream::<RepoDecider>(repo_id))
-        .await?;
+    let (repo, _) = inner.bus.load::<RepoDecider>(&CommandBus::stream::<RepoDecider>(repo_id)).await?;
     let RepoState::Active(repo) = repo else {
         return Ok(());
     };
     let fb_hex = feedback.as_uuid().simple().to_string();
     let run_hex = run.as_uuid().simple().to_string();
-    let branch = format!(
-        "{}fb-{}-{}",
-        repo.branch_prefix,
-        &fb_hex[fb_hex.len() - 12..],
-        &run_hex[run_hex.len() - 8..]
-    );
+    let branch = format!("{}fb-{}-{}", repo.branch_prefix, &fb_hex[fb_hex.len() - 12..], &run_hex[run_hex.len() - 8..]);
     let cmd = RunCommand::Request {
         run,
         org: fb.org,
@@ -322,13 +272,7 @@ async fn start_run(inner: &Inner, rec: &RecordedEvent, feedback: FeedbackId) -> 
         &FeedbackCommand::StartRun { run },
     )
     .await?;
-    enqueue(
-        inner,
-        JobId::derived(run.as_uuid(), "execute"),
-        queues::RUNS,
-        &Job::ExecuteRun { run },
-    )
-    .await
+    enqueue(inner, JobId::derived(run.as_uuid(), "execute"), queues::RUNS, &Job::ExecuteRun { run }).await
 }
 
 async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<()> {
@@ -338,29 +282,29 @@ async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<
     let RunState::Exists(run) = state else {
         return Ok(());
     };
+    if run.deadline_at.is_some() {
+        // The run is over: its deadline timer has nothing left to do.
+        let timer = TimerId::derived(run.run.as_uuid(), "deadline");
+        let meta = CommandMeta::derived(cause, "cancel_deadline", cor);
+        exec_tolerant::<TimerDecider>(
+            &inner.bus,
+            &CommandBus::stream::<TimerDecider>(timer),
+            meta,
+            &TimerCommand::Cancel,
+        )
+        .await?;
+    }
     match &run.kind {
         RunKind::Initial => {
             let result = match ev {
-                RunEvent::PrOpened { number, url, .. } => RunResult::PrOpened {
-                    url: url.clone(),
-                    number: *number,
-                },
-                RunEvent::BranchOnlyCompleted { .. } => RunResult::BranchPushed {
-                    branch: run.branch.clone(),
-                },
-                RunEvent::GuardrailRefused { file, rule, .. } => RunResult::PrFailed {
-                    file: file.clone(),
-                    rule: rule.clone(),
-                },
-                RunEvent::RunFailed { reason, .. } => RunResult::Failed {
-                    reason: reason.clone(),
-                },
-                RunEvent::RunTimedOut { .. } => RunResult::Failed {
-                    reason: "timed_out".into(),
-                },
-                _ => RunResult::Failed {
-                    reason: "cancelled".into(),
-                },
+                RunEvent::PrOpened { number, url, .. } => RunResult::PrOpened { url: url.clone(), number: *number },
+                RunEvent::BranchOnlyCompleted { .. } => RunResult::BranchPushed { branch: run.branch.clone() },
+                RunEvent::GuardrailRefused { file, rule, .. } => {
+                    RunResult::PrFailed { file: file.clone(), rule: rule.clone() }
+                }
+                RunEvent::RunFailed { reason, .. } => RunResult::Failed { reason: reason.clone() },
+                RunEvent::RunTimedOut { .. } => RunResult::Failed { reason: "timed_out".into() },
+                _ => RunResult::Failed { reason: "cancelled".into() },
             };
             if let RunEvent::PrOpened { number, url, .. } = ev {
                 let pr = PrId::derived(run.run.as_uuid(), "pr");
@@ -382,10 +326,7 @@ async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<
                 )
                 .await?;
             }
-            let cmd = FeedbackCommand::CompleteRun {
-                run: run.run,
-                result,
-            };
+            let cmd = FeedbackCommand::CompleteRun { run: run.run, result };
             exec_tolerant::<FeedbackDecider>(
                 &inner.bus,
                 &CommandBus::stream::<FeedbackDecider>(run.feedback),
@@ -396,10 +337,7 @@ async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<
         }
         RunKind::Revision { pr, .. } => {
             let updated = matches!(run.status, RunStatus::PrOpened);
-            let cmd = PrCommand::CompleteRevision {
-                run: run.run,
-                updated,
-            };
+            let cmd = PrCommand::CompleteRevision { run: run.run, updated };
             exec_tolerant::<PrDecider>(
                 &inner.bus,
                 &CommandBus::stream::<PrDecider>(*pr),
@@ -417,11 +355,7 @@ pub(crate) async fn run_timers(inner: Arc<Inner>) -> Result<()> {
     loop {
         let now = inner.deps.clock.now();
         for timer in due_timers(inner.deps.read_models.as_ref(), now, 64).await? {
-            let meta = CommandMeta::derived(
-                timer.as_uuid(),
-                "fire",
-                CorrelationId::derived(timer.as_uuid(), "timer"),
-            );
+            let meta = CommandMeta::derived(timer.as_uuid(), "fire", CorrelationId::derived(timer.as_uuid(), "timer"));
             exec_tolerant::<TimerDecider>(
                 &inner.bus,
                 &CommandBus::stream::<TimerDecider>(timer),

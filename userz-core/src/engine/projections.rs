@@ -36,10 +36,7 @@ pub struct ProjectionTx<'a> {
 impl<'a> ProjectionTx<'a> {
     /// A transaction over `store`.
     pub fn new(store: &'a dyn ReadModelStore) -> Self {
-        Self {
-            store,
-            overlay: BTreeMap::new(),
-        }
+        Self { store, overlay: BTreeMap::new() }
     }
 
     /// Reads a row, seeing this batch's own writes.
@@ -51,11 +48,7 @@ impl<'a> ProjectionTx<'a> {
     }
 
     /// Reads and decodes a JSON row.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        table: &str,
-        key: &str,
-    ) -> Result<Option<T>> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
         match self.get(table, key).await? {
             Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
             None => Ok(None),
@@ -64,17 +57,11 @@ impl<'a> ProjectionTx<'a> {
 
     /// Writes a row.
     pub fn put(&mut self, table: &str, key: impl Into<String>, value: Bytes) {
-        self.overlay
-            .insert((table.to_string(), key.into()), Some(value));
+        self.overlay.insert((table.to_string(), key.into()), Some(value));
     }
 
     /// Writes a JSON row.
-    pub fn put_json<T: Serialize>(
-        &mut self,
-        table: &str,
-        key: impl Into<String>,
-        value: &T,
-    ) -> Result<()> {
+    pub fn put_json<T: Serialize>(&mut self, table: &str, key: impl Into<String>, value: &T) -> Result<()> {
         self.put(table, key, Bytes::from(serde_json::to_vec(value)?));
         Ok(())
     }
@@ -220,19 +207,9 @@ impl Projection for FeedbackListProjection {
         let Some(AnyEvent::Feedback(ev)) = AnyEvent::decode(event)? else {
             return Ok(());
         };
-        let id_key = event
-            .stream
-            .as_str()
-            .trim_start_matches("feedback-")
-            .to_string();
+        let id_key = event.stream.as_str().trim_start_matches("feedback-").to_string();
         let mut row: FeedbackSummary = match &ev {
-            FeedbackEvent::FeedbackReceived {
-                feedback,
-                org,
-                app,
-                received_at,
-                ..
-            } => FeedbackSummary {
+            FeedbackEvent::FeedbackReceived { feedback, org, app, received_at, .. } => FeedbackSummary {
                 id: *feedback,
                 org: *org,
                 app: *app,
@@ -249,19 +226,10 @@ impl Projection for FeedbackListProjection {
             },
             _ => match tx.get_json(FEEDBACK_TABLE, &id_key).await? {
                 Some(r) => r,
-                None => {
-                    return Err(Error::Corrupt(format!(
-                        "feedback list: no row for {}",
-                        event.stream
-                    )))
-                }
+                None => return Err(Error::Corrupt(format!("feedback list: no row for {}", event.stream))),
             },
         };
-        let old_keys = if matches!(ev, FeedbackEvent::FeedbackReceived { .. }) {
-            vec![]
-        } else {
-            index_keys(&row)
-        };
+        let old_keys = if matches!(ev, FeedbackEvent::FeedbackReceived { .. }) { vec![] } else { index_keys(&row) };
         match &ev {
             FeedbackEvent::FeedbackReceived { .. } => {}
             FeedbackEvent::SanitizingStarted {} => row.status = FeedbackStatus::Sanitizing,
@@ -286,10 +254,7 @@ impl Projection for FeedbackListProjection {
                 RunResult::BranchPushed { .. } => row.status = FeedbackStatus::BranchPushed,
                 RunResult::PrFailed { file, rule } => {
                     row.status = FeedbackStatus::PrFailed;
-                    row.guardrail = Some(Violation {
-                        file: file.clone(),
-                        rule: rule.clone(),
-                    });
+                    row.guardrail = Some(Violation { file: file.clone(), rule: rule.clone() });
                 }
                 RunResult::Failed { reason } => {
                     row.status = FeedbackStatus::Failed;
@@ -351,10 +316,7 @@ pub async fn feedback_page(store: &dyn ReadModelStore, q: &FeedbackQuery) -> Res
         return Err(Error::Invalid("limit: must be 1-100".into()));
     }
     let app = q.app.map(|a| a.to_string()).unwrap_or_else(|| "*".into());
-    let status = q
-        .status
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|| "*".into());
+    let status = q.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| "*".into());
     let set = if q.include_duplicates { "all" } else { "leads" };
     let prefix = format!("{}/{app}/{set}/{status}/", q.org);
     let after = match &q.cursor {
@@ -366,9 +328,7 @@ pub async fn feedback_page(store: &dyn ReadModelStore, q: &FeedbackQuery) -> Res
         }
         None => None,
     };
-    let rows = store
-        .scan(FEEDBACK_INDEX, &prefix, after.as_deref(), q.limit)
-        .await?;
+    let rows = store.scan(FEEDBACK_INDEX, &prefix, after.as_deref(), q.limit).await?;
     let mut items = Vec::with_capacity(rows.len());
     for (_, id) in &rows {
         let id = std::str::from_utf8(id).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -377,8 +337,7 @@ pub async fn feedback_page(store: &dyn ReadModelStore, q: &FeedbackQuery) -> Res
         }
     }
     let next_cursor = if rows.len() == q.limit {
-        rows.last()
-            .and_then(|(k, _)| k.rsplit('/').next().map(str::to_string))
+        rows.last().and_then(|(k, _)| k.rsplit('/').next().map(str::to_string))
     } else {
         None
     };
@@ -471,15 +430,7 @@ impl Projection for RunDetailProjection {
         };
         let key = event.stream.as_str().trim_start_matches("run-").to_string();
         let mut d: RunDetail = match &ev {
-            RunEvent::RunQueued {
-                run,
-                org,
-                feedback,
-                kind,
-                branch,
-                at,
-                ..
-            } => RunDetail {
+            RunEvent::RunQueued { run, org, feedback, kind, branch, at, .. } => RunDetail {
                 run: *run,
                 org: *org,
                 feedback: *feedback,
@@ -500,12 +451,7 @@ impl Projection for RunDetailProjection {
             },
             _ => match tx.get_json(RUN_TABLE, &key).await? {
                 Some(d) => d,
-                None => {
-                    return Err(Error::Corrupt(format!(
-                        "run detail: no row for {}",
-                        event.stream
-                    )))
-                }
+                None => return Err(Error::Corrupt(format!("run detail: no row for {}", event.stream))),
             },
         };
         match &ev {
@@ -518,9 +464,7 @@ impl Projection for RunDetailProjection {
                 d.status = RunStatus::Running;
                 d.started_at = Some(*at);
             }
-            RunEvent::AgentFinished {
-                usage, transcript, ..
-            } => {
+            RunEvent::AgentFinished { usage, transcript, .. } => {
                 d.status = RunStatus::Checking;
                 d.usage = usage.clone();
                 d.transcript = transcript.clone();
@@ -528,10 +472,7 @@ impl Projection for RunDetailProjection {
             RunEvent::GuardrailPassed { .. } => d.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 d.status = RunStatus::PrFailed;
-                d.guardrail = Some(Violation {
-                    file: file.clone(),
-                    rule: rule.clone(),
-                });
+                d.guardrail = Some(Violation { file: file.clone(), rule: rule.clone() });
                 d.finished_at = Some(event.recorded_at);
             }
             RunEvent::BranchPushed { .. } => {}
@@ -569,11 +510,7 @@ impl Projection for RunDetailProjection {
 }
 
 /// Reads a run's detail, only if it belongs to `org`.
-pub async fn run_detail(
-    store: &dyn ReadModelStore,
-    org: OrgId,
-    run: RunId,
-) -> Result<Option<RunDetail>> {
+pub async fn run_detail(store: &dyn ReadModelStore, org: OrgId, run: RunId) -> Result<Option<RunDetail>> {
     let Some(raw) = store.get(RUN_TABLE, &run.to_string()).await? else {
         return Ok(None);
     };
@@ -625,31 +562,18 @@ impl Projection for AuditLogProjection {
                 tx.put_json("audit_streams", event.stream.as_str(), org)?;
                 return Ok(());
             }
-            AnyEvent::Feedback(FeedbackEvent::Classified {
-                label,
-                confidence,
-                signals,
-                classifier,
-            }) => (
+            AnyEvent::Feedback(FeedbackEvent::Classified { label, confidence, signals, classifier }) => (
                 "classifier_label",
                 serde_json::json!({"label": label, "confidence": confidence, "signals": signals.len(), "classifier": classifier}),
             ),
-            AnyEvent::Run(RunEvent::GuardrailRefused {
-                file,
-                rule,
-                violations,
-            }) => (
-                "guardrail_refused",
-                serde_json::json!({"file": file, "rule": rule, "violations": violations.len()}),
-            ),
+            AnyEvent::Run(RunEvent::GuardrailRefused { file, rule, violations }) => {
+                ("guardrail_refused", serde_json::json!({"file": file, "rule": rule, "violations": violations.len()}))
+            }
             AnyEvent::Run(RunEvent::RunTimedOut { .. }) => ("run_timed_out", serde_json::json!({})),
             _ => return Ok(()),
         };
         // The org of a stream is recorded from its first event (see above).
-        let Some(org) = tx
-            .get_json::<OrgId>("audit_streams", event.stream.as_str())
-            .await?
-        else {
+        let Some(org) = tx.get_json::<OrgId>("audit_streams", event.stream.as_str()).await? else {
             return Ok(());
         };
         let entry = AuditEntry {
@@ -726,24 +650,15 @@ impl Projection for PendingTimersProjection {
 }
 
 /// Timers due at `now` (up to `limit`), oldest first.
-pub async fn due_timers(
-    store: &dyn ReadModelStore,
-    now: Timestamp,
-    limit: usize,
-) -> Result<Vec<TimerId>> {
+pub async fn due_timers(store: &dyn ReadModelStore, now: Timestamp, limit: usize) -> Result<Vec<TimerId>> {
     let rows = store.scan(TIMER_TABLE, "", None, limit).await?;
     let mut out = Vec::new();
     for (key, value) in rows {
-        let fire_at: i64 = key
-            .split('/')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(i64::MAX);
+        let fire_at: i64 = key.split('/').next().and_then(|s| s.parse().ok()).unwrap_or(i64::MAX);
         if fire_at > now.as_millis() {
             break;
         }
-        let id = uuid::Uuid::parse_str(&String::from_utf8_lossy(&value))
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let id = uuid::Uuid::parse_str(&String::from_utf8_lossy(&value)).map_err(|e| Error::Corrupt(e.to_string()))?;
         out.push(TimerId(id));
     }
     Ok(out)

@@ -4,9 +4,7 @@
 pub(crate) fn build(sections: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (label, text) in sections {
-        out.push_str(&format!(
-            "<UNTRUSTED_USER_REPORT section=\"{label}\">\n{text}\n</UNTRUSTED_USER_REPORT>\n"
-        ));
+        out.push_str(&format!("<UNTRUSTED_USER_REPORT section=\"{label}\">\n{text}\n</UNTRUSTED_USER_REPORT>\n"));
     }
     out
 }

@@ -6,14 +6,8 @@
 use super::{Change, Violation};
 
 /// The spec's default forbidden paths.
-pub const DEFAULT_RULES: &[&str] = &[
-    ".env",
-    ".env.*",
-    ".github/workflows/**",
-    ".git/**",
-    "infra/**",
-    "scripts/release/**",
-];
+pub const DEFAULT_RULES: &[&str] =
+    &[".env", ".env.*", ".github/workflows/**", ".git/**", "infra/**", "scripts/release/**"];
 
 /// A set of forbidden-path rules.
 #[derive(Debug, Clone)]
@@ -23,9 +17,7 @@ pub struct Guardrails {
 
 impl Default for Guardrails {
     fn default() -> Self {
-        Self {
-            rules: DEFAULT_RULES.iter().map(|s| s.to_string()).collect(),
-        }
+        Self { rules: DEFAULT_RULES.iter().map(|s| s.to_string()).collect() }
     }
 }
 
@@ -50,10 +42,7 @@ impl Guardrails {
                         p == r
                     };
                     if hit {
-                        out.push(Violation {
-                            file: p.clone(),
-                            rule: r.clone(),
-                        });
+                        out.push(Violation { file: p.clone(), rule: r.clone() });
                     }
                 }
             }

@@ -26,13 +26,7 @@ pub enum Label {
 
 impl Label {
     /// All labels.
-    pub const ALL: [Label; 5] = [
-        Label::Benign,
-        Label::Spam,
-        Label::MaliciousInjection,
-        Label::Abuse,
-        Label::OffTopic,
-    ];
+    pub const ALL: [Label; 5] = [Label::Benign, Label::Spam, Label::MaliciousInjection, Label::Abuse, Label::OffTopic];
 
     /// The stable wire name.
     pub fn as_str(self) -> &'static str {

@@ -37,18 +37,12 @@ pub struct StoreCapabilities {
 impl StoreCapabilities {
     /// Flags for an adapter that is durable and shared between processes.
     pub const fn durable_shared() -> Self {
-        Self {
-            durable: true,
-            multi_process: true,
-        }
+        Self { durable: true, multi_process: true }
     }
 
     /// Flags for an in-process, non-durable adapter.
     pub const fn in_memory() -> Self {
-        Self {
-            durable: false,
-            multi_process: false,
-        }
+        Self { durable: false, multi_process: false }
     }
 }
 
@@ -79,20 +73,11 @@ pub type EventStream = BoxStream<'static, Result<RecordedEvent>>;
 #[async_trait]
 pub trait EventStore: Send + Sync + Debug {
     /// Appends `events` to `stream` if it is at `expected`.
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult>;
+    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>)
+        -> Result<AppendResult>;
 
     /// Reads a stream from `from_version` (inclusive, 1-based).
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>>;
+    async fn read_stream(&self, stream: &StreamId, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
 
     /// Reads the global log after `after_position`.
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>>;
@@ -111,11 +96,7 @@ pub trait EventStore: Send + Sync + Debug {
 #[async_trait]
 pub trait EventStoreExt: EventStore {
     /// Reads a whole stream, page by page.
-    async fn read_stream_to_end(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream_to_end(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>> {
         const PAGE: usize = 1024;
         let mut out = Vec::new();
         let mut from = from_version.max(1);
@@ -146,26 +127,18 @@ where
     W: Fn(u64) -> BoxFuture<'static, ()> + Send + Sync + 'static,
 {
     const PAGE: usize = 512;
-    let state = (
-        store,
-        after_position,
-        std::collections::VecDeque::<RecordedEvent>::new(),
-        wait,
-    );
-    Box::pin(futures::stream::unfold(
-        state,
-        |(store, mut after, mut buf, wait)| async move {
-            loop {
-                if let Some(ev) = buf.pop_front() {
-                    after = ev.position;
-                    return Some((Ok(ev), (store, after, buf, wait)));
-                }
-                match store.read_all(after, PAGE).await {
-                    Ok(page) if page.is_empty() => wait(after).await,
-                    Ok(page) => buf.extend(page),
-                    Err(e) => return Some((Err(e), (store, after, buf, wait))),
-                }
+    let state = (store, after_position, std::collections::VecDeque::<RecordedEvent>::new(), wait);
+    Box::pin(futures::stream::unfold(state, |(store, mut after, mut buf, wait)| async move {
+        loop {
+            if let Some(ev) = buf.pop_front() {
+                after = ev.position;
+                return Some((Ok(ev), (store, after, buf, wait)));
             }
-        },
-    ))
+            match store.read_all(after, PAGE).await {
+                Ok(page) if page.is_empty() => wait(after).await,
+                Ok(page) => buf.extend(page),
+                Err(e) => return Some((Err(e), (store, after, buf, wait))),
+            }
+        }
+    }))
 }

@@ -16,15 +16,10 @@ pub mod work_queue;
 
 pub use cache::Cache;
 pub use classifier::{Classification, Classifier, ClassifierInput, Label, SignalRecord};
-pub use event_store::{
-    catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities,
-};
+pub use event_store::{catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities};
 pub use key_provider::KeyProvider;
 pub use model::ModelProvider;
 pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
 pub use sandbox::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
-pub use vcs::{
-    ChangeReader, PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, VcsProvider,
-    Workspace,
-};
+pub use vcs::{ChangeReader, PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, VcsProvider, Workspace};
 pub use work_queue::{ClaimedJob, Enqueued, LeaseToken, NewJob, WorkQueue};

@@ -68,11 +68,5 @@ pub trait ReadModelStore: Send + Sync + Debug {
     /// Reads one row.
     async fn get(&self, table: &str, key: &str) -> Result<Option<Bytes>>;
     /// Reads rows in key order.
-    async fn scan(
-        &self,
-        table: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Bytes)>>;
+    async fn scan(&self, table: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Bytes)>>;
 }

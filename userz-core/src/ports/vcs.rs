@@ -84,15 +84,11 @@ pub struct VcsCapabilities {
 impl VcsCapabilities {
     /// A provider with a PR API.
     pub const fn with_pull_requests() -> Self {
-        Self {
-            pull_requests: true,
-        }
+        Self { pull_requests: true }
     }
     /// A branch-only provider.
     pub const fn branch_only() -> Self {
-        Self {
-            pull_requests: false,
-        }
+        Self { pull_requests: false }
     }
 }
 

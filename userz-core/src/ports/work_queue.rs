@@ -78,8 +78,7 @@ pub trait WorkQueue: Send + Sync + Debug {
     /// Adds a job.
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
     /// Claims the oldest ready job of `queue`.
-    async fn claim(&self, queue: &str, worker: &str, lease: Duration)
-        -> Result<Option<ClaimedJob>>;
+    async fn claim(&self, queue: &str, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>>;
     /// Extends a lease; returns the new expiry.
     async fn heartbeat(&self, lease: &LeaseToken, extend: Duration) -> Result<Timestamp>;
     /// Completes a job.

@@ -23,10 +23,7 @@ pub struct EventStoreSuite {
 
 impl Default for EventStoreSuite {
     fn default() -> Self {
-        Self {
-            writers: 8,
-            per_writer: 1000,
-        }
+        Self { writers: 8, per_writer: 1000 }
     }
 }
 
@@ -63,24 +60,10 @@ pub async fn run_all(store: Arc<dyn EventStore>, suite: EventStoreSuite) {
 pub async fn append_and_read_back(store: &dyn EventStore) {
     let s = stream();
     let evs: Vec<_> = (0..3).map(event).collect();
-    let res = store
-        .append(&s, ExpectedVersion::NoStream, evs.clone())
-        .await
-        .unwrap_or_else(|e| panic!("append: {e}"));
-    assert_eq!(
-        (res.first_version, res.last_version),
-        (1, 3),
-        "versions start at 1"
-    );
-    assert_eq!(
-        res.last_position - res.first_position,
-        2,
-        "positions of one batch are consecutive in order"
-    );
-    let read = store
-        .read_stream_to_end(&s, 1)
-        .await
-        .unwrap_or_else(|e| panic!("read: {e}"));
+    let res = store.append(&s, ExpectedVersion::NoStream, evs.clone()).await.unwrap_or_else(|e| panic!("append: {e}"));
+    assert_eq!((res.first_version, res.last_version), (1, 3), "versions start at 1");
+    assert_eq!(res.last_position - res.first_position, 2, "positions of one batch are consecutive in order");
+    let read = store.read_stream_to_end(&s, 1).await.unwrap_or_else(|e| panic!("read: {e}"));
     assert_eq!(read.len(), 3);
     for (i, (r, e)) in read.iter().zip(&evs).enumerate() {
         assert_eq!(r.version, i as u64 + 1, "gap-free versions");
@@ -99,133 +82,62 @@ pub async fn append_and_read_back(store: &dyn EventStore) {
 /// A wrong expected version is a `Conflict` with the actual version, and writes nothing.
 pub async fn expected_version_conflicts(store: &dyn EventStore) {
     let s = stream();
-    store
-        .append(&s, ExpectedVersion::NoStream, vec![event(1)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for expected in [
-        ExpectedVersion::NoStream,
-        ExpectedVersion::Exact(0),
-        ExpectedVersion::Exact(2),
-        ExpectedVersion::Exact(7),
-    ] {
+    store.append(&s, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap_or_else(|e| panic!("{e}"));
+    for expected in
+        [ExpectedVersion::NoStream, ExpectedVersion::Exact(0), ExpectedVersion::Exact(2), ExpectedVersion::Exact(7)]
+    {
         match store.append(&s, expected, vec![event(2)]).await {
-            Err(Error::Conflict {
-                actual,
-                expected: e,
-                ..
-            }) => {
+            Err(Error::Conflict { actual, expected: e, .. }) => {
                 assert_eq!(actual, 1, "conflict reports the actual version");
                 assert_eq!(e, expected, "conflict reports the expectation");
             }
             other => panic!("expected Conflict for {expected:?}, got {other:?}"),
         }
     }
-    assert_eq!(
-        store.stream_version(&s).await.unwrap_or(99),
-        1,
-        "a conflict writes nothing"
-    );
-    store
-        .append(&s, ExpectedVersion::Exact(1), vec![event(2)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .append(&s, ExpectedVersion::Any, vec![event(3)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.stream_version(&s).await.unwrap_or(99), 1, "a conflict writes nothing");
+    store.append(&s, ExpectedVersion::Exact(1), vec![event(2)]).await.unwrap_or_else(|e| panic!("{e}"));
+    store.append(&s, ExpectedVersion::Any, vec![event(3)]).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(store.stream_version(&s).await.unwrap_or(0), 3);
 }
 
 /// Appending nothing is refused as `Invalid`.
 pub async fn empty_append_is_invalid(store: &dyn EventStore) {
     let s = stream();
-    assert!(matches!(
-        store.append(&s, ExpectedVersion::Any, vec![]).await,
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(store.append(&s, ExpectedVersion::Any, vec![]).await, Err(Error::Invalid(_))));
 }
 
 /// A refused batch leaves no partial write.
 pub async fn batch_is_atomic(store: &dyn EventStore) {
     let s = stream();
-    store
-        .append(&s, ExpectedVersion::NoStream, vec![event(1)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let r = store
-        .append(&s, ExpectedVersion::NoStream, (0..5).map(event).collect())
-        .await;
+    store.append(&s, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap_or_else(|e| panic!("{e}"));
+    let r = store.append(&s, ExpectedVersion::NoStream, (0..5).map(event).collect()).await;
     assert!(r.is_err());
-    assert_eq!(
-        store
-            .read_stream(&s, 1, 100)
-            .await
-            .unwrap_or_default()
-            .len(),
-        1,
-        "no partial batch"
-    );
+    assert_eq!(store.read_stream(&s, 1, 100).await.unwrap_or_default().len(), 1, "no partial batch");
 }
 
 /// `read_stream` honours `from_version` and `limit`; unknown streams read empty.
 pub async fn read_stream_paging(store: &dyn EventStore) {
     let s = stream();
-    store
-        .append(&s, ExpectedVersion::NoStream, (0..10).map(event).collect())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.append(&s, ExpectedVersion::NoStream, (0..10).map(event).collect()).await.unwrap_or_else(|e| panic!("{e}"));
     let page = store.read_stream(&s, 4, 3).await.unwrap_or_default();
-    assert_eq!(
-        page.iter().map(|r| r.version).collect::<Vec<_>>(),
-        vec![4, 5, 6]
-    );
-    assert!(store
-        .read_stream(&s, 11, 10)
-        .await
-        .unwrap_or_default()
-        .is_empty());
-    assert!(store
-        .read_stream(&stream(), 1, 10)
-        .await
-        .unwrap_or_default()
-        .is_empty());
+    assert_eq!(page.iter().map(|r| r.version).collect::<Vec<_>>(), vec![4, 5, 6]);
+    assert!(store.read_stream(&s, 11, 10).await.unwrap_or_default().is_empty());
+    assert!(store.read_stream(&stream(), 1, 10).await.unwrap_or_default().is_empty());
 }
 
 /// `read_all` returns events after a position, in position order.
 pub async fn read_all_is_ordered(store: &dyn EventStore) {
     let a = stream();
     let b = stream();
-    let r1 = store
-        .append(&a, ExpectedVersion::NoStream, vec![event(1)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .append(&b, ExpectedVersion::NoStream, vec![event(2), event(3)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .append(&a, ExpectedVersion::Exact(1), vec![event(4)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let all = store
-        .read_all(r1.first_position - 1, 10_000)
-        .await
-        .unwrap_or_default();
-    let ours: Vec<_> = all
-        .iter()
-        .filter(|r| r.stream == a || r.stream == b)
-        .collect();
+    let r1 = store.append(&a, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap_or_else(|e| panic!("{e}"));
+    store.append(&b, ExpectedVersion::NoStream, vec![event(2), event(3)]).await.unwrap_or_else(|e| panic!("{e}"));
+    store.append(&a, ExpectedVersion::Exact(1), vec![event(4)]).await.unwrap_or_else(|e| panic!("{e}"));
+    let all = store.read_all(r1.first_position - 1, 10_000).await.unwrap_or_default();
+    let ours: Vec<_> = all.iter().filter(|r| r.stream == a || r.stream == b).collect();
     assert_eq!(ours.len(), 4);
     assert_eq!(ours[0].stream, a);
-    assert!(
-        all.windows(2).all(|w| w[0].position < w[1].position),
-        "positions strictly increase"
-    );
-    let after = store
-        .read_all(r1.first_position, 2)
-        .await
-        .unwrap_or_default();
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position), "positions strictly increase");
+    let after = store.read_all(r1.first_position, 2).await.unwrap_or_default();
     assert!(after.iter().all(|r| r.position > r1.first_position));
     assert!(after.len() <= 2, "limit honoured");
 }
@@ -234,15 +146,9 @@ pub async fn read_all_is_ordered(store: &dyn EventStore) {
 pub async fn duplicate_event_id_refused(store: &dyn EventStore) {
     let s = stream();
     let e = event(1);
-    store
-        .append(&s, ExpectedVersion::NoStream, vec![e.clone()])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.append(&s, ExpectedVersion::NoStream, vec![e.clone()]).await.unwrap_or_else(|e| panic!("{e}"));
     let again = store.append(&s, ExpectedVersion::Exact(1), vec![e]).await;
-    assert!(
-        again.is_err(),
-        "a duplicate event id must not be stored twice"
-    );
+    assert!(again.is_err(), "a duplicate event id must not be stored twice");
     assert_eq!(store.stream_version(&s).await.unwrap_or(0), 1);
 }
 
@@ -254,10 +160,7 @@ pub async fn subscribe_from_checkpoint(store: &dyn EventStore) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let checkpoint = first.first_position; // after the first of ours
-    let mut sub = store
-        .subscribe(checkpoint)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sub = store.subscribe(checkpoint).await.unwrap_or_else(|e| panic!("{e}"));
     let live = store
         .append(&s, ExpectedVersion::Exact(3), (3..5).map(event).collect())
         .await
@@ -268,13 +171,8 @@ pub async fn subscribe_from_checkpoint(store: &dyn EventStore) {
         let next = tokio::time::timeout(deadline, sub.next())
             .await
             .unwrap_or_else(|_| panic!("subscription stalled after {seen:?}"));
-        let r = next
-            .unwrap_or_else(|| panic!("subscription ended"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            r.position > checkpoint,
-            "nothing at or before the checkpoint"
-        );
+        let r = next.unwrap_or_else(|| panic!("subscription ended")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.position > checkpoint, "nothing at or before the checkpoint");
         if let Some(prev) = seen.last() {
             assert!(r.position > *prev, "in order, no repeats");
         }
@@ -303,10 +201,7 @@ pub async fn concurrent_appenders(store: Arc<dyn EventStore>, writers: usize, pe
                 let e = event((w * per_writer + i) as u64);
                 ids.push(e.id);
                 loop {
-                    match store
-                        .append(&s, ExpectedVersion::from_version(version), vec![e.clone()])
-                        .await
-                    {
+                    match store.append(&s, ExpectedVersion::from_version(version), vec![e.clone()]).await {
                         Ok(r) => {
                             version = r.last_version;
                             break;
@@ -324,17 +219,9 @@ pub async fn concurrent_appenders(store: Arc<dyn EventStore>, writers: usize, pe
         expected.extend(t.await.unwrap_or_else(|e| panic!("writer panicked: {e}")));
     }
     let total = writers * per_writer;
-    let read = store
-        .read_stream_to_end(&s, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let read = store.read_stream_to_end(&s, 1).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read.len(), total, "every event landed");
-    assert!(
-        read.iter()
-            .enumerate()
-            .all(|(i, r)| r.version == i as u64 + 1),
-        "versions are 1..={total} without gaps"
-    );
+    assert!(read.iter().enumerate().all(|(i, r)| r.version == i as u64 + 1), "versions are 1..={total} without gaps");
     let got: HashSet<_> = read.iter().map(|r| r.id).collect();
     assert_eq!(got.len(), total, "no duplicates");
     assert_eq!(got, expected, "exactly the events the writers appended");

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, installing what the tests need when it is
+# missing. This is the README's test command; .ci/run calls it.
+#
+# Services (PostgreSQL, NATS, Redis, git smart-HTTP, …) are installed and started
+# here on loopback as the adapters that need them land; today every suite runs
+# in-process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (install Rust with rustup)" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+log "format"
+cargo fmt --all -- --check
+
+log "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "benches build"
+cargo bench --workspace --locked --no-run
+
+log "doc tests"
+cargo test --workspace --doc --locked
+
+log "tests"
+cargo nextest run --workspace --locked --no-fail-fast
