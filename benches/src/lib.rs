@@ -58,6 +58,7 @@ pub fn run_stream_events(n: usize) -> Vec<RunEvent> {
             step: "push".into(),
             attempt: i as u32,
             error: "unavailable: connection reset".into(),
+            delay_ms: 1000,
             retry_at: Timestamp::from_millis(i as i64 * 1000),
         });
     }

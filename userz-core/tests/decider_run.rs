@@ -114,7 +114,13 @@ fn commands(run: RunId) -> Vec<(&'static str, RunCommand)> {
         ("complete_branch_only", RunCommand::CompleteBranchOnly { at: T0 }),
         (
             "schedule_retry",
-            RunCommand::ScheduleRetry { step: "push".into(), attempt: 1, error: "e".into(), retry_at: T0 },
+            RunCommand::ScheduleRetry {
+                step: "push".into(),
+                attempt: 1,
+                error: "e".into(),
+                delay_ms: 1000,
+                retry_at: T0,
+            },
         ),
         ("fail", RunCommand::Fail { reason: "x".into(), at: T0 }),
         ("time_out", RunCommand::TimeOut { at: T0 + WALL }),

@@ -151,9 +151,13 @@ fn run_command(a: &RunAction) -> RunCommand {
         RunAction::Push(h) => RunCommand::RecordPush { branch: "userz/p".into(), head: format!("h{h}") },
         RunAction::Pr => RunCommand::RecordPr { number: 3, url: "u".into(), created: true, at: t(3) },
         RunAction::BranchOnly => RunCommand::CompleteBranchOnly { at: t(3) },
-        RunAction::Retry => {
-            RunCommand::ScheduleRetry { step: "push".into(), attempt: 1, error: "e".into(), retry_at: t(4) }
-        }
+        RunAction::Retry => RunCommand::ScheduleRetry {
+            step: "push".into(),
+            attempt: 1,
+            error: "e".into(),
+            delay_ms: 1000,
+            retry_at: t(4),
+        },
         RunAction::Fail => RunCommand::Fail { reason: "f".into(), at: t(5) },
         RunAction::TimeOut(m) => RunCommand::TimeOut { at: t(*m) },
         RunAction::Cancel => RunCommand::Cancel { by: Actor::System, at: t(6) },

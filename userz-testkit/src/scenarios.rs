@@ -407,10 +407,8 @@ pub async fn failing_push_is_retried_with_backoff(stores: StoreSet) {
     let events = ok(engine.bus().read::<RunDecider>(&CommandBus::stream::<RunDecider>(run)).await, "read run");
     let retries: Vec<_> = events
         .iter()
-        .filter_map(|(rec, e)| match e {
-            RunEvent::RetryScheduled { step, attempt, retry_at, .. } => {
-                Some((step.clone(), *attempt, retry_at.as_millis() - rec.recorded_at.as_millis()))
-            }
+        .filter_map(|(_, e)| match e {
+            RunEvent::RetryScheduled { step, attempt, delay_ms, .. } => Some((step.clone(), *attempt, *delay_ms)),
             _ => None,
         })
         .collect();

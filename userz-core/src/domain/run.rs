@@ -203,6 +203,8 @@ pub enum RunCommand {
         attempt: u32,
         /// The error.
         error: String,
+        /// The backoff delay chosen for this attempt, in ms.
+        delay_ms: u64,
         /// Next attempt time.
         retry_at: Timestamp,
     },
@@ -324,6 +326,8 @@ pub enum RunEvent {
         attempt: u32,
         /// Error.
         error: String,
+        /// Backoff delay in ms.
+        delay_ms: u64,
         /// Next attempt.
         retry_at: Timestamp,
     },
@@ -571,12 +575,15 @@ impl Decider for RunDecider {
                 }
                 _ => Err(refuse()),
             },
-            RunCommand::ScheduleRetry { step, attempt, error, retry_at } => Ok(vec![RunEvent::RetryScheduled {
-                step: step.clone(),
-                attempt: *attempt,
-                error: error.clone(),
-                retry_at: *retry_at,
-            }]),
+            RunCommand::ScheduleRetry { step, attempt, error, delay_ms, retry_at } => {
+                Ok(vec![RunEvent::RetryScheduled {
+                    step: step.clone(),
+                    attempt: *attempt,
+                    error: error.clone(),
+                    delay_ms: *delay_ms,
+                    retry_at: *retry_at,
+                }])
+            }
             RunCommand::Fail { reason, at } => Ok(vec![RunEvent::RunFailed { reason: reason.clone(), at: *at }]),
             RunCommand::TimeOut { at } => match run.deadline_at {
                 Some(deadline) if *at >= deadline => Ok(vec![RunEvent::RunTimedOut { at: *at }]),

@@ -173,11 +173,13 @@ async fn execute_run(inner: &Inner, job: &ClaimedJob, run_id: crate::ids::RunId)
             let now = inner.deps.clock.now();
             let stream = CommandBus::stream::<RunDecider>(run_id);
             if error.is_retryable() && job.attempt < inner.config.max_attempts {
-                let retry_at = now + inner.config.backoff(job.attempt);
+                let delay = inner.config.backoff(job.attempt);
+                let retry_at = now + delay;
                 let cmd = RunCommand::ScheduleRetry {
                     step: step.into(),
                     attempt: job.attempt,
                     error: error.to_string(),
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     retry_at,
                 };
                 exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "retry"), &cmd).await?;

@@ -40,6 +40,11 @@ impl StoreCapabilities {
         Self { durable: true, multi_process: true }
     }
 
+    /// The same flags with `multi_process` off (one writing process).
+    pub const fn single_process(self) -> Self {
+        Self { durable: self.durable, multi_process: false }
+    }
+
     /// Flags for an in-process, non-durable adapter.
     pub const fn in_memory() -> Self {
         Self { durable: false, multi_process: false }
