@@ -54,6 +54,7 @@ pub async fn run_all(store: Arc<dyn EventStore>, suite: EventStoreSuite) {
     duplicate_event_id_refused(store.as_ref()).await;
     subscribe_from_checkpoint(store.as_ref()).await;
     concurrent_appenders(store.clone(), suite.writers, suite.per_writer).await;
+    subscription_sees_every_event_under_concurrent_writers(store.clone(), suite.writers, 200).await;
 }
 
 /// Appended events read back with versions 1..n and every field intact.
@@ -225,4 +226,62 @@ pub async fn concurrent_appenders(store: Arc<dyn EventStore>, writers: usize, pe
     let got: HashSet<_> = read.iter().map(|r| r.id).collect();
     assert_eq!(got.len(), total, "no duplicates");
     assert_eq!(got, expected, "exactly the events the writers appended");
+}
+
+/// A subscriber running while `writers` tasks append `per_writer` events each (to
+/// their own streams, in small batches) sees every appended position exactly once
+/// and in increasing order: no event is skipped when commits interleave.
+pub async fn subscription_sees_every_event_under_concurrent_writers(
+    store: Arc<dyn EventStore>,
+    writers: usize,
+    per_writer: usize,
+) {
+    // Start after the current head so other checks' events do not count.
+    let marker =
+        store.append(&stream(), ExpectedVersion::NoStream, vec![event(0)]).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut sub = store.subscribe(marker.last_position).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = stream();
+            let mut positions = Vec::with_capacity(per_writer);
+            let mut version = 0;
+            let mut n = 0;
+            while n < per_writer {
+                let batch = (1 + (w + n) % 3).min(per_writer - n);
+                let r = store
+                    .append(
+                        &s,
+                        ExpectedVersion::from_version(version),
+                        (0..batch).map(|k| event((n + k) as u64)).collect(),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("append: {e}"));
+                positions.extend(r.first_position..=r.last_position);
+                version = r.last_version;
+                n += batch;
+            }
+            positions
+        }));
+    }
+    let mut appended = HashSet::new();
+    for t in tasks {
+        appended.extend(t.await.unwrap_or_else(|e| panic!("writer panicked: {e}")));
+    }
+    assert_eq!(appended.len(), writers * per_writer);
+    let mut last = marker.last_position;
+    let mut seen = HashSet::new();
+    while seen.len() < appended.len() {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("subscription stalled: {} of {} events seen", seen.len(), appended.len()));
+        let r = next.unwrap_or_else(|| panic!("subscription ended")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.position > last, "positions increase: {} after {last}", r.position);
+        last = r.position;
+        if appended.contains(&r.position) {
+            assert!(seen.insert(r.position), "position {} delivered twice", r.position);
+        }
+    }
+    assert_eq!(seen, appended, "every appended position was delivered");
 }
