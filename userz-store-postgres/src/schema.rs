@@ -53,7 +53,7 @@ const MIGRATIONS: &[&str] = &[r#"
 "#];
 
 /// Advisory-lock key serialising migrations across processes.
-const MIGRATION_LOCK: i64 = 0x757365727a_01;
+const MIGRATION_LOCK: i64 = 0x7573_6572_7a01;
 
 /// Brings the schema in the client's `search_path` to the current version.
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
