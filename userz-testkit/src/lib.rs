@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod conformance;
+pub mod crash;
 pub mod doubles;
 pub mod scenarios;
 pub mod services;
