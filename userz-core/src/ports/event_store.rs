@@ -32,22 +32,31 @@ pub struct StoreCapabilities {
     pub durable: bool,
     /// Several processes may append concurrently.
     pub multi_process: bool,
+    /// A second append of an already stored event id is refused. Backends that
+    /// deduplicate only within a window (KurrentDB, JetStream) say `false`, and
+    /// the engine never relies on it: its idempotency comes from command ids.
+    pub unique_event_ids: bool,
 }
 
 impl StoreCapabilities {
     /// Flags for an adapter that is durable and shared between processes.
     pub const fn durable_shared() -> Self {
-        Self { durable: true, multi_process: true }
+        Self { durable: true, multi_process: true, unique_event_ids: true }
     }
 
     /// The same flags with `multi_process` off (one writing process).
     pub const fn single_process(self) -> Self {
-        Self { durable: self.durable, multi_process: false }
+        Self { multi_process: false, ..self }
+    }
+
+    /// The same flags with `unique_event_ids` off.
+    pub const fn without_unique_event_ids(self) -> Self {
+        Self { unique_event_ids: false, ..self }
     }
 
     /// Flags for an in-process, non-durable adapter.
     pub const fn in_memory() -> Self {
-        Self { durable: false, multi_process: false }
+        Self { durable: false, multi_process: false, unique_event_ids: true }
     }
 }
 
@@ -62,7 +71,8 @@ pub type EventStream = BoxStream<'static, Result<RecordedEvent>>;
 ///   [`Error::Conflict`](crate::Error::Conflict) with the actual version and writes
 ///   nothing. An empty `events` is refused with `Invalid`.
 /// - Versions within a stream start at 1 and are gap-free; `(stream, version)` is
-///   unique. Event ids are unique across the store.
+///   unique. Event ids are unique across the store; an adapter whose backend
+///   cannot refuse a repeated id declares `unique_event_ids = false`.
 /// - Every event gets a global `position`, strictly increasing in append order. A
 ///   reader of the global log (`read_all`, `subscribe`) never observes position `p`
 ///   and later a position lower than `p`: positions become visible in order, even
