@@ -19,7 +19,7 @@ pub use classifier::{Classification, Classifier, ClassifierInput, Label, SignalR
 pub use event_store::{
     catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities,
 };
-pub use key_provider::KeyProvider;
+pub use key_provider::{KeyProvider, WrappedKey};
 pub use model::ModelProvider;
 pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
 pub use sandbox::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
