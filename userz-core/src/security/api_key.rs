@@ -381,6 +381,7 @@ impl<V> ApiKeyIndex<V> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -138,6 +138,7 @@ impl fmt::Display for SecretString {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

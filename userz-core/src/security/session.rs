@@ -479,6 +479,7 @@ pub async fn consume_email_token(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

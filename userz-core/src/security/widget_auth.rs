@@ -597,6 +597,7 @@ pub fn mint_user_token(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use hmac::{Hmac, Mac};

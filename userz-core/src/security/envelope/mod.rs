@@ -123,7 +123,7 @@ impl KeyPurpose {
     }
 
     /// Output length in bytes.
-    pub const fn len(self) -> usize {
+    pub const fn key_len(self) -> usize {
         match self {
             KeyPurpose::SecretSealing | KeyPurpose::FieldSealing => SIV_KEY_LEN,
             KeyPurpose::BlindIndex => 32,
@@ -358,7 +358,7 @@ impl OrgDataKey {
 
 fn derive_subkey(root: &SecretBytes, org: OrgId, purpose: KeyPurpose) -> SecretBytes {
     let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), root.expose_secret());
-    let mut okm = vec![0u8; purpose.len()];
+    let mut okm = vec![0u8; purpose.key_len()];
     // Invariant: every purpose length is at most 64 bytes, far below the
     // HKDF-SHA256 output limit of 255 × 32 bytes, so expansion cannot fail.
     #[allow(clippy::expect_used)]
@@ -460,6 +460,7 @@ impl Envelope {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

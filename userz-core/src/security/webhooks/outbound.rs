@@ -38,14 +38,12 @@ pub fn parse_signature_header(value: &str) -> Result<UserzSignature, WebhookErro
             .split_once('=')
             .ok_or(WebhookError::MalformedHeader(H))?;
         match k {
+            "t" if timestamp_ms.is_some() => return Err(WebhookError::MalformedHeader(H)),
             "t" => {
                 if v.is_empty() || v.len() > 16 || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(WebhookError::MalformedHeader(H));
                 }
-                let t = v.parse().map_err(|_| WebhookError::MalformedHeader(H))?;
-                if timestamp_ms.replace(t).is_some() {
-                    return Err(WebhookError::MalformedHeader(H));
-                }
+                timestamp_ms = Some(v.parse().map_err(|_| WebhookError::MalformedHeader(H))?);
             }
             "v1" if v1.len() < MAX_SIGNATURES => {
                 v1.push(hex32(v).ok_or(WebhookError::MalformedHeader(H))?);

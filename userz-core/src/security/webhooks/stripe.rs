@@ -37,11 +37,8 @@ pub fn parse_signature_header(value: &str) -> Result<StripeSignature, WebhookErr
             .split_once('=')
             .ok_or(WebhookError::MalformedHeader(H))?;
         match k {
-            "t" => {
-                if timestamp.replace(parse_unix_timestamp(v, H)?).is_some() {
-                    return Err(WebhookError::MalformedHeader(H));
-                }
-            }
+            "t" if timestamp.is_some() => return Err(WebhookError::MalformedHeader(H)),
+            "t" => timestamp = Some(parse_unix_timestamp(v, H)?),
             "v1" if v1.len() < MAX_SIGNATURES => {
                 if let Some(sig) = hex32(v) {
                     v1.push(sig);
