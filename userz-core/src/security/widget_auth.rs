@@ -596,6 +596,59 @@ pub fn mint_user_token(
     })
 }
 
+/// Fuzz entry point (`fuzz/fuzz_targets/jwt.rs`): feeds arbitrary bytes to the
+/// header policy, the verifier and the Origin parser, and also signs arbitrary
+/// header/claims bytes with the right key so the claim checks behind the
+/// signature get exercised. Panics only if an invariant breaks.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    use hmac::{Hmac, Mac};
+
+    const SECRET: &[u8] = b"fuzz-secret-fuzz-secret-fuzz-secret!";
+    let app = AppId(uuid::Uuid::from_u128(
+        0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+    ));
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    let Ok(verifier) = UserTokenVerifier::new(app, &SecretBytes::copy_from(SECRET)) else {
+        return;
+    };
+
+    if let Ok(text) = std::str::from_utf8(data) {
+        let header_ok = check_header(text).is_ok();
+        if verifier.verify(text, now).is_ok() {
+            assert!(header_ok, "accepted a token whose header was refused");
+        }
+        if let Ok(origin) = Origin::parse(text) {
+            // Display must re-parse to the same origin.
+            assert_eq!(Origin::parse(&origin.to_string()).ok(), Some(origin));
+        }
+    }
+
+    // Split at the first 0xff: left = header JSON, right = claims JSON; sign them.
+    let (header, claims) = match data.iter().position(|&b| b == 0xff) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&br#"{"alg":"HS256"}"#[..], data),
+    };
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(SECRET) else {
+        return;
+    };
+    mac.update(signing_input.as_bytes());
+    let token = format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
+    if let Ok(claims) = verifier.verify(&token, now) {
+        assert_eq!(claims.app, app);
+        assert!(claims.exp > claims.iat);
+        assert!(claims.exp.as_millis() - claims.iat.as_millis() <= 24 * 3600 * 1000);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -256,6 +256,84 @@ fn twice(d: Duration) -> Duration {
     d.saturating_mul(2)
 }
 
+/// Fuzz entry point (`fuzz/fuzz_targets/webhook_headers.rs`): parses
+/// arbitrary text with every provider's header parser, then runs every
+/// verifier with the text as each of its headers. Panics only on a bug.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = stripe::parse_signature_header(text);
+    let _ = github::parse_signature_header(text);
+    let _ = slack::parse_signature_header(text);
+    let _ = standard::parse_signature_list(text);
+    let _ = discord::parse_signature_header(text);
+    let _ = outbound::parse_signature_header(text);
+    let _ = parse_unix_timestamp(text, "fuzz");
+    let _ = StandardWebhookSecret::parse(text);
+    let _ = crate::security::api_key::ApiKey::parse(text);
+    let _ = crate::security::api_key::PublicKey::parse(text);
+    let _ = crate::security::session::SessionId::parse(text);
+
+    let Ok(value) = http::HeaderValue::from_str(text) else {
+        return;
+    };
+    let secret = || crate::security::secret::SecretBytes::copy_from(b"fuzz-secret");
+    let Ok(whsec) = StandardWebhookSecret::from_bytes(secret()) else {
+        return;
+    };
+    let verifiers: Vec<Box<dyn WebhookVerifier>> = vec![
+        Box::new(StripeVerifier::new(secret())),
+        Box::new(GitHubVerifier::new(secret())),
+        Box::new(SlackVerifier::new(secret())),
+        Box::new(StandardWebhooksVerifier::new(whsec.clone())),
+        Box::new(UserzWebhookVerifier::new(secret())),
+    ];
+    let mut all: Vec<Box<dyn WebhookVerifier>> = verifiers;
+    if let Ok(gl) = GitLabVerifier::new(Some(secret()), Some(whsec)) {
+        all.push(Box::new(gl));
+    }
+    if let Ok(d) = DiscordVerifier::from_bytes(&[
+        0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07,
+        0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07,
+        0x51, 0x1a,
+    ]) {
+        all.push(Box::new(d));
+    }
+    let names = [
+        stripe::SIGNATURE_HEADER,
+        github::SIGNATURE_HEADER,
+        github::DELIVERY_HEADER,
+        slack::SIGNATURE_HEADER,
+        slack::TIMESTAMP_HEADER,
+        standard::ID_HEADER,
+        standard::TIMESTAMP_HEADER,
+        standard::SIGNATURE_HEADER,
+        gitlab::TOKEN_HEADER,
+        gitlab::IDEMPOTENCY_HEADER,
+        discord::SIGNATURE_HEADER,
+        discord::TIMESTAMP_HEADER,
+        outbound::SIGNATURE_HEADER,
+    ];
+    let mut headers = HeaderMap::new();
+    for name in names {
+        headers.insert(name, value.clone());
+    }
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    for v in &all {
+        // Every header holds the same fuzz text, so nothing can carry a valid
+        // signature except by breaking HMAC/Ed25519: acceptance is a bug.
+        // (GitLab here requires a signature too, so its token alone cannot pass.)
+        let outcome = v.authenticate(&headers, data, now);
+        assert!(
+            outcome.is_err(),
+            "{} accepted fuzz input: {outcome:?}",
+            v.provider()
+        );
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
