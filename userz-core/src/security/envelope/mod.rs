@@ -42,7 +42,7 @@ use crate::ports::key_provider::{KeyProvider, WrappedKey};
 use crate::security::secret::{SecretBytes, SecretString};
 use crate::time::Timestamp;
 
-pub use static_provider::StaticKeyProvider;
+pub use static_provider::{StaticKeyProvider, MASTER_KEYS_ENV};
 
 /// Length of an org data key in bytes (512 bits).
 pub const ORG_DATA_KEY_LEN: usize = 64;
