@@ -84,9 +84,12 @@ impl fmt::Display for SecretBytes {
 pub struct SecretString(secrecy::SecretString);
 
 impl SecretString {
-    /// Takes ownership of `s`; its buffer is zeroized on drop.
-    pub fn new(s: String) -> Self {
-        Self(secrecy::SecretString::from(s))
+    /// Takes ownership of `s`. As with [`SecretBytes::new`], the text is moved
+    /// into an exact-size buffer and the string's whole capacity is wiped.
+    pub fn new(mut s: String) -> Self {
+        let boxed: Box<str> = s.as_str().into();
+        s.zeroize();
+        Self(SecretBox::new(boxed))
     }
 
     /// The plaintext. Call sites that need it say so explicitly.
