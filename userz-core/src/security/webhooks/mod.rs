@@ -132,12 +132,23 @@ pub trait WebhookVerifier: Send + Sync + Debug {
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
     cache: Arc<dyn Cache>,
+    scope: String,
 }
 
 impl ReplayGuard {
-    /// Records delivery ids in `cache`.
+    /// Records delivery ids in `cache`, in the global scope.
     pub fn new(cache: Arc<dyn Cache>) -> Self {
-        Self { cache }
+        Self {
+            cache,
+            scope: "global".to_owned(),
+        }
+    }
+
+    /// Separates delivery ids per endpoint (e.g. an org's webhook
+    /// configuration id): ids such as `webhook-id` are only unique per sender.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
     }
 
     /// Authenticates with `verifier`, then accepts each delivery id once.
@@ -157,7 +168,8 @@ impl ReplayGuard {
     pub async fn first_seen(&self, delivery: &Delivery, ttl: Duration) -> Result<(), WebhookError> {
         let digest = Sha256::digest(delivery.delivery_id.as_bytes());
         let key = format!(
-            "userz:webhook:seen:{}:{}",
+            "userz:webhook:seen:{}:{}:{}",
+            hex::encode(Sha256::digest(self.scope.as_bytes())),
             delivery.provider,
             hex::encode(digest)
         );

@@ -491,6 +491,24 @@ fn userz_outbound_rotation_signs_with_both_secrets() {
         .is_ok());
 }
 
+#[tokio::test]
+async fn replay_scopes_are_independent() {
+    let cache = Arc::new(ManualCache::default());
+    let v = GitHubVerifier::new(secret("s"));
+    let h = headers(&[
+        ("x-hub-signature-256", v.sign(b"a")),
+        ("x-github-delivery", "d".into()),
+    ]);
+    let org_a = ReplayGuard::new(cache.clone()).with_scope("endpoint-a");
+    let org_b = ReplayGuard::new(cache).with_scope("endpoint-b");
+    org_a.verify(&v, &h, b"a", now()).await.unwrap();
+    org_b.verify(&v, &h, b"a", now()).await.unwrap();
+    assert_eq!(
+        org_a.verify(&v, &h, b"a", now()).await.unwrap_err().code(),
+        "replayed"
+    );
+}
+
 #[test]
 fn repeated_signature_header_is_malformed() {
     let v = GitHubVerifier::new(secret("s"));
