@@ -16,6 +16,19 @@
 //! drop. [`ApiKeyIndex`] shows the O(1) lookup: a hash map keyed by prefix, so
 //! a presented key costs exactly one Argon2 evaluation whatever the number of
 //! keys.
+//!
+//! ```
+//! use userz_core::security::api_key::{ApiKeyIndex, ApiKey, HashParams};
+//!
+//! # let params = HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 }; // doc-test speed
+//! // Production: HashParams::default() (OWASP).
+//! let (plaintext, stored) = ApiKey::generate(params)?.into_parts();
+//! // Show `plaintext` to the user once; persist `stored`.
+//! let mut index = ApiKeyIndex::new();
+//! index.insert(stored, "org_123")?;
+//! assert_eq!(index.verify(plaintext.expose_secret())?, &"org_123");
+//! # Ok::<(), userz_core::security::api_key::ApiKeyError>(())
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;

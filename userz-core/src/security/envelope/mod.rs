@@ -23,6 +23,30 @@
 //!   readable while the provider still holds it.
 //! - Plaintext comes back as [`SecretBytes`] / [`SecretString`] (zeroized on
 //!   drop, redacted in `Debug`).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use userz_core::ids::OrgId;
+//! use userz_core::security::envelope::{Envelope, SecretKind, StaticKeyProvider};
+//! use userz_core::Timestamp;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let provider = StaticKeyProvider::generate("master-1")?;
+//! let envelope = Envelope::new(Arc::new(provider));
+//! let org = OrgId::new();
+//! // Store `wrapped`; keep `key` only in memory.
+//! let (key, wrapped) = envelope.generate_org_key(org, 1, Timestamp::from_millis(0)).await?;
+//! let sealed = key.seal(SecretKind::AiProviderKey, "openai", b"sk-live-123")?;
+//!
+//! // Later, possibly in another process:
+//! let key = envelope.open_org_key(&wrapped).await?;
+//! let plaintext = key.open(&sealed, SecretKind::AiProviderKey, "openai")?;
+//! assert_eq!(plaintext.expose_secret(), b"sk-live-123");
+//! // Moved to another slot, it does not open.
+//! assert!(key.open(&sealed, SecretKind::AiProviderKey, "anthropic").is_err());
+//! # Ok::<(), userz_core::security::envelope::EnvelopeError>(())
+//! # }).unwrap();
+//! ```
 
 mod static_provider;
 
