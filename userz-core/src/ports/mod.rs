@@ -17,7 +17,7 @@ pub mod work_queue;
 pub use cache::Cache;
 pub use classifier::{Classification, Classifier, ClassifierInput, Label, SignalRecord};
 pub use event_store::{catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities};
-pub use key_provider::KeyProvider;
+pub use key_provider::{KeyProvider, WrappedKey};
 pub use model::ModelProvider;
 pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
 pub use sandbox::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
