@@ -1,9 +1,70 @@
-//! Interim evaluator: exact-prefix matching on the default rules.
+//! The normalising diff-guardrail evaluator (guarantee G11).
 //!
-//! This is replaced by the normalising evaluator of the security-primitives work;
-//! it exists so the engine can be wired and tested end to end meanwhile.
+//! [`Guardrails::check`] takes the change list the host computed from git
+//! objects and returns every [`Violation`], in change-list order. A path is
+//! first brought to one canonical form ([`normalize_path`]) so that no spelling
+//! of a forbidden path slips past, then matched against the rules.
+//!
+//! # Path normalisation
+//! Applied to change paths, old paths (renames), symlink targets and rules alike:
+//! - `\` is a separator like `/`; empty and `.` components are dropped, `..`
+//!   pops a component. A path that climbs above the repository root, is
+//!   absolute (`/x`, `\x`, `C:x`) or is empty violates [`RULE_PATH_ESCAPE`].
+//! - Invisible characters are removed, among them every code point HFS+ ignores
+//!   (U+200C–U+200F, U+202A–U+202E, U+206A–U+206F, U+FEFF) and the other
+//!   format/control characters of [`crate::security::unicode::is_invisible`].
+//! - Unicode NFKC, then case folding (upper-case then lower-case, so that
+//!   `ı`, `ſ` and the Kelvin sign fold the way NTFS's upcase table does).
+//!   NFKC is deliberately broader than any file system: fullwidth
+//!   `．ｇｉｔ` is folded to `.git` too. Over-matching a path nobody uses is the
+//!   safe direction. Cyrillic/Greek look-alikes are **not** folded: `.gіt` with
+//!   a Cyrillic `і` is a different file on every file system.
+//! - Windows: trailing dots and spaces of a component are dropped (`.git.`,
+//!   `infra `); a component made only of dots and spaces counts as `.` (one
+//!   dot) or `..` (two or more); an NTFS stream suffix is dropped
+//!   (`.git::$INDEX_ALLOCATION` → `.git`).
+//! - NTFS 8.3 short names: `GIT~<n>` is read as `.git`, `GITHUB~<n>` as
+//!   `.github`, `GITMOD~<n>` as `.gitmodules`. Any other component shaped like a
+//!   short name (`ENV~1`, `INFRA~1.TXT`: 1–6 characters, `~`, digits, optional
+//!   extension of up to three characters) cannot be resolved without the
+//!   file system and violates [`RULE_NTFS_SHORT_NAME`].
+//!
+//! # Rule syntax
+//! Rules are globs over normalised, `/`-separated paths, matched
+//! case-insensitively (rules are normalised like paths):
+//! - `*` matches any run of characters inside one component, `?` one character;
+//!   everything else is literal (there are no character classes or negations).
+//! - `**` as a whole component matches zero or more components, so `dir/**`
+//!   matches `dir` itself and everything below it.
+//! - A rule containing `/` (other than a trailing one) is anchored at the
+//!   repository root: `infra/**` forbids `infra/a.tf` but not `app/infra/a.tf`.
+//!   A leading `/` anchors explicitly.
+//! - A rule without `/` matches a component at any depth, like `.gitignore`:
+//!   `.env` forbids `.env`, `web/.env` and anything inside a `.env/` folder.
+//! - A trailing `/` means "this folder and below" (`build/` = `build/**`).
+//!
+//! # Structural rules
+//! - [`RULE_SYMLINK_ESCAPE`]: a symlink whose target is absolute, or which
+//!   (resolved from the link's folder) leaves the repository or points at the
+//!   root. A target that lands on a forbidden path, or on a folder that holds
+//!   an anchored forbidden path (`../.github`), violates that path's rule.
+//!   A change whose new mode is a symlink (`0o120000`) but whose object carries
+//!   no target violates [`RULE_SYMLINK_UNVERIFIED`].
+//! - [`RULE_GITLINK`]: any change whose old or new mode is `0o160000` or whose
+//!   object is a [`ObjectKind::Gitlink`]; [`RULE_GITMODULES`]: any path whose
+//!   last component is `.gitmodules`. Both on by default
+//!   ([`Guardrails::allow_submodules`] turns them off).
+//! - Renames are checked on both sides (`path` and `old_path`).
+//!
+//! The optional [`FORGE_CI_RULES`] ([`Guardrails::with_forge_ci`]) forbid
+//! the CI definitions of other forges.
 
-use super::{Change, Violation};
+use std::borrow::Cow;
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::{Change, ObjectKind, Violation};
+use crate::security::unicode::is_invisible;
 
 /// The spec's default forbidden paths.
 pub const DEFAULT_RULES: &[&str] = &[
@@ -15,49 +76,522 @@ pub const DEFAULT_RULES: &[&str] = &[
     "scripts/release/**",
 ];
 
-/// A set of forbidden-path rules.
+/// CI definitions of other forges, opt-in through [`Guardrails::with_forge_ci`]:
+/// GitLab (`.gitlab-ci.yml`, `.gitlab/ci/**`), CircleCI, Jenkins, Azure
+/// Pipelines and Buildkite. The unanchored names match at any depth.
+pub const FORGE_CI_RULES: &[&str] = &[
+    ".gitlab-ci.yml",
+    ".gitlab/ci/**",
+    ".circleci/**",
+    "Jenkinsfile",
+    "azure-pipelines.yml",
+    ".buildkite/**",
+];
+
+/// A path that is absolute, empty, or climbs above the repository root.
+pub const RULE_PATH_ESCAPE: &str = "path_escape";
+/// An NTFS 8.3 short-name component that cannot be resolved.
+pub const RULE_NTFS_SHORT_NAME: &str = "ntfs_short_name";
+/// A symlink leaving the repository (or pointing at its root).
+pub const RULE_SYMLINK_ESCAPE: &str = "symlink_escape";
+/// A symlink mode without a known target.
+pub const RULE_SYMLINK_UNVERIFIED: &str = "symlink_unverified";
+/// A submodule commit.
+pub const RULE_GITLINK: &str = "gitlink";
+/// The submodule configuration file.
+pub const RULE_GITMODULES: &str = ".gitmodules";
+
+const MODE_SYMLINK: u32 = 0o120000;
+const MODE_GITLINK: u32 = 0o160000;
+
+/// Why a path could not be normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathError {
+    /// Absolute, empty, or above the root.
+    Escape,
+}
+
+/// A normalised repository path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NormalizedPath {
+    components: Vec<String>,
+    /// Whether an unresolvable 8.3 short-name component was seen.
+    pub short_name: bool,
+}
+
+impl NormalizedPath {
+    /// The components, folded.
+    pub fn components(&self) -> &[String] {
+        &self.components
+    }
+
+    /// The components joined by `/`.
+    pub fn as_string(&self) -> String {
+        self.components.join("/")
+    }
+}
+
+/// Folds case and Unicode forms and drops invisible characters.
+fn fold(s: &str) -> Cow<'_, str> {
+    let plain_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if plain_ascii {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Cow::Owned(s.to_ascii_lowercase());
+        }
+        return Cow::Borrowed(s);
+    }
+    let stripped: String = s.chars().filter(|c| !is_invisible(*c)).collect();
+    let folded: String = stripped
+        .nfkc()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect();
+    // Lower-casing can produce combining sequences (`İ` → `i̇`); recompose.
+    Cow::Owned(folded.nfc().filter(|c| !is_invisible(*c)).collect())
+}
+
+fn is_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
+    matches!(b.first(), Some(b'/' | b'\\')) || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+}
+
+/// An 8.3 short name: 1–6 characters, `~`, digits, optional `.ext` (≤ 3).
+fn short_name_base(c: &str) -> Option<&str> {
+    let (stem, ext) = match c.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() && e.chars().count() <= 3 => (s, Some(e)),
+        _ => (c, None),
+    };
+    let _ = ext;
+    let (base, digits) = stem.rsplit_once('~')?;
+    let base_len = base.chars().count();
+    if (1..=6).contains(&base_len) && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Some(base)
+    } else {
+        None
+    }
+}
+
+/// Canonical form of one component, or `None` to drop it. `..` is returned
+/// as is for the caller to resolve.
+fn canonical_component(raw: &str, short_name: &mut bool) -> Option<String> {
+    // NTFS alternate data stream suffix.
+    let c = raw.split(':').next().unwrap_or(raw);
+    let trimmed = c.trim_end_matches([' ', '.']);
+    if trimmed.is_empty() {
+        let dots = c.bytes().filter(|&b| b == b'.').count();
+        return (dots >= 2).then(|| "..".to_owned());
+    }
+    if let Some(base) = short_name_base(trimmed) {
+        return Some(match base {
+            "git" => ".git".to_owned(),
+            "github" => ".github".to_owned(),
+            "gitmod" => ".gitmodules".to_owned(),
+            _ => {
+                *short_name = true;
+                trimmed.to_owned()
+            }
+        });
+    }
+    Some(trimmed.to_owned())
+}
+
+/// Normalises a repository-relative path (see the module docs).
+pub fn normalize_path(path: &str) -> Result<NormalizedPath, PathError> {
+    normalize_from(&[], path)
+}
+
+/// Normalises `path` relative to the folder `base` (already normalised).
+fn normalize_from(base: &[String], path: &str) -> Result<NormalizedPath, PathError> {
+    let folded = fold(path);
+    if is_absolute(&folded) {
+        return Err(PathError::Escape);
+    }
+    let mut components: Vec<String> = base.to_vec();
+    let mut short_name = false;
+    for raw in folded.split(['/', '\\']) {
+        match canonical_component(raw, &mut short_name) {
+            None => {}
+            Some(c) if c == ".." => {
+                if components.pop().is_none() {
+                    return Err(PathError::Escape);
+                }
+            }
+            Some(c) => components.push(c),
+        }
+    }
+    Ok(NormalizedPath {
+        components,
+        short_name,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pat {
+    Char(char),
+    One,
+    Star,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    AnyDepth,
+    Glob(Vec<Pat>),
+}
+
+/// One compiled forbidden-path rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    source: String,
+    anchored: bool,
+    segs: Vec<Seg>,
+}
+
+impl Rule {
+    /// Compiles a rule (see the module docs for the syntax). Returns `None`
+    /// for a rule that is empty after normalisation.
+    pub fn new(source: &str) -> Option<Rule> {
+        let folded = fold(source).replace('\\', "/");
+        let mut body = folded.trim();
+        let mut anchored = false;
+        if let Some(rest) = body.strip_prefix('/') {
+            anchored = true;
+            body = rest;
+        }
+        let mut dir = false;
+        if let Some(rest) = body.strip_suffix('/') {
+            dir = true;
+            body = rest;
+        }
+        if body.contains('/') {
+            anchored = true;
+        }
+        let mut segs = Vec::new();
+        let mut ignored = false;
+        for raw in body.split('/') {
+            if raw == "**" {
+                if segs.last() != Some(&Seg::AnyDepth) {
+                    segs.push(Seg::AnyDepth);
+                }
+                continue;
+            }
+            let Some(c) = canonical_component(raw, &mut ignored) else { continue };
+            segs.push(Seg::Glob(
+                c.chars()
+                    .map(|ch| match ch {
+                        '*' => Pat::Star,
+                        '?' => Pat::One,
+                        other => Pat::Char(other),
+                    })
+                    .collect(),
+            ));
+        }
+        if segs.is_empty() {
+            return None;
+        }
+        if dir && segs.last() != Some(&Seg::AnyDepth) {
+            segs.push(Seg::AnyDepth);
+        }
+        if !anchored {
+            segs.insert(0, Seg::AnyDepth);
+            if segs.last() != Some(&Seg::AnyDepth) {
+                segs.push(Seg::AnyDepth);
+            }
+        }
+        Some(Rule {
+            source: source.to_owned(),
+            anchored,
+            segs,
+        })
+    }
+
+    /// The rule as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the rule matches the normalised components.
+    pub fn matches(&self, comps: &[String]) -> bool {
+        match_segs(&self.segs, comps)
+    }
+
+    /// Whether `comps` names a folder that holds something this (anchored)
+    /// rule forbids.
+    fn holds_match(&self, comps: &[String]) -> bool {
+        self.anchored && prefix_match(&self.segs, comps)
+    }
+}
+
+fn match_segs(segs: &[Seg], comps: &[String]) -> bool {
+    match segs.split_first() {
+        None => comps.is_empty(),
+        Some((Seg::AnyDepth, rest)) => {
+            if rest.is_empty() {
+                return true;
+            }
+            (0..=comps.len()).any(|k| match_segs(rest, &comps[k..]))
+        }
+        Some((Seg::Glob(p), rest)) => match comps.split_first() {
+            Some((c, more)) => glob(p, c) && match_segs(rest, more),
+            None => false,
+        },
+    }
+}
+
+fn prefix_match(segs: &[Seg], comps: &[String]) -> bool {
+    match (segs.split_first(), comps.split_first()) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some((Seg::AnyDepth, _)), Some(_)) => true,
+        (Some((Seg::Glob(p), rest)), Some((c, more))) => glob(p, c) && prefix_match(rest, more),
+    }
+}
+
+/// Wildcard match of one component (`*`, `?`), linear with one backtrack point.
+fn glob(pat: &[Pat], s: &str) -> bool {
+    let text: Vec<char> = s.chars().collect();
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pat.get(p) {
+            Some(Pat::Char(c)) if *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            Some(Pat::One) => {
+                p += 1;
+                t += 1;
+            }
+            Some(Pat::Star) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p.min(pat.len())..].iter().all(|x| *x == Pat::Star)
+}
+
+/// All violations of one evaluation, in change-list order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuardrailReport {
+    /// Every violation.
+    pub violations: Vec<Violation>,
+}
+
+impl GuardrailReport {
+    /// The first violation: the file and rule a refusal reports.
+    pub fn first(&self) -> Option<&Violation> {
+        self.violations.first()
+    }
+
+    /// Whether nothing tripped.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// A set of forbidden-path rules plus the structural rules.
 #[derive(Debug, Clone)]
 pub struct Guardrails {
-    rules: Vec<String>,
+    rules: Vec<Rule>,
+    submodules_allowed: bool,
 }
 
 impl Default for Guardrails {
     fn default() -> Self {
         Self {
-            rules: DEFAULT_RULES.iter().map(|s| s.to_string()).collect(),
+            rules: DEFAULT_RULES.iter().filter_map(|r| Rule::new(r)).collect(),
+            submodules_allowed: false,
         }
     }
 }
 
 impl Guardrails {
-    /// Adds per-repo rules.
+    /// No path rules at all (structural rules still apply).
+    pub fn empty() -> Self {
+        Self {
+            rules: Vec::new(),
+            submodules_allowed: false,
+        }
+    }
+
+    /// Adds per-repo rules (glob syntax in the module docs). Empty rules are
+    /// ignored.
     pub fn with_rules(mut self, extra: impl IntoIterator<Item = String>) -> Self {
-        self.rules.extend(extra);
+        self.rules.extend(extra.into_iter().filter_map(|r| Rule::new(&r)));
         self
+    }
+
+    /// Adds [`FORGE_CI_RULES`].
+    pub fn with_forge_ci(self) -> Self {
+        self.with_rules(FORGE_CI_RULES.iter().map(|s| (*s).to_owned()))
+    }
+
+    /// Turns the [`RULE_GITLINK`] and [`RULE_GITMODULES`] rules on or off.
+    pub fn allow_submodules(mut self, allowed: bool) -> Self {
+        self.submodules_allowed = allowed;
+        self
+    }
+
+    /// The rules, in evaluation order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// Every violation, in change-list order.
     pub fn check(&self, changes: &[Change]) -> Vec<Violation> {
         let mut out = Vec::new();
         for c in changes {
-            for p in std::iter::once(&c.path).chain(c.old_path.as_ref()) {
-                for r in &self.rules {
-                    let hit = if let Some(dir) = r.strip_suffix("/**") {
-                        p.starts_with(&format!("{dir}/"))
-                    } else if let Some(stem) = r.strip_suffix('*') {
-                        p.starts_with(stem)
-                    } else {
-                        p == r
-                    };
-                    if hit {
-                        out.push(Violation {
-                            file: p.clone(),
-                            rule: r.clone(),
-                        });
-                    }
-                }
-            }
+            self.check_change(c, &mut |v| {
+                out.push(v);
+                true
+            });
         }
         out
+    }
+
+    /// The full report.
+    pub fn evaluate(&self, changes: &[Change]) -> GuardrailReport {
+        GuardrailReport {
+            violations: self.check(changes),
+        }
+    }
+
+    /// The first violation only; stops at the first hit.
+    pub fn first_violation(&self, changes: &[Change]) -> Option<Violation> {
+        let mut found = None;
+        for c in changes {
+            self.check_change(c, &mut |v| {
+                found = Some(v);
+                false
+            });
+            if found.is_some() {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Checks one path against the path rules. `emit` returns whether to go on.
+    fn check_path(&self, raw: &str, emit: &mut dyn FnMut(Violation) -> bool) -> bool {
+        let v = |rule: &str| Violation {
+            file: raw.to_owned(),
+            rule: rule.to_owned(),
+        };
+        let norm = match normalize_path(raw) {
+            Ok(n) if !n.components.is_empty() => n,
+            _ => return emit(v(RULE_PATH_ESCAPE)),
+        };
+        if norm.short_name && !emit(v(RULE_NTFS_SHORT_NAME)) {
+            return false;
+        }
+        for r in &self.rules {
+            if r.matches(&norm.components) && !emit(v(&r.source)) {
+                return false;
+            }
+        }
+        if !self.submodules_allowed
+            && norm.components.last().is_some_and(|c| c == ".gitmodules")
+            && !emit(v(RULE_GITMODULES))
+        {
+            return false;
+        }
+        true
+    }
+
+    fn check_change(&self, c: &Change, emit: &mut dyn FnMut(Violation) -> bool) {
+        if !self.check_path(&c.path, emit) {
+            return;
+        }
+        if let Some(old) = &c.old_path {
+            if !self.check_path(old, emit) {
+                return;
+            }
+        }
+        let v = |rule: &str| Violation {
+            file: c.path.clone(),
+            rule: rule.to_owned(),
+        };
+        let gitlink = matches!(c.object, ObjectKind::Gitlink)
+            || c.new_mode == Some(MODE_GITLINK)
+            || c.old_mode == Some(MODE_GITLINK);
+        if gitlink && !self.submodules_allowed && !emit(v(RULE_GITLINK)) {
+            return;
+        }
+        match &c.object {
+            ObjectKind::Symlink { target } => {
+                if let Some(rule) = self.symlink_violation(&c.path, target) {
+                    emit(v(&rule));
+                }
+            }
+            _ if c.new_mode == Some(MODE_SYMLINK) => {
+                emit(v(RULE_SYMLINK_UNVERIFIED));
+            }
+            _ => {}
+        }
+    }
+
+    fn symlink_violation(&self, link: &str, target: &str) -> Option<String> {
+        // An unnormalisable link path was already reported by `check_path`.
+        let link = normalize_path(link).ok()?;
+        let dir = &link.components[..link.components.len().saturating_sub(1)];
+        let resolved = match normalize_from(dir, target) {
+            Ok(r) if !r.components.is_empty() => r,
+            _ => return Some(RULE_SYMLINK_ESCAPE.to_owned()),
+        };
+        if resolved.short_name {
+            return Some(RULE_NTFS_SHORT_NAME.to_owned());
+        }
+        for r in &self.rules {
+            if r.matches(&resolved.components) || r.holds_match(&resolved.components) {
+                return Some(r.source.clone());
+            }
+        }
+        if !self.submodules_allowed && resolved.components.last().is_some_and(|c| c == ".gitmodules") {
+            return Some(RULE_GITMODULES.to_owned());
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_basics() {
+        let p = |s: &str| -> Vec<Pat> {
+            s.chars()
+                .map(|c| match c {
+                    '*' => Pat::Star,
+                    '?' => Pat::One,
+                    o => Pat::Char(o),
+                })
+                .collect()
+        };
+        assert!(glob(&p(".env.*"), ".env.local"));
+        assert!(glob(&p(".env.*"), ".env."));
+        assert!(!glob(&p(".env.*"), ".env"));
+        assert!(glob(&p("a?c*"), "abcdef"));
+        assert!(!glob(&p("a?c"), "ac"));
+    }
+
+    #[test]
+    fn normalisation_folds_tricks() {
+        let n = |s: &str| normalize_path(s).map(|p| p.as_string());
+        assert_eq!(n(".GIT/config"), Ok(".git/config".into()));
+        assert_eq!(n("GIT~1\\config"), Ok(".git/config".into()));
+        assert_eq!(n("a/../.git. /x"), Ok(".git/x".into()));
+        assert_eq!(n("../x"), Err(PathError::Escape));
+        assert_eq!(n("/etc/passwd"), Err(PathError::Escape));
+        assert_eq!(n(".g\u{200C}it/x"), Ok(".git/x".into()));
     }
 }
