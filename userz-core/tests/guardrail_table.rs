@@ -67,84 +67,239 @@ fn cases() -> Vec<(&'static str, Change, Option<&'static str>)> {
         ("env-like name", file("src/environment.ts"), None),
         ("dotenv example docs", file("docs/dotenv.md"), None),
         ("envrc is not .env", file(".envrc"), None),
-        ("github folder outside workflows", file(".github/CODEOWNERS"), None),
-        ("nested infra folder is not root infra", file("app/infra/readme.md"), None),
+        (
+            "github folder outside workflows",
+            file(".github/CODEOWNERS"),
+            None,
+        ),
+        (
+            "nested infra folder is not root infra",
+            file("app/infra/readme.md"),
+            None,
+        ),
         ("scripts outside release", file("scripts/dev.sh"), None),
         ("gitignore", file(".gitignore"), None),
         ("dot-dot inside repo", file("src/../lib/x.rs"), None),
-        ("relative symlink inside repo", symlink("docs/latest", "v2/index.md"), None),
-        ("symlink to sibling folder", symlink("a/b/link", "../c/file"), None),
-        ("executable bit change", with_modes("bin/run.sh", 0o100644, 0o100755, ObjectKind::File), None),
+        (
+            "relative symlink inside repo",
+            symlink("docs/latest", "v2/index.md"),
+            None,
+        ),
+        (
+            "symlink to sibling folder",
+            symlink("a/b/link", "../c/file"),
+            None,
+        ),
+        (
+            "executable bit change",
+            with_modes("bin/run.sh", 0o100644, 0o100755, ObjectKind::File),
+            None,
+        ),
         ("deleted ordinary file", deleted("old/thing.rs"), None),
         ("tilde in normal name", file("notes~draft.md"), None),
-        ("fullwidth letters elsewhere", file("docs/ｒｅａｄｍｅ.md"), None),
-        ("cyrillic look-alike is another file", file(".gіt/config"), None),
+        (
+            "fullwidth letters elsewhere",
+            file("docs/ｒｅａｄｍｅ.md"),
+            None,
+        ),
+        (
+            "cyrillic look-alike is another file",
+            file(".gіt/config"),
+            None,
+        ),
         // Refused: the default rules.
         ("root .env", file(".env"), Some(".env")),
         ("nested .env", file("web/.env"), Some(".env")),
         (".env.production", file(".env.production"), Some(".env.*")),
-        ("workflow", file(".github/workflows/ci.yml"), Some(".github/workflows/**")),
+        (
+            "workflow",
+            file(".github/workflows/ci.yml"),
+            Some(".github/workflows/**"),
+        ),
         ("git config", file(".git/config"), Some(".git/**")),
         ("git hooks", file(".git/hooks/pre-commit"), Some(".git/**")),
         ("infra", file("infra/main.tf"), Some("infra/**")),
-        ("release script", file("scripts/release/publish.sh"), Some("scripts/release/**")),
-        ("deleting a workflow", deleted(".github/workflows/ci.yml"), Some(".github/workflows/**")),
+        (
+            "release script",
+            file("scripts/release/publish.sh"),
+            Some("scripts/release/**"),
+        ),
+        (
+            "deleting a workflow",
+            deleted(".github/workflows/ci.yml"),
+            Some(".github/workflows/**"),
+        ),
         // Case and Unicode variants.
         ("upper-case .GIT", file(".GIT/config"), Some(".git/**")),
-        ("mixed-case .GiT", file(".GiT/hooks/post-checkout"), Some(".git/**")),
-        ("upper-case workflows", file(".GitHub/WorkFlows/ci.yml"), Some(".github/workflows/**")),
+        (
+            "mixed-case .GiT",
+            file(".GiT/hooks/post-checkout"),
+            Some(".git/**"),
+        ),
+        (
+            "upper-case workflows",
+            file(".GitHub/WorkFlows/ci.yml"),
+            Some(".github/workflows/**"),
+        ),
         ("upper-case .ENV", file(".ENV"), Some(".env")),
         ("dotless i", file(".gıt/config"), Some(".git/**")),
         ("fullwidth .env", file("．ｅｎｖ"), Some(".env")),
-        ("NFD release folder rule", file("scripts/release/e\u{301}.sh"), Some("scripts/release/**")),
+        (
+            "NFD release folder rule",
+            file("scripts/release/e\u{301}.sh"),
+            Some("scripts/release/**"),
+        ),
         // HFS+ ignorables and other invisibles.
         ("ZWNJ in .git", file(".g\u{200C}it/config"), Some(".git/**")),
         ("ZWJ in .env", file(".e\u{200D}nv"), Some(".env")),
         ("BOM in infra", file("\u{FEFF}infra/x.tf"), Some("infra/**")),
-        ("bidi override in workflows", file(".github/work\u{202E}flows/a.yml"), Some(".github/workflows/**")),
+        (
+            "bidi override in workflows",
+            file(".github/work\u{202E}flows/a.yml"),
+            Some(".github/workflows/**"),
+        ),
         ("U+206A in .git", file(".git\u{206A}/HEAD"), Some(".git/**")),
         // Windows tricks.
-        ("backslash separators", file(".github\\workflows\\ci.yml"), Some(".github/workflows/**")),
+        (
+            "backslash separators",
+            file(".github\\workflows\\ci.yml"),
+            Some(".github/workflows/**"),
+        ),
         ("trailing dot", file(".git./config"), Some(".git/**")),
         ("trailing space", file("infra /main.tf"), Some("infra/**")),
         ("trailing dots and spaces", file(".env. . "), Some(".env")),
         ("8.3 alias GIT~1", file("GIT~1/config"), Some(".git/**")),
-        ("8.3 alias lower case", file("git~2/hooks/x"), Some(".git/**")),
-        ("8.3 alias GITHUB~1", file("GITHUB~1/workflows/ci.yml"), Some(".github/workflows/**")),
+        (
+            "8.3 alias lower case",
+            file("git~2/hooks/x"),
+            Some(".git/**"),
+        ),
+        (
+            "8.3 alias GITHUB~1",
+            file("GITHUB~1/workflows/ci.yml"),
+            Some(".github/workflows/**"),
+        ),
         ("8.3 alias for .env", file("ENV~1"), Some("ntfs_short_name")),
-        ("NTFS stream suffix", file(".git::$INDEX_ALLOCATION/config"), Some(".git/**")),
+        (
+            "NTFS stream suffix",
+            file(".git::$INDEX_ALLOCATION/config"),
+            Some(".git/**"),
+        ),
         // Dot components.
         ("dot insertion", file("./.git/./config"), Some(".git/**")),
-        ("dotdot insertion", file("src/../.github/workflows/x.yml"), Some(".github/workflows/**")),
+        (
+            "dotdot insertion",
+            file("src/../.github/workflows/x.yml"),
+            Some(".github/workflows/**"),
+        ),
         ("double slash", file("infra//main.tf"), Some("infra/**")),
-        ("escape above root", file("../outside.txt"), Some("path_escape")),
+        (
+            "escape above root",
+            file("../outside.txt"),
+            Some("path_escape"),
+        ),
         ("deep escape", file("a/../../b"), Some("path_escape")),
         ("absolute path", file("/etc/passwd"), Some("path_escape")),
         ("drive path", file("C:\\Windows\\x"), Some("path_escape")),
         ("empty path", file(""), Some("path_escape")),
         // Renames: both sides.
-        ("rename out of workflows", renamed(".github/workflows/ci.yml", "ci.yml"), Some(".github/workflows/**")),
-        ("rename into infra", renamed("x.tf", "infra/x.tf"), Some("infra/**")),
+        (
+            "rename out of workflows",
+            renamed(".github/workflows/ci.yml", "ci.yml"),
+            Some(".github/workflows/**"),
+        ),
+        (
+            "rename into infra",
+            renamed("x.tf", "infra/x.tf"),
+            Some("infra/**"),
+        ),
         ("rename ordinary", renamed("a.rs", "b.rs"), None),
         // Symlinks.
-        ("symlink to .git", symlink("docs/hooks", "../.git/hooks"), Some(".git/**")),
-        ("symlink to .env", symlink("config/env", "../.env"), Some(".env")),
-        ("symlink outside repo", symlink("a/link", "../../etc/passwd"), Some("symlink_escape")),
-        ("absolute symlink", symlink("link", "/etc/shadow"), Some("symlink_escape")),
-        ("symlink to root", symlink("a/up", ".."), Some("symlink_escape")),
-        ("symlink to parent of workflows", symlink("wf", ".github"), Some(".github/workflows/**")),
-        ("symlink with backslashes", symlink("l", "..\\x\\..\\..\\y"), Some("symlink_escape")),
-        ("symlink case trick", symlink("l", ".GIT/config"), Some(".git/**")),
-        ("symlink named in infra", symlink("infra/link", "../src"), Some("infra/**")),
-        ("file becomes symlink", with_modes("readme", 0o100644, 0o120000, ObjectKind::Symlink { target: "/root".into() }), Some("symlink_escape")),
-        ("symlink mode without target", with_modes("readme", 0o100644, 0o120000, ObjectKind::File), Some("symlink_unverified")),
+        (
+            "symlink to .git",
+            symlink("docs/hooks", "../.git/hooks"),
+            Some(".git/**"),
+        ),
+        (
+            "symlink to .env",
+            symlink("config/env", "../.env"),
+            Some(".env"),
+        ),
+        (
+            "symlink outside repo",
+            symlink("a/link", "../../etc/passwd"),
+            Some("symlink_escape"),
+        ),
+        (
+            "absolute symlink",
+            symlink("link", "/etc/shadow"),
+            Some("symlink_escape"),
+        ),
+        (
+            "symlink to root",
+            symlink("a/up", ".."),
+            Some("symlink_escape"),
+        ),
+        (
+            "symlink to parent of workflows",
+            symlink("wf", ".github"),
+            Some(".github/workflows/**"),
+        ),
+        (
+            "symlink with backslashes",
+            symlink("l", "..\\x\\..\\..\\y"),
+            Some("symlink_escape"),
+        ),
+        (
+            "symlink case trick",
+            symlink("l", ".GIT/config"),
+            Some(".git/**"),
+        ),
+        (
+            "symlink named in infra",
+            symlink("infra/link", "../src"),
+            Some("infra/**"),
+        ),
+        (
+            "file becomes symlink",
+            with_modes(
+                "readme",
+                0o100644,
+                0o120000,
+                ObjectKind::Symlink {
+                    target: "/root".into(),
+                },
+            ),
+            Some("symlink_escape"),
+        ),
+        (
+            "symlink mode without target",
+            with_modes("readme", 0o100644, 0o120000, ObjectKind::File),
+            Some("symlink_unverified"),
+        ),
         // Submodules.
         ("gitlink", gitlink("vendor/lib"), Some("gitlink")),
-        ("mode change to gitlink", with_modes("vendor/lib", 0o100644, 0o160000, ObjectKind::File), Some("gitlink")),
-        ("gitlink removed", with_modes("vendor/lib", 0o160000, 0o100644, ObjectKind::File), Some("gitlink")),
+        (
+            "mode change to gitlink",
+            with_modes("vendor/lib", 0o100644, 0o160000, ObjectKind::File),
+            Some("gitlink"),
+        ),
+        (
+            "gitlink removed",
+            with_modes("vendor/lib", 0o160000, 0o100644, ObjectKind::File),
+            Some("gitlink"),
+        ),
         (".gitmodules", file(".gitmodules"), Some(".gitmodules")),
-        (".gitmodules upper case", file(".GITMODULES"), Some(".gitmodules")),
-        ("8.3 alias of .gitmodules", file("GITMOD~1"), Some(".gitmodules")),
+        (
+            ".gitmodules upper case",
+            file(".GITMODULES"),
+            Some(".gitmodules"),
+        ),
+        (
+            "8.3 alias of .gitmodules",
+            file("GITMOD~1"),
+            Some(".gitmodules"),
+        ),
     ]
 }
 
@@ -155,7 +310,9 @@ fn table_of_paths_and_tricks() {
     assert!(cases.len() >= 40);
     let mut failures = Vec::new();
     for (name, change, expected) in &cases {
-        let got = g.first_violation(std::slice::from_ref(change)).map(|v| v.rule);
+        let got = g
+            .first_violation(std::slice::from_ref(change))
+            .map(|v| v.rule);
         if got.as_deref() != *expected {
             failures.push(format!("{name}: expected {expected:?}, got {got:?}"));
         }
@@ -196,10 +353,25 @@ fn all_violations_in_order_with_first() {
 
 #[test]
 fn per_repo_rules_and_forge_ci() {
-    let g = Guardrails::default().with_rules(["deploy/**".to_owned(), "*.pem".to_owned(), "/Makefile".to_owned()]);
-    assert_eq!(g.first_violation(&[file("deploy/prod.yaml")]).map(|v| v.rule), Some("deploy/**".into()));
-    assert_eq!(g.first_violation(&[file("certs/Server.PEM")]).map(|v| v.rule), Some("*.pem".into()));
-    assert_eq!(g.first_violation(&[file("MAKEFILE")]).map(|v| v.rule), Some("/Makefile".into()));
+    let g = Guardrails::default().with_rules([
+        "deploy/**".to_owned(),
+        "*.pem".to_owned(),
+        "/Makefile".to_owned(),
+    ]);
+    assert_eq!(
+        g.first_violation(&[file("deploy/prod.yaml")])
+            .map(|v| v.rule),
+        Some("deploy/**".into())
+    );
+    assert_eq!(
+        g.first_violation(&[file("certs/Server.PEM")])
+            .map(|v| v.rule),
+        Some("*.pem".into())
+    );
+    assert_eq!(
+        g.first_violation(&[file("MAKEFILE")]).map(|v| v.rule),
+        Some("/Makefile".into())
+    );
     assert_eq!(g.first_violation(&[file("sub/Makefile")]), None);
 
     let plain = Guardrails::default();
@@ -213,14 +385,21 @@ fn per_repo_rules_and_forge_ci() {
         ("azure-pipelines.yml", "azure-pipelines.yml"),
         (".buildkite/pipeline.yml", ".buildkite/**"),
     ] {
-        assert_eq!(forge.first_violation(&[file(p)]).map(|v| v.rule), Some(rule.into()), "{p}");
+        assert_eq!(
+            forge.first_violation(&[file(p)]).map(|v| v.rule),
+            Some(rule.into()),
+            "{p}"
+        );
     }
 }
 
 #[test]
 fn submodules_can_be_allowed_explicitly() {
     let g = Guardrails::default().allow_submodules(true);
-    assert_eq!(g.first_violation(&[gitlink("vendor/lib"), file(".gitmodules")]), None);
+    assert_eq!(
+        g.first_violation(&[gitlink("vendor/lib"), file(".gitmodules")]),
+        None
+    );
 }
 
 /// Forbidden paths (one per default rule) to mutate.
@@ -256,7 +435,13 @@ fn trick() -> impl Strategy<Value = Trick> {
         any::<usize>().prop_map(Trick::DotSlash),
         any::<usize>().prop_map(Trick::UpDown),
         Just(Trick::Backslash),
-        (any::<usize>(), prop::sample::select(vec!['\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{206A}', '\u{206F}', '\u{FEFF}']))
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{206A}',
+                '\u{206F}', '\u{FEFF}'
+            ])
+        )
             .prop_map(|(i, c)| Trick::Ignorable(i, c)),
         any::<usize>().prop_map(Trick::TrailingDot),
     ]
@@ -275,7 +460,13 @@ fn apply(path: &str, t: &Trick) -> String {
         Trick::Flip(i) => path
             .chars()
             .enumerate()
-            .map(|(k, c)| if (k + i) % 2 == 0 { c.to_ascii_uppercase() } else { c })
+            .map(|(k, c)| {
+                if (k + i) % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
             .collect(),
         Trick::Nfd => path.nfd().collect(),
         Trick::Fullwidth => path
@@ -358,6 +549,13 @@ proptest! {
 fn default_rules_are_the_spec_list() {
     assert_eq!(
         DEFAULT_RULES,
-        &[".env", ".env.*", ".github/workflows/**", ".git/**", "infra/**", "scripts/release/**"]
+        &[
+            ".env",
+            ".env.*",
+            ".github/workflows/**",
+            ".git/**",
+            "infra/**",
+            "scripts/release/**"
+        ]
     );
 }

@@ -153,7 +153,8 @@ fn fold(s: &str) -> Cow<'_, str> {
 
 fn is_absolute(p: &str) -> bool {
     let b = p.as_bytes();
-    matches!(b.first(), Some(b'/' | b'\\')) || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+    matches!(b.first(), Some(b'/' | b'\\'))
+        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
 }
 
 /// An 8.3 short name: 1–6 characters, `~`, digits, optional `.ext` (≤ 3).
@@ -165,7 +166,10 @@ fn short_name_base(c: &str) -> Option<&str> {
     let _ = ext;
     let (base, digits) = stem.rsplit_once('~')?;
     let base_len = base.chars().count();
-    if (1..=6).contains(&base_len) && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+    if (1..=6).contains(&base_len)
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
         Some(base)
     } else {
         None
@@ -212,11 +216,8 @@ fn normalize_from(base: &[String], path: &str) -> Result<NormalizedPath, PathErr
     for raw in folded.split(['/', '\\']) {
         match canonical_component(raw, &mut short_name) {
             None => {}
-            Some(c) if c == ".." => {
-                if components.pop().is_none() {
-                    return Err(PathError::Escape);
-                }
-            }
+            Some(c) if c == ".." && components.pop().is_none() => return Err(PathError::Escape),
+            Some(c) if c == ".." => {}
             Some(c) => components.push(c),
         }
     }
@@ -275,7 +276,9 @@ impl Rule {
                 }
                 continue;
             }
-            let Some(c) = canonical_component(raw, &mut ignored) else { continue };
+            let Some(c) = canonical_component(raw, &mut ignored) else {
+                continue;
+            };
             segs.push(Seg::Glob(
                 c.chars()
                     .map(|ch| match ch {
@@ -426,7 +429,8 @@ impl Guardrails {
     /// Adds per-repo rules (glob syntax in the module docs). Empty rules are
     /// ignored.
     pub fn with_rules(mut self, extra: impl IntoIterator<Item = String>) -> Self {
-        self.rules.extend(extra.into_iter().filter_map(|r| Rule::new(&r)));
+        self.rules
+            .extend(extra.into_iter().filter_map(|r| Rule::new(&r)));
         self
     }
 
@@ -555,7 +559,12 @@ impl Guardrails {
                 return Some(r.source.clone());
             }
         }
-        if !self.submodules_allowed && resolved.components.last().is_some_and(|c| c == ".gitmodules") {
+        if !self.submodules_allowed
+            && resolved
+                .components
+                .last()
+                .is_some_and(|c| c == ".gitmodules")
+        {
             return Some(RULE_GITMODULES.to_owned());
         }
         None

@@ -111,7 +111,9 @@ impl<B: Body> Body for LimitedBody<B> {
                     let total = this.seen.saturating_add(data.remaining());
                     if total > limit {
                         *this.failed = true;
-                        return Poll::Ready(Some(Err(BodyLimitError::LengthLimitExceeded { limit })));
+                        return Poll::Ready(Some(Err(BodyLimitError::LengthLimitExceeded {
+                            limit,
+                        })));
                     }
                     *this.seen = total;
                 }

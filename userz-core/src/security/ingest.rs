@@ -188,7 +188,7 @@ pub struct FeedbackSubmission {
 }
 
 /// Stable violation codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ViolationCode {
@@ -276,7 +276,13 @@ pub struct InvalidBody {
 
 fn summary(v: &[FieldViolation]) -> String {
     v.iter()
-        .map(|x| format!("{} {}", if x.path.is_empty() { "body" } else { &x.path }, x.code))
+        .map(|x| {
+            format!(
+                "{} {}",
+                if x.path.is_empty() { "body" } else { &x.path },
+                x.code
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -303,7 +309,11 @@ fn check_len(out: &mut Vec<FieldViolation>, path: &str, s: &str, max: usize) {
     // Cheap bound first: a string of `max` chars has at most 4*max bytes and at
     // least `max` bytes.
     if s.len() > max && chars(s) > max {
-        out.push(FieldViolation::new(path, ViolationCode::TooLong, format!("at most {max} characters")));
+        out.push(FieldViolation::new(
+            path,
+            ViolationCode::TooLong,
+            format!("at most {max} characters"),
+        ));
     }
 }
 
@@ -313,16 +323,28 @@ impl FeedbackSubmission {
         use limits::*;
         let mut out = Vec::new();
         if self.text.is_empty() {
-            out.push(FieldViolation::new("text", ViolationCode::TooShort, "at least 1 character"));
+            out.push(FieldViolation::new(
+                "text",
+                ViolationCode::TooShort,
+                "at least 1 character",
+            ));
         } else if self.text.trim().is_empty() {
-            out.push(FieldViolation::new("text", ViolationCode::Blank, "only whitespace"));
+            out.push(FieldViolation::new(
+                "text",
+                ViolationCode::Blank,
+                "only whitespace",
+            ));
         }
         check_len(&mut out, "text", &self.text, TEXT_MAX_CHARS);
         if let Some(url) = &self.url {
             check_len(&mut out, "url", url, URL_MAX_CHARS);
             let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                out.push(FieldViolation::new("url", ViolationCode::InvalidFormat, "must be an http(s) URL"));
+                out.push(FieldViolation::new(
+                    "url",
+                    ViolationCode::InvalidFormat,
+                    "must be an http(s) URL",
+                ));
             }
         }
         if let Some(ua) = &self.user_agent {
@@ -339,7 +361,11 @@ impl FeedbackSubmission {
                 }
             }
             if !(v.dpr.is_finite() && v.dpr > 0.0 && v.dpr <= DPR_MAX) {
-                out.push(FieldViolation::new("viewport.dpr", ViolationCode::OutOfRange, "in (0, 16]"));
+                out.push(FieldViolation::new(
+                    "viewport.dpr",
+                    ViolationCode::OutOfRange,
+                    "in (0, 16]",
+                ));
             }
         }
         if self.console_logs.len() > CONSOLE_MAX_ENTRIES {
@@ -350,7 +376,12 @@ impl FeedbackSubmission {
             ));
         }
         for (i, e) in self.console_logs.iter().enumerate() {
-            check_len(&mut out, &format!("consoleLogs[{i}].message"), &e.message, CONSOLE_MESSAGE_MAX_CHARS);
+            check_len(
+                &mut out,
+                &format!("consoleLogs[{i}].message"),
+                &e.message,
+                CONSOLE_MESSAGE_MAX_CHARS,
+            );
             if !(e.ts.is_finite() && e.ts >= 0.0) {
                 out.push(FieldViolation::new(
                     format!("consoleLogs[{i}].ts"),
@@ -369,15 +400,32 @@ impl FeedbackSubmission {
         for (i, a) in self.attachments.iter().enumerate() {
             let p = |f: &str| format!("attachments[{i}].{f}");
             if a.key.is_empty() {
-                out.push(FieldViolation::new(p("key"), ViolationCode::TooShort, "at least 1 character"));
+                out.push(FieldViolation::new(
+                    p("key"),
+                    ViolationCode::TooShort,
+                    "at least 1 character",
+                ));
             }
             check_len(&mut out, &p("key"), &a.key, ATTACHMENT_KEY_MAX_CHARS);
             if a.content_type.is_empty() {
-                out.push(FieldViolation::new(p("contentType"), ViolationCode::TooShort, "at least 1 character"));
+                out.push(FieldViolation::new(
+                    p("contentType"),
+                    ViolationCode::TooShort,
+                    "at least 1 character",
+                ));
             }
-            check_len(&mut out, &p("contentType"), &a.content_type, CONTENT_TYPE_MAX_CHARS);
+            check_len(
+                &mut out,
+                &p("contentType"),
+                &a.content_type,
+                CONTENT_TYPE_MAX_CHARS,
+            );
             if a.byte_size > ATTACHMENT_MAX_BYTES {
-                out.push(FieldViolation::new(p("byteSize"), ViolationCode::TooLarge, "at most 15 MiB"));
+                out.push(FieldViolation::new(
+                    p("byteSize"),
+                    ViolationCode::TooLarge,
+                    "at most 15 MiB",
+                ));
             }
             for (name, val) in [("width", a.width), ("height", a.height)] {
                 if val.is_some_and(|v| v == 0 || v > DIMENSION_MAX) {
@@ -441,12 +489,16 @@ impl FeedbackSubmission {
                 }
                 // The shape walker mirrors the serde types; if they disagree,
                 // still refuse rather than accept.
-                Err(e) => out.push(FieldViolation::new("", ViolationCode::InvalidType, category(&e))),
+                Err(e) => out.push(FieldViolation::new(
+                    "",
+                    ViolationCode::InvalidType,
+                    category(&e),
+                )),
             }
         } else {
             // Limits on whatever is readable, so one response lists everything.
             out.extend(shape::partial_limits(&value));
-            out.sort_by(|a, b| field_rank(&a.path).cmp(&field_rank(&b.path)));
+            out.sort_by_key(|v| field_rank(&v.path));
         }
         Err(InvalidBody { violations: out })
     }
@@ -495,7 +547,10 @@ const FIELD_ORDER: &[&str] = &[
 
 fn field_rank(path: &str) -> usize {
     let head = path.split(['.', '[']).next().unwrap_or("");
-    FIELD_ORDER.iter().position(|f| *f == head).unwrap_or(FIELD_ORDER.len())
+    FIELD_ORDER
+        .iter()
+        .position(|f| *f == head)
+        .unwrap_or(FIELD_ORDER.len())
 }
 
 /// Walks the JSON value against the expected shape, collecting every problem.
@@ -527,17 +582,38 @@ mod shape {
     fn unknown(out: &mut Out, prefix: &str, obj: &Map<String, Value>, known: &[&str]) {
         for k in obj.keys() {
             if !known.contains(&k.as_str()) {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                out.push(FieldViolation::new(path, ViolationCode::UnknownField, "not a known field"));
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(FieldViolation::new(
+                    path,
+                    ViolationCode::UnknownField,
+                    "not a known field",
+                ));
             }
         }
     }
 
-    fn required<'a>(out: &mut Out, obj: &'a Map<String, Value>, prefix: &str, key: &str) -> Option<&'a Value> {
+    fn required<'a>(
+        out: &mut Out,
+        obj: &'a Map<String, Value>,
+        prefix: &str,
+        key: &str,
+    ) -> Option<&'a Value> {
         match obj.get(key) {
             None | Some(Value::Null) => {
-                let path = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
-                out.push(FieldViolation::new(path, ViolationCode::Required, "required"));
+                let path = if prefix.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                out.push(FieldViolation::new(
+                    path,
+                    ViolationCode::Required,
+                    "required",
+                ));
                 None
             }
             Some(v) => Some(v),
@@ -565,10 +641,16 @@ mod shape {
     fn uint(out: &mut Out, path: &str, v: &Value, max: u64) {
         match v.as_u64() {
             Some(n) if n <= max => {}
-            Some(_) => out.push(FieldViolation::new(path, ViolationCode::OutOfRange, format!("at most {max}"))),
-            None if v.is_number() => {
-                out.push(FieldViolation::new(path, ViolationCode::OutOfRange, "a non-negative integer"))
-            }
+            Some(_) => out.push(FieldViolation::new(
+                path,
+                ViolationCode::OutOfRange,
+                format!("at most {max}"),
+            )),
+            None if v.is_number() => out.push(FieldViolation::new(
+                path,
+                ViolationCode::OutOfRange,
+                "a non-negative integer",
+            )),
             None => wrong(out, path, "integer", v),
         }
     }
@@ -621,7 +703,12 @@ mod shape {
                             continue;
                         };
                         if let Some(x) = required(out, o, &p, "level") {
-                            enum_str(out, &format!("{p}.level"), x, &["log", "info", "warn", "error", "debug", "trace"]);
+                            enum_str(
+                                out,
+                                &format!("{p}.level"),
+                                x,
+                                &["log", "info", "warn", "error", "debug", "trace"],
+                            );
                         }
                         if let Some(x) = required(out, o, &p, "message") {
                             string(out, &format!("{p}.message"), x);
@@ -650,7 +737,12 @@ mod shape {
                             string(out, &format!("{p}.key"), x);
                         }
                         if let Some(x) = required(out, o, &p, "kind") {
-                            enum_str(out, &format!("{p}.kind"), x, &["screenshot", "annotated", "attachment"]);
+                            enum_str(
+                                out,
+                                &format!("{p}.kind"),
+                                x,
+                                &["screenshot", "annotated", "attachment"],
+                            );
                         }
                         if let Some(x) = required(out, o, &p, "contentType") {
                             string(out, &format!("{p}.contentType"), x);
@@ -663,7 +755,12 @@ mod shape {
                                 uint(out, &format!("{p}.{k}"), x, u64::from(u32::MAX));
                             }
                         }
-                        unknown(out, &p, o, &["key", "kind", "contentType", "byteSize", "width", "height"]);
+                        unknown(
+                            out,
+                            &p,
+                            o,
+                            &["key", "kind", "contentType", "byteSize", "width", "height"],
+                        );
                     }
                 }
                 None => wrong(out, "attachments", "array", atts),
@@ -686,9 +783,17 @@ mod shape {
         let s = |k: &str| obj.get(k).and_then(Value::as_str);
         if let Some(t) = s("text") {
             if t.is_empty() {
-                out.push(FieldViolation::new("text", ViolationCode::TooShort, "at least 1 character"));
+                out.push(FieldViolation::new(
+                    "text",
+                    ViolationCode::TooShort,
+                    "at least 1 character",
+                ));
             } else if t.trim().is_empty() {
-                out.push(FieldViolation::new("text", ViolationCode::Blank, "only whitespace"));
+                out.push(FieldViolation::new(
+                    "text",
+                    ViolationCode::Blank,
+                    "only whitespace",
+                ));
             }
             check_len(&mut out, "text", t, TEXT_MAX_CHARS);
         }
@@ -703,22 +808,39 @@ mod shape {
         }
         if let Some(a) = obj.get("consoleLogs").and_then(Value::as_array) {
             if a.len() > CONSOLE_MAX_ENTRIES {
-                out.push(FieldViolation::new("consoleLogs", ViolationCode::TooMany, "too many entries"));
+                out.push(FieldViolation::new(
+                    "consoleLogs",
+                    ViolationCode::TooMany,
+                    "too many entries",
+                ));
             }
             for (i, e) in a.iter().enumerate() {
                 if let Some(m) = e.get("message").and_then(Value::as_str) {
-                    check_len(&mut out, &format!("consoleLogs[{i}].message"), m, CONSOLE_MESSAGE_MAX_CHARS);
+                    check_len(
+                        &mut out,
+                        &format!("consoleLogs[{i}].message"),
+                        m,
+                        CONSOLE_MESSAGE_MAX_CHARS,
+                    );
                 }
             }
         }
         if let Some(a) = obj.get("attachments").and_then(Value::as_array) {
             if a.len() > ATTACHMENTS_MAX {
-                out.push(FieldViolation::new("attachments", ViolationCode::TooMany, "too many references"));
+                out.push(FieldViolation::new(
+                    "attachments",
+                    ViolationCode::TooMany,
+                    "too many references",
+                ));
             }
         }
         if let Some(m) = obj.get("metadata").filter(|m| m.is_object()) {
             if serialized_len(m) > METADATA_MAX_BYTES {
-                out.push(FieldViolation::new("metadata", ViolationCode::TooLarge, "too large"));
+                out.push(FieldViolation::new(
+                    "metadata",
+                    ViolationCode::TooLarge,
+                    "too large",
+                ));
             }
         }
         out

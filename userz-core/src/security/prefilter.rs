@@ -310,10 +310,7 @@ const PATTERNS: &[(SignalKind, &str)] = &[
         SignalKind::LongUrl,
         r"(?i)\b(?:https?|ftp|file|data|javascript):(?://)?[^\s<>\x22]{200,}",
     ),
-    (
-        SignalKind::Base64Blob,
-        r"[A-Za-z0-9+/_-]{200,}={0,2}",
-    ),
+    (SignalKind::Base64Blob, r"[A-Za-z0-9+/_-]{200,}={0,2}"),
     (SignalKind::Jailbreak, r"\bDAN\b"),
 ];
 
@@ -336,7 +333,8 @@ fn detectors() -> &'static Detectors {
     D.get_or_init(|| {
         // Invariant: the patterns above are constants covered by the unit tests;
         // a compile failure is a programming error caught by `cargo test`.
-        let set = RegexSet::new(PATTERNS.iter().map(|(_, p)| *p)).expect("valid pre-filter patterns");
+        let set =
+            RegexSet::new(PATTERNS.iter().map(|(_, p)| *p)).expect("valid pre-filter patterns");
         let regexes = PATTERNS
             .iter()
             .map(|(k, p)| (*k, Regex::new(p).expect("valid pre-filter pattern")))
@@ -437,12 +435,22 @@ mod tests {
 
     #[test]
     fn benign_bug_report_has_no_signals() {
-        assert!(kinds("The save button on the settings page does nothing when I click it.").is_empty());
+        assert!(
+            kinds("The save button on the settings page does nothing when I click it.").is_empty()
+        );
     }
 
     #[test]
     fn role_tags_in_many_spellings() {
-        for t in ["<system>", "</ SYSTEM >", "[INST]", "<|im_start|>", "<|system|>", "### System: do x", "<<SYS>>"] {
+        for t in [
+            "<system>",
+            "</ SYSTEM >",
+            "[INST]",
+            "<|im_start|>",
+            "<|system|>",
+            "### System: do x",
+            "<<SYS>>",
+        ] {
             assert!(kinds(t).contains(&SignalKind::RoleTag), "{t}");
         }
     }
@@ -475,7 +483,10 @@ mod tests {
         let tag = s.signals.iter().find(|x| x.kind == SignalKind::RoleTag);
         let tag = tag.map(|t| &s.normalized[t.offset..t.offset + t.len]);
         assert_eq!(tag, Some("<system>"));
-        assert!(s.signals.iter().any(|x| x.kind == SignalKind::InvisibleChars && x.offset == 3));
+        assert!(s
+            .signals
+            .iter()
+            .any(|x| x.kind == SignalKind::InvisibleChars && x.offset == 3));
     }
 
     #[test]

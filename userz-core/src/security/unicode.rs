@@ -143,7 +143,14 @@ mod tests {
 
     #[test]
     fn zero_width_bidi_and_tag_chars_are_invisible() {
-        for c in ['\u{200B}', '\u{202E}', '\u{2066}', '\u{E0041}', '\u{FE0F}', '\u{FEFF}'] {
+        for c in [
+            '\u{200B}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{E0041}',
+            '\u{FE0F}',
+            '\u{FEFF}',
+        ] {
             assert!(is_invisible(c), "{:?}", c);
         }
         for c in ['a', ' ', '\n', '\t', 'é', '\u{E000}'] {
