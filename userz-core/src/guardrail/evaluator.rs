@@ -571,6 +571,49 @@ impl Guardrails {
     }
 }
 
+/// Fuzzing entry point (used by `fuzz/fuzz_targets/guardrail_path.rs`).
+/// `data` is read as up to three NUL-separated strings: a path, an old path
+/// (rename) and a symlink target. Panics if an invariant breaks: normalisation
+/// is idempotent, and [`Guardrails::check`] and
+/// [`Guardrails::first_violation`] agree on the first violation.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let s = String::from_utf8_lossy(data);
+    let mut parts = s.splitn(3, '\0');
+    let path = parts.next().unwrap_or_default();
+    if let Ok(n) = normalize_path(path) {
+        let again = normalize_path(&n.as_string());
+        assert_eq!(
+            again.as_ref().map(NormalizedPath::components),
+            Ok(n.components()),
+            "normalisation is not idempotent"
+        );
+    }
+    let mut changes = vec![Change::file(path)];
+    if let Some(old) = parts.next() {
+        changes.push(Change {
+            old_path: Some(old.to_owned()),
+            ..Change::file(path)
+        });
+    }
+    if let Some(target) = parts.next() {
+        changes.push(Change {
+            new_mode: Some(MODE_SYMLINK),
+            object: ObjectKind::Symlink {
+                target: target.to_owned(),
+            },
+            ..Change::file(path)
+        });
+    }
+    let g = Guardrails::default().with_forge_ci();
+    let all = g.check(&changes);
+    assert_eq!(
+        all.first().cloned(),
+        g.first_violation(&changes),
+        "check and first_violation disagree"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

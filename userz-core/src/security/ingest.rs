@@ -846,3 +846,25 @@ mod shape {
         out
     }
 }
+
+/// Fuzzing entry point (used by `fuzz/fuzz_targets/ingest_json.rs`): parses
+/// arbitrary bytes and panics if an invariant breaks: an accepted submission
+/// passes [`FeedbackSubmission::validate`] and survives a JSON round trip; a
+/// refusal lists at least one violation.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    match FeedbackSubmission::from_json(data) {
+        Ok(s) => {
+            assert!(s.validate().is_empty(), "accepted an invalid submission");
+            let again = serde_json::to_vec(&s)
+                .ok()
+                .and_then(|b| FeedbackSubmission::from_json(&b).ok());
+            assert_eq!(
+                again.as_ref(),
+                Some(&s),
+                "round trip changed the submission"
+            );
+        }
+        Err(e) => assert!(!e.violations.is_empty(), "refusal without a violation"),
+    }
+}
