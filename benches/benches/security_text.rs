@@ -82,7 +82,13 @@ fn changes_100k() -> Vec<Change> {
         .collect()
 }
 
-const PREFIXES: &[&str] = &[".env", ".github/workflows/", ".git/", "infra/", "scripts/release/"];
+const PREFIXES: &[&str] = &[
+    ".env",
+    ".github/workflows/",
+    ".git/",
+    "infra/",
+    "scripts/release/",
+];
 
 fn bench_guardrail(c: &mut Criterion) {
     let changes = changes_100k();
@@ -90,7 +96,9 @@ fn bench_guardrail(c: &mut Criterion) {
     let mut grp = c.benchmark_group("guardrail");
     grp.throughput(Throughput::Elements(changes.len() as u64));
     grp.sample_size(10);
-    grp.bench_function("check_100k", |b| b.iter(|| g.check(black_box(&changes)).len()));
+    grp.bench_function("check_100k", |b| {
+        b.iter(|| g.check(black_box(&changes)).len())
+    });
     grp.bench_function("baseline_prefix_100k", |b| {
         b.iter(|| {
             black_box(&changes)

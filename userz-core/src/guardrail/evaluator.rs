@@ -178,53 +178,57 @@ fn short_name_base(c: &str) -> Option<&str> {
 
 /// Canonical form of one component, or `None` to drop it. `..` is returned
 /// as is for the caller to resolve.
-fn canonical_component(raw: &str, short_name: &mut bool) -> Option<String> {
+fn canonical_component<'a>(raw: &'a str, short_name: &mut bool) -> Option<Cow<'a, str>> {
     // NTFS alternate data stream suffix.
     let c = raw.split(':').next().unwrap_or(raw);
     let trimmed = c.trim_end_matches([' ', '.']);
     if trimmed.is_empty() {
         let dots = c.bytes().filter(|&b| b == b'.').count();
-        return (dots >= 2).then(|| "..".to_owned());
+        return (dots >= 2).then_some(Cow::Borrowed(".."));
     }
     if let Some(base) = short_name_base(trimmed) {
         return Some(match base {
-            "git" => ".git".to_owned(),
-            "github" => ".github".to_owned(),
-            "gitmod" => ".gitmodules".to_owned(),
+            "git" => Cow::Borrowed(".git"),
+            "github" => Cow::Borrowed(".github"),
+            "gitmod" => Cow::Borrowed(".gitmodules"),
             _ => {
                 *short_name = true;
-                trimmed.to_owned()
+                Cow::Borrowed(trimmed)
             }
         });
     }
-    Some(trimmed.to_owned())
+    Some(Cow::Borrowed(trimmed))
 }
 
 /// Normalises a repository-relative path (see the module docs).
 pub fn normalize_path(path: &str) -> Result<NormalizedPath, PathError> {
-    normalize_from(&[], path)
+    let folded = fold(path);
+    let mut short_name = false;
+    let comps = resolve(Vec::new(), &folded, &mut short_name)?;
+    Ok(NormalizedPath {
+        components: comps.into_iter().map(Cow::into_owned).collect(),
+        short_name,
+    })
 }
 
-/// Normalises `path` relative to the folder `base` (already normalised).
-fn normalize_from(base: &[String], path: &str) -> Result<NormalizedPath, PathError> {
-    let folded = fold(path);
-    if is_absolute(&folded) {
+/// Resolves the already folded `path` on top of the components `base`.
+fn resolve<'a>(
+    mut components: Vec<Cow<'a, str>>,
+    folded: &'a str,
+    short_name: &mut bool,
+) -> Result<Vec<Cow<'a, str>>, PathError> {
+    if is_absolute(folded) {
         return Err(PathError::Escape);
     }
-    let mut components: Vec<String> = base.to_vec();
-    let mut short_name = false;
     for raw in folded.split(['/', '\\']) {
-        match canonical_component(raw, &mut short_name) {
+        match canonical_component(raw, short_name) {
             None => {}
             Some(c) if c == ".." && components.pop().is_none() => return Err(PathError::Escape),
             Some(c) if c == ".." => {}
             Some(c) => components.push(c),
         }
     }
-    Ok(NormalizedPath {
-        components,
-        short_name,
-    })
+    Ok(components)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +241,7 @@ enum Pat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
     AnyDepth,
+    Lit(String),
     Glob(Vec<Pat>),
 }
 
@@ -279,15 +284,19 @@ impl Rule {
             let Some(c) = canonical_component(raw, &mut ignored) else {
                 continue;
             };
-            segs.push(Seg::Glob(
-                c.chars()
-                    .map(|ch| match ch {
-                        '*' => Pat::Star,
-                        '?' => Pat::One,
-                        other => Pat::Char(other),
-                    })
-                    .collect(),
-            ));
+            if c.contains(['*', '?']) {
+                segs.push(Seg::Glob(
+                    c.chars()
+                        .map(|ch| match ch {
+                            '*' => Pat::Star,
+                            '?' => Pat::One,
+                            other => Pat::Char(other),
+                        })
+                        .collect(),
+                ));
+            } else {
+                segs.push(Seg::Lit(c.into_owned()));
+            }
         }
         if segs.is_empty() {
             return None;
@@ -314,18 +323,26 @@ impl Rule {
     }
 
     /// Whether the rule matches the normalised components.
-    pub fn matches(&self, comps: &[String]) -> bool {
+    pub fn matches<C: AsRef<str>>(&self, comps: &[C]) -> bool {
         match_segs(&self.segs, comps)
     }
 
     /// Whether `comps` names a folder that holds something this (anchored)
     /// rule forbids.
-    fn holds_match(&self, comps: &[String]) -> bool {
+    fn holds_match<C: AsRef<str>>(&self, comps: &[C]) -> bool {
         self.anchored && prefix_match(&self.segs, comps)
     }
 }
 
-fn match_segs(segs: &[Seg], comps: &[String]) -> bool {
+fn seg_matches(seg: &Seg, c: &str) -> bool {
+    match seg {
+        Seg::AnyDepth => true,
+        Seg::Lit(l) => l == c,
+        Seg::Glob(p) => glob(p, c),
+    }
+}
+
+fn match_segs<C: AsRef<str>>(segs: &[Seg], comps: &[C]) -> bool {
     match segs.split_first() {
         None => comps.is_empty(),
         Some((Seg::AnyDepth, rest)) => {
@@ -334,30 +351,40 @@ fn match_segs(segs: &[Seg], comps: &[String]) -> bool {
             }
             (0..=comps.len()).any(|k| match_segs(rest, &comps[k..]))
         }
-        Some((Seg::Glob(p), rest)) => match comps.split_first() {
-            Some((c, more)) => glob(p, c) && match_segs(rest, more),
+        Some((seg, rest)) => match comps.split_first() {
+            Some((c, more)) => seg_matches(seg, c.as_ref()) && match_segs(rest, more),
             None => false,
         },
     }
 }
 
-fn prefix_match(segs: &[Seg], comps: &[String]) -> bool {
+fn prefix_match<C: AsRef<str>>(segs: &[Seg], comps: &[C]) -> bool {
     match (segs.split_first(), comps.split_first()) {
         (_, None) => true,
         (None, Some(_)) => false,
         (Some((Seg::AnyDepth, _)), Some(_)) => true,
-        (Some((Seg::Glob(p), rest)), Some((c, more))) => glob(p, c) && prefix_match(rest, more),
+        (Some((seg, rest)), Some((c, more))) => {
+            seg_matches(seg, c.as_ref()) && prefix_match(rest, more)
+        }
     }
 }
 
 /// Wildcard match of one component (`*`, `?`), linear with one backtrack point.
 fn glob(pat: &[Pat], s: &str) -> bool {
-    let text: Vec<char> = s.chars().collect();
+    if s.is_ascii() {
+        glob_units(pat, s.as_bytes(), |b| u32::from(*b))
+    } else {
+        let chars: Vec<char> = s.chars().collect();
+        glob_units(pat, &chars, |c| u32::from(*c))
+    }
+}
+
+fn glob_units<T>(pat: &[Pat], text: &[T], unit: impl Fn(&T) -> u32) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pat.get(p) {
-            Some(Pat::Char(c)) if *c == text[t] => {
+            Some(Pat::Char(c)) if u32::from(*c) == unit(&text[t]) => {
                 p += 1;
                 t += 1;
             }
@@ -490,20 +517,22 @@ impl Guardrails {
             file: raw.to_owned(),
             rule: rule.to_owned(),
         };
-        let norm = match normalize_path(raw) {
-            Ok(n) if !n.components.is_empty() => n,
+        let folded = fold(raw);
+        let mut short_name = false;
+        let comps = match resolve(Vec::new(), &folded, &mut short_name) {
+            Ok(c) if !c.is_empty() => c,
             _ => return emit(v(RULE_PATH_ESCAPE)),
         };
-        if norm.short_name && !emit(v(RULE_NTFS_SHORT_NAME)) {
+        if short_name && !emit(v(RULE_NTFS_SHORT_NAME)) {
             return false;
         }
         for r in &self.rules {
-            if r.matches(&norm.components) && !emit(v(&r.source)) {
+            if r.matches(&comps) && !emit(v(&r.source)) {
                 return false;
             }
         }
         if !self.submodules_allowed
-            && norm.components.last().is_some_and(|c| c == ".gitmodules")
+            && comps.last().is_some_and(|c| c == ".gitmodules")
             && !emit(v(RULE_GITMODULES))
         {
             return false;
@@ -544,27 +573,26 @@ impl Guardrails {
     }
 
     fn symlink_violation(&self, link: &str, target: &str) -> Option<String> {
+        let folded_link = fold(link);
+        let folded_target = fold(target);
+        let mut short_name = false;
         // An unnormalisable link path was already reported by `check_path`.
-        let link = normalize_path(link).ok()?;
-        let dir = &link.components[..link.components.len().saturating_sub(1)];
-        let resolved = match normalize_from(dir, target) {
-            Ok(r) if !r.components.is_empty() => r,
+        let mut dir = resolve(Vec::new(), &folded_link, &mut short_name).ok()?;
+        dir.pop();
+        short_name = false;
+        let resolved = match resolve(dir, &folded_target, &mut short_name) {
+            Ok(r) if !r.is_empty() => r,
             _ => return Some(RULE_SYMLINK_ESCAPE.to_owned()),
         };
-        if resolved.short_name {
+        if short_name {
             return Some(RULE_NTFS_SHORT_NAME.to_owned());
         }
         for r in &self.rules {
-            if r.matches(&resolved.components) || r.holds_match(&resolved.components) {
+            if r.matches(&resolved) || r.holds_match(&resolved) {
                 return Some(r.source.clone());
             }
         }
-        if !self.submodules_allowed
-            && resolved
-                .components
-                .last()
-                .is_some_and(|c| c == ".gitmodules")
-        {
+        if !self.submodules_allowed && resolved.last().is_some_and(|c| c == ".gitmodules") {
             return Some(RULE_GITMODULES.to_owned());
         }
         None

@@ -293,25 +293,28 @@ struct Detectors {
     literal_kinds: Vec<SignalKind>,
 }
 
+// Word boundaries are ASCII (`(?-u:\b)`): Unicode `\b` forces the regex crate
+// onto its slowest engine as soon as the text holds one non-ASCII character,
+// and every marker here is ASCII anyway.
 const PATTERNS: &[(SignalKind, &str)] = &[
     (
         SignalKind::RoleTag,
-        r"(?i)<\s*/?\s*(?:system|assistant|user|instructions?|sys|im_start|im_end|human|developer|tool)\s*>|<\|\s*/?\s*(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\s*\|>|\[\s*/?\s*(?:INST|SYS|SYSTEM)\s*\]|<<\s*/?\s*SYS\s*>>|(?m:^[ \t]*#{2,}\s*(?:system|instructions?|assistant|developer)\b)",
+        r"(?i)<\s*/?\s*(?:system|assistant|user|instructions?|sys|im_start|im_end|human|developer|tool)\s*>|<\|\s*/?\s*(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\s*\|>|\[\s*/?\s*(?:INST|SYS|SYSTEM)\s*\]|<<\s*/?\s*SYS\s*>>|(?m:^[ \t]*#{2,}\s*(?:system|instructions?|assistant|developer)(?-u:\b))",
     ),
     (
         SignalKind::IgnoreInstructions,
-        r"(?i)\b(?:ignore|disregard|forget|override|bypass|skip|neglect|drop)\b[\w\s,'-]{0,40}?\b(?:previous|above|prior|earlier|preceding|former|original|system|all|any|your|these|those)\b[\w\s,'-]{0,30}?\b(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails|context|messages?|commands?|constraints)\b|(?i)(?:ignore|disregard|forget|override)(?:all|any|the|your|of)*(?:previous|prior|above|earlier|preceding|system)(?:instructions?|prompts?|rules)",
+        r"(?i)(?-u:\b)(?:ignore|disregard|forget|override|bypass|skip|neglect|drop)(?-u:\b)[A-Za-z0-9_\s,'-]{0,40}?(?-u:\b)(?:previous|above|prior|earlier|preceding|former|original|system|all|any|your|these|those)(?-u:\b)[A-Za-z0-9_\s,'-]{0,30}?(?-u:\b)(?:instructions?|prompts?|rules|directions|directives|guidelines|guardrails|context|messages?|commands?|constraints)(?-u:\b)|(?i)(?:ignore|disregard|forget|override)(?:all|any|the|your|of)*(?:previous|prior|above|earlier|preceding|system)(?:instructions?|prompts?|rules)",
     ),
     (
         SignalKind::RoleOverride,
-        r"(?i)\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\b|\bact\s+as\s+(?:an?\s+|the\s+|if\s+)?(?:admin|administrator|root|system|developer|different|unrestricted|unfiltered|evil|hacker|ai|assistant|sudo)\b|\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\b|\bnew\s+(?:system\s+)?instructions?\s*:|\byour\s+new\s+(?:role|task|instructions?)\b|\bsystem\s+prompt\b|\brole\s*:\s*(?:system|assistant|developer)\b",
+        r"(?i)(?-u:\b)you\s+are\s+now(?-u:\b)|(?-u:\b)from\s+now\s+on,?\s+you(?-u:\b)|(?-u:\b)act\s+as\s+(?:an?\s+|the\s+|if\s+)?(?:admin|administrator|root|system|developer|different|unrestricted|unfiltered|evil|hacker|ai|assistant|sudo)(?-u:\b)|(?-u:\b)pretend\s+(?:to\s+be|you\s+are|that\s+you)(?-u:\b)|(?-u:\b)new\s+(?:system\s+)?instructions?\s*:|(?-u:\b)your\s+new\s+(?:role|task|instructions?)(?-u:\b)|(?-u:\b)system\s+prompt(?-u:\b)|(?-u:\b)role\s*:\s*(?:system|assistant|developer)(?-u:\b)",
     ),
     (
         SignalKind::LongUrl,
-        r"(?i)\b(?:https?|ftp|file|data|javascript):(?://)?[^\s<>\x22]{200,}",
+        r"(?i)(?-u:\b)(?:https?|ftp|file|data|javascript):(?://)?[^\s<>\x22]{200,}",
     ),
     (SignalKind::Base64Blob, r"[A-Za-z0-9+/_-]{200,}={0,2}"),
-    (SignalKind::Jailbreak, r"\bDAN\b"),
+    (SignalKind::Jailbreak, r"(?-u:\b)DAN(?-u:\b)"),
 ];
 
 const LITERALS: &[(SignalKind, &str)] = &[
