@@ -57,6 +57,13 @@ fn bench_prefilter(c: &mut Criterion) {
     let mut g = c.benchmark_group("prefilter");
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.bench_function("scan_8k", |b| b.iter(|| prefilter::scan(black_box(&text))));
+    g.bench_function("normalize_only_8k", |b| {
+        b.iter(|| prefilter::normalize(black_box(&text)))
+    });
+    let normalized = prefilter::normalize(&text).text;
+    g.bench_function("detect_only_8k", |b| {
+        b.iter(|| prefilter::detect(black_box(&normalized)))
+    });
     g.bench_function("baseline_contains_8k", |b| {
         b.iter(|| {
             let t = black_box(&text);

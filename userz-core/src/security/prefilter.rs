@@ -174,7 +174,17 @@ pub fn normalize(input: &str) -> Normalized {
     let mut chars: Vec<char> = Vec::with_capacity(input.len());
     let mut invisible_at_char: Vec<usize> = Vec::new();
     let mut folded_at_char: Vec<usize> = Vec::new();
-    for c in input.nfkc() {
+    // ASCII text is NFKC already; skip the normaliser's buffering for it.
+    let nfkc: Box<dyn Iterator<Item = char>> = if input.is_ascii() {
+        Box::new(input.chars())
+    } else {
+        Box::new(input.nfkc())
+    };
+    for c in nfkc {
+        if c.is_ascii() && !c.is_ascii_control() || matches!(c, '\t' | '\n' | '\r') {
+            chars.push(c);
+            continue;
+        }
         if is_invisible(c) {
             invisible_at_char.push(chars.len());
             continue;
