@@ -633,7 +633,8 @@ pub fn fuzz_check(data: &[u8]) {
             ..Change::file(path)
         });
     }
-    let g = Guardrails::default().with_forge_ci();
+    static RULES: std::sync::OnceLock<Guardrails> = std::sync::OnceLock::new();
+    let g = RULES.get_or_init(|| Guardrails::default().with_forge_ci());
     let all = g.check(&changes);
     assert_eq!(
         all.first().cloned(),
