@@ -159,11 +159,10 @@ fn is_absolute(p: &str) -> bool {
 
 /// An 8.3 short name: 1–6 characters, `~`, digits, optional `.ext` (≤ 3).
 fn short_name_base(c: &str) -> Option<&str> {
-    let (stem, ext) = match c.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() && e.chars().count() <= 3 => (s, Some(e)),
-        _ => (c, None),
+    let stem = match c.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() && e.chars().count() <= 3 => s,
+        _ => c,
     };
-    let _ = ext;
     let (base, digits) = stem.rsplit_once('~')?;
     let base_len = base.chars().count();
     if (1..=6).contains(&base_len)
