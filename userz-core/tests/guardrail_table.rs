@@ -300,6 +300,27 @@ fn cases() -> Vec<(&'static str, Change, Option<&'static str>)> {
             file("GITMOD~1"),
             Some(".gitmodules"),
         ),
+        // Inputs that would make normalisation expensive.
+        (
+            "combining mark flood",
+            file(&format!("a{}", "\u{345}".repeat(31))),
+            Some("invalid_path"),
+        ),
+        (
+            "thirty combining marks are fine",
+            file(&format!("a{}", "\u{301}".repeat(30))),
+            None,
+        ),
+        (
+            "overlong path",
+            file(&"a/".repeat(2049)),
+            Some("invalid_path"),
+        ),
+        (
+            "symlink to a combining flood",
+            symlink("l", &"\u{345}".repeat(40)),
+            Some("invalid_path"),
+        ),
     ]
 }
 
@@ -543,6 +564,25 @@ proptest! {
             prop_assert!(!v.is_empty());
         }
     }
+}
+
+#[test]
+fn fuzz_slow_unit_combining_run() {
+    // libFuzzer found this input taking milliseconds: a path of combining
+    // marks separated by U+0005, which is stripped before normalisation and
+    // leaves a run of hundreds of marks; canonical reordering is quadratic in
+    // the run. Such paths are now refused before normalisation.
+    let data = std::fs::read(format!(
+        "{}/tests/data/fuzz_guardrail_slow_combining_run.bin",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_default();
+    assert!(!data.is_empty());
+    let text = String::from_utf8_lossy(&data);
+    let path = text.split('\0').next().unwrap_or_default();
+    let v = Guardrails::default().first_violation(&[Change::file(path)]);
+    assert_eq!(v.map(|v| v.rule), Some("invalid_path".to_owned()));
+    userz_core::guardrail::fuzz_check(&data);
 }
 
 #[test]

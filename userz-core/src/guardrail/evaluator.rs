@@ -29,6 +29,10 @@
 //!   extension of up to three characters) cannot be resolved without the
 //!   file system and violates [`RULE_NTFS_SHORT_NAME`].
 //!
+//! - A path (or symlink target) longer than [`MAX_PATH_BYTES`] or holding a
+//!   run of more than [`MAX_COMBINING_RUN`] combining characters violates
+//!   [`RULE_INVALID_PATH`] and is not normalised at all.
+//!
 //! # Rule syntax
 //! Rules are globs over normalised, `/`-separated paths, matched
 //! case-insensitively (rules are normalised like paths):
@@ -101,6 +105,18 @@ pub const RULE_GITLINK: &str = "gitlink";
 /// The submodule configuration file.
 pub const RULE_GITMODULES: &str = ".gitmodules";
 
+/// A path that is too long or holds an absurd run of combining characters.
+pub const RULE_INVALID_PATH: &str = "invalid_path";
+
+/// Longest path (or symlink target) examined, in bytes. Longer ones violate
+/// [`RULE_INVALID_PATH`] without being normalised.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest run of combining characters (non-starters) accepted in a path: the
+/// Unicode stream-safe limit (UAX #15). Canonical reordering is quadratic in
+/// the run length, so a path of thousands of combining marks would make
+/// normalisation a denial of service; no real file name needs more than 30.
+pub const MAX_COMBINING_RUN: usize = 30;
+
 const MODE_SYMLINK: u32 = 0o120000;
 const MODE_GITLINK: u32 = 0o160000;
 
@@ -110,6 +126,9 @@ const MODE_GITLINK: u32 = 0o160000;
 pub enum PathError {
     /// Absolute, empty, or above the root.
     Escape,
+    /// Longer than [`MAX_PATH_BYTES`] or with a run of more than
+    /// [`MAX_COMBINING_RUN`] combining characters.
+    Invalid,
 }
 
 /// A normalised repository path.
@@ -142,13 +161,51 @@ fn fold(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let stripped: String = s.chars().filter(|c| !is_invisible(*c)).collect();
+    // `stream_safe` bounds canonical reordering even for unchecked input
+    // (rules); it inserts U+034F, which the final filter drops.
     let folded: String = stripped
+        .chars()
+        .stream_safe()
         .nfkc()
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
         .collect();
     // Lower-casing can produce combining sequences (`İ` → `i̇`); recompose.
-    Cow::Owned(folded.nfc().filter(|c| !is_invisible(*c)).collect())
+    Cow::Owned(
+        folded
+            .chars()
+            .stream_safe()
+            .nfc()
+            .filter(|c| !is_invisible(*c))
+            .collect(),
+    )
+}
+
+/// Whether `s` is short enough and free of absurd combining runs.
+fn is_sane(s: &str) -> bool {
+    if s.len() > MAX_PATH_BYTES {
+        return false;
+    }
+    if s.is_ascii() {
+        return true;
+    }
+    let mut run = 0;
+    for c in s.chars() {
+        // Invisible characters are stripped before normalisation, so they do
+        // not break a run.
+        if is_invisible(c) {
+            continue;
+        }
+        if unicode_normalization::char::canonical_combining_class(c) != 0 {
+            run += 1;
+            if run > MAX_COMBINING_RUN {
+                return false;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    true
 }
 
 fn is_absolute(p: &str) -> bool {
@@ -201,6 +258,9 @@ fn canonical_component<'a>(raw: &'a str, short_name: &mut bool) -> Option<Cow<'a
 
 /// Normalises a repository-relative path (see the module docs).
 pub fn normalize_path(path: &str) -> Result<NormalizedPath, PathError> {
+    if !is_sane(path) {
+        return Err(PathError::Invalid);
+    }
     let folded = fold(path);
     let mut short_name = false;
     let comps = resolve(Vec::new(), &folded, &mut short_name)?;
@@ -516,6 +576,9 @@ impl Guardrails {
             file: raw.to_owned(),
             rule: rule.to_owned(),
         };
+        if !is_sane(raw) {
+            return emit(v(RULE_INVALID_PATH));
+        }
         let folded = fold(raw);
         let mut short_name = false;
         let comps = match resolve(Vec::new(), &folded, &mut short_name) {
@@ -572,6 +635,12 @@ impl Guardrails {
     }
 
     fn symlink_violation(&self, link: &str, target: &str) -> Option<String> {
+        if !is_sane(link) {
+            return None; // already reported by `check_path`
+        }
+        if !is_sane(target) {
+            return Some(RULE_INVALID_PATH.to_owned());
+        }
         let folded_link = fold(link);
         let folded_target = fold(target);
         let mut short_name = false;
