@@ -174,8 +174,12 @@ pub fn normalize(input: &str) -> Normalized {
     let mut chars: Vec<char> = Vec::with_capacity(input.len());
     let mut invisible_at_char: Vec<usize> = Vec::new();
     let mut folded_at_char: Vec<usize> = Vec::new();
-    // ASCII text is NFKC already; skip the normaliser's buffering for it.
-    let nfkc: Box<dyn Iterator<Item = char>> = if input.is_ascii() {
+    // Text that is NFKC already (all ASCII text, most prose) skips the
+    // normaliser's buffering.
+    let already = input.is_ascii()
+        || unicode_normalization::is_nfkc_quick(input.chars())
+            == unicode_normalization::IsNormalized::Yes;
+    let nfkc: Box<dyn Iterator<Item = char>> = if already {
         Box::new(input.chars())
     } else {
         // `stream_safe` caps runs of combining marks at 30 (UAX #15) so that
