@@ -261,6 +261,8 @@ impl Default for AgentScript {
 pub struct SandboxCall {
     /// Run.
     pub run: RunId,
+    /// The system text.
+    pub system: String,
     /// The prompt.
     pub prompt: String,
 }
@@ -317,7 +319,11 @@ impl ScriptedSandbox {
 #[async_trait]
 impl Sandbox for ScriptedSandbox {
     async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome> {
-        self.calls.lock().push(SandboxCall { run: spec.run, prompt: spec.prompt.clone() });
+        self.calls.lock().push(SandboxCall {
+            run: spec.run,
+            system: spec.system_prompt.clone(),
+            prompt: spec.prompt.clone(),
+        });
         let script = self
             .scripts
             .lock()

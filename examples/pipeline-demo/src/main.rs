@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stores =
         StoreSet { events: m.events.clone(), read_models: m.read_models.clone(), queue: m.queue.clone(), clock };
     let rig = Rig::new(stores);
-    println!("userz pipeline demo: memory stores, scripted sandbox and repository host (no real agent runs here)\n");
+    println!("userz pipeline demo: memory stores, the heuristic classifier, and a scripted sandbox and repository host (no real agent runs here)\n");
 
     let mut log = m.events.subscribe(0).await?;
     let printer = tokio::spawn(async move {
@@ -44,7 +44,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let engine = rig.start();
+    // The real default classifier (pre-filter + heuristics); the sandbox and the
+    // repository host stay scripted.
+    let deps = userz_core::engine::EngineDeps {
+        events: m.events.clone(),
+        read_models: m.read_models.clone(),
+        queue: m.queue.clone(),
+        clock: rig.stores.clock.clone(),
+        classifier: Arc::new(userz_core::security::classifier::HeuristicClassifier::new()),
+        sandbox: rig.sandbox.clone(),
+        vcs: rig.host.clone(),
+        changes: rig.host.clone(),
+    };
+    let engine = userz_core::engine::Engine::start(deps, userz_testkit::scenarios::test_config());
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
     let fb = submit(&engine, &s, &text).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -194,22 +194,16 @@ async fn execute_run(inner: &Inner, job: &ClaimedJob, run_id: crate::ids::RunId)
 }
 
 /// Builds the agent's prompt: the report (and, for revisions, the unresolved
-/// review comments) as untrusted data.
-async fn prompt_for(inner: &Inner, run: &AgentRun, fb: &Feedback) -> Result<String> {
-    let mut sections = vec![("feedback", fb.content.text.expose().clone())];
-    if let Some(c) = &fb.consolidated {
-        sections.push(("consolidated", c.description.expose().clone()));
-    }
-    if let RunKind::Revision { pr, comments, .. } = &run.kind {
+/// review comments it answers) as untrusted data.
+async fn prompt_for(inner: &Inner, run: &AgentRun, fb: &Feedback) -> Result<crate::security::wrap::Prompt> {
+    let mut comments = Vec::new();
+    if let RunKind::Revision { pr, comments: ids, .. } = &run.kind {
         let (state, _) = inner.bus.load::<PrDecider>(&CommandBus::stream::<PrDecider>(*pr)).await?;
         if let PrState::Exists(p) = state {
-            for c in p.comments.iter().filter(|c| comments.contains(&c.comment)) {
-                sections
-                    .push(("review_comment", format!("{}:{} ({:?}) {}", c.path, c.line, c.severity, c.body.expose())));
-            }
+            comments = p.comments.into_iter().filter(|c| ids.contains(&c.comment)).collect();
         }
     }
-    Ok(crate::engine::prompt::build(&sections))
+    Ok(crate::engine::prompt::build(fb, &comments.iter().collect::<Vec<_>>()))
 }
 
 async fn full_pass(
@@ -255,10 +249,12 @@ async fn with_workspace(
     if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "start_agent"), &cmd).await.step("start_agent")? {
         return Ok(Done::Ack);
     }
+    let prompt = prompt_for(inner, run, fb).await.step("prompt")?;
     let spec = SandboxSpec {
         run: run.run,
         workspace: ws.clone(),
-        prompt: prompt_for(inner, run, fb).await.step("prompt")?,
+        prompt: prompt.user,
+        system_prompt: prompt.system,
         limits: inner.config.limits,
         egress_allowlist: inner.config.egress_allowlist.clone(),
     };

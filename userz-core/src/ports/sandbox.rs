@@ -45,7 +45,9 @@ pub struct SandboxSpec {
     pub run: RunId,
     /// The prepared workspace (the only writable place).
     pub workspace: Workspace,
-    /// The wrapped prompt handed to the agent.
+    /// The agent's system text (trusted; says the report is data).
+    pub system_prompt: String,
+    /// The agent's user prompt: task plus the report inside the untrusted wrapper.
     pub prompt: String,
     /// Caps.
     pub limits: Limits,
