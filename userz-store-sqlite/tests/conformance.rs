@@ -85,3 +85,19 @@ async fn data_survives_reopening_the_file() {
     assert_eq!(store.read_all(0, 100).await.unwrap_or_default().len(), 5);
     assert_eq!(store.checkpoint("none").await.unwrap_or(9), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_files_hold_no_plaintext_of_a_sealed_secret() {
+    use userz_testkit::at_rest;
+    let dir = tmp();
+    let store = open(&dir, Arc::new(ManualClock::at_2026())).await;
+    let written = at_rest::write_sealed_secret(&store, &store).await;
+    drop(store);
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        all.extend(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    }
+    assert!(at_rest::contains(&all, &written.marker), "the search covers the stored data");
+    assert!(!at_rest::contains(&all, &written.plaintext), "no plaintext of the secret in the SQLite files");
+}

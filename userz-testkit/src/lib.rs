@@ -10,6 +10,7 @@
 //!   manual mode, crash and restart) written once and run on every store;
 //! - [`clock`]: a manual clock and a bounded `eventually` helper.
 
+pub mod at_rest;
 pub mod clock;
 pub mod conformance;
 pub mod crash;
