@@ -9,8 +9,11 @@
 //! | AgentRun | `run-<id>` | [`run::RunDecider`] |
 //! | PullRequest | `pr-<id>` | [`pr::PrDecider`] |
 //! | Timer | `timer-<id>` | [`timer::TimerDecider`] |
+//! | Blob | `blob-<uuid v5 of the key>` | [`blob::BlobDecider`] |
+//! | Blob | `blob-<uuidv5 of key>` | [`blob::BlobDecider`] |
 
 pub mod app;
+pub mod blob;
 pub mod common;
 pub mod feedback;
 pub mod org;

@@ -4,12 +4,12 @@ use bytes::Bytes;
 
 use crate::decider::{Aggregate, EventName};
 use crate::domain::{
-    app::AppDecider, feedback::FeedbackDecider, org::OrgDecider, pr::PrDecider, repo::RepoDecider, run::RunDecider,
-    timer::TimerDecider,
+    app::AppDecider, blob::BlobDecider, feedback::FeedbackDecider, org::OrgDecider, pr::PrDecider, repo::RepoDecider,
+    run::RunDecider, timer::TimerDecider,
 };
 use crate::domain::{
-    app::AppEvent, feedback::FeedbackEvent, org::OrgEvent, pr::PrEvent, repo::RepoEvent, run::RunEvent,
-    timer::TimerEvent,
+    app::AppEvent, blob::BlobEvent, feedback::FeedbackEvent, org::OrgEvent, pr::PrEvent, repo::RepoEvent,
+    run::RunEvent, timer::TimerEvent,
 };
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, RecordedEvent};
@@ -67,6 +67,7 @@ pub enum AnyEvent {
     Run(RunEvent),
     Pr(PrEvent),
     Timer(TimerEvent),
+    Blob(BlobEvent),
 }
 
 impl AnyEvent {
@@ -80,6 +81,7 @@ impl AnyEvent {
             RunDecider::CATEGORY => AnyEvent::Run(decode::<RunDecider>(recorded)?),
             PrDecider::CATEGORY => AnyEvent::Pr(decode::<PrDecider>(recorded)?),
             TimerDecider::CATEGORY => AnyEvent::Timer(decode::<TimerDecider>(recorded)?),
+            BlobDecider::CATEGORY => AnyEvent::Blob(decode::<BlobDecider>(recorded)?),
             _ => return Ok(None),
         }))
     }

@@ -1,0 +1,79 @@
+//! Where each kind of blob lives: one prefix per organization.
+//!
+//! ```text
+//! orgs/<org>/screenshots/<id>
+//! orgs/<org>/runs/<run>/transcript.jsonl
+//! ```
+//!
+//! Keys are built only from typed ids and checked names, so no caller-supplied
+//! text can climb out of its org's prefix.
+
+use object_store::path::Path;
+use userz_core::ids::{OrgId, RunId};
+
+use crate::Error;
+
+/// The prefix of everything an organization stores.
+pub fn org_prefix(org: OrgId) -> Path {
+    Path::from(format!("orgs/{org}"))
+}
+
+/// The key of screenshot `id` of `org`.
+///
+/// `id` is 1–128 characters of `[A-Za-z0-9_.-]` and does not start with `.`.
+pub fn screenshot(org: OrgId, id: &str) -> Result<Path, Error> {
+    check_name("screenshot id", id)?;
+    Ok(Path::from(format!("orgs/{org}/screenshots/{id}")))
+}
+
+/// The key of the full transcript (JSON lines) of run `run` of `org`.
+pub fn run_transcript(org: OrgId, run: RunId) -> Path {
+    Path::from(format!("orgs/{org}/runs/{run}/transcript.jsonl"))
+}
+
+/// The organization a key belongs to, if it follows this layout.
+pub fn org_of(key: &Path) -> Option<OrgId> {
+    let mut parts = key.parts();
+    if parts.next()?.as_ref() != "orgs" {
+        return None;
+    }
+    parts.next()?.as_ref().parse().ok()
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName { field, reason: "1-128 characters of [A-Za-z0-9_.-], not starting with '.'" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_layout() {
+        let org = OrgId::new();
+        let run = RunId::new();
+        assert_eq!(
+            screenshot(org, "shot-1.png").map(|p| p.to_string()).ok(),
+            Some(format!("orgs/{org}/screenshots/shot-1.png"))
+        );
+        assert_eq!(run_transcript(org, run).to_string(), format!("orgs/{org}/runs/{run}/transcript.jsonl"));
+        assert_eq!(org_of(&run_transcript(org, run)), Some(org));
+        assert_eq!(org_of(&Path::from("elsewhere/x")), None);
+    }
+
+    #[test]
+    fn screenshot_ids_cannot_escape_the_prefix() {
+        let org = OrgId::new();
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a b", &"x".repeat(129)] {
+            assert!(matches!(screenshot(org, bad), Err(Error::InvalidName { .. })), "{bad:?} accepted");
+        }
+    }
+}
