@@ -506,46 +506,43 @@ impl WorkQueue for PgStore {
     async fn heartbeat(&self, lease: &LeaseToken, extend: Duration) -> Result<Timestamp> {
         let now = self.now();
         let next = now + extend;
-        let client = self.client().await?;
-        let n = client
-            .execute(
-                "UPDATE userz_jobs SET expires_at = $3 WHERE id = $1 AND state = 1 AND token = $2 AND expires_at > $4",
-                &[&lease.job.as_uuid(), &lease.token, &next.as_millis(), &now.as_millis()],
-            )
-            .await
-            .map_err(pg)?;
-        if n == 1 {
-            Ok(next)
-        } else {
-            Err(lost(&lease.job))
-        }
+        self.lease_update(
+            lease,
+            "UPDATE userz_jobs SET expires_at = $3 WHERE id = $1 AND state = 1 AND token = $2 AND expires_at > $4",
+            &[next.as_millis(), now.as_millis()],
+        )
+        .await?;
+        Ok(next)
     }
 
     async fn ack(&self, lease: &LeaseToken) -> Result<()> {
-        let client = self.client().await?;
-        let n = client
-            .execute(
-                "UPDATE userz_jobs SET state = 2, payload = '\\x'::bytea, token = NULL WHERE id = $1 AND state = 1 AND token = $2",
-                &[&lease.job.as_uuid(), &lease.token],
-            )
-            .await
-            .map_err(pg)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(lost(&lease.job))
-        }
+        self.lease_update(
+            lease,
+            "UPDATE userz_jobs SET state = 2, payload = '\\x'::bytea, token = NULL WHERE id = $1 AND state = 1 AND token = $2",
+            &[],
+        )
+        .await
     }
 
     async fn nack(&self, lease: &LeaseToken, retry_at: Timestamp) -> Result<()> {
+        self.lease_update(
+            lease,
+            "UPDATE userz_jobs SET state = 0, ready_at = $3, token = NULL WHERE id = $1 AND state = 1 AND token = $2",
+            &[retry_at.as_millis()],
+        )
+        .await
+    }
+}
+
+impl PgStore {
+    /// Runs a one-row update guarded by the lease (`$1` job id, `$2` token, then
+    /// `extra` as `$3`, `$4`, …); no row updated means the lease is not current.
+    async fn lease_update(&self, lease: &LeaseToken, sql: &str, extra: &[i64]) -> Result<()> {
         let client = self.client().await?;
-        let n = client
-            .execute(
-                "UPDATE userz_jobs SET state = 0, ready_at = $3, token = NULL WHERE id = $1 AND state = 1 AND token = $2",
-                &[&lease.job.as_uuid(), &lease.token, &retry_at.as_millis()],
-            )
-            .await
-            .map_err(pg)?;
+        let id = lease.job.as_uuid();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &lease.token];
+        params.extend(extra.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)));
+        let n = client.execute(sql, &params).await.map_err(pg)?;
         if n == 1 {
             Ok(())
         } else {

@@ -227,6 +227,16 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
 }
 
 impl SqliteStore {
+    /// Runs `f` as a write in the next group commit (tests and maintenance).
+    #[doc(hidden)]
+    pub async fn write_raw<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -545,56 +555,51 @@ impl WorkQueue for SqliteStore {
     async fn heartbeat(&self, lease: &LeaseToken, extend: Duration) -> Result<Timestamp> {
         let now = self.now();
         let next = now + extend;
-        let lease = lease.clone();
-        self.inner
-            .writer
-            .write(move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE jobs SET expires_at = ?3 WHERE id = ?1 AND state = 1 AND token = ?2 AND expires_at > ?4",
-                        params![lease.job.as_uuid().as_bytes().as_slice(), lease.token.as_bytes().as_slice(), next.as_millis(), now.as_millis()],
-                    )
-                    .map_err(db)?;
-                if n == 1 {
-                    Ok(next)
-                } else {
-                    Err(lost(&lease.job))
-                }
-            })
-            .await
+        self.lease_update(
+            lease,
+            "UPDATE jobs SET expires_at = ?3 WHERE id = ?1 AND state = 1 AND token = ?2 AND expires_at > ?4",
+            [next.as_millis(), now.as_millis()],
+        )
+        .await?;
+        Ok(next)
     }
 
     async fn ack(&self, lease: &LeaseToken) -> Result<()> {
-        let lease = lease.clone();
-        self.inner
-            .writer
-            .write(move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE jobs SET state = 2, payload = x'', token = NULL WHERE id = ?1 AND state = 1 AND token = ?2",
-                        params![lease.job.as_uuid().as_bytes().as_slice(), lease.token.as_bytes().as_slice()],
-                    )
-                    .map_err(db)?;
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(lost(&lease.job))
-                }
-            })
-            .await
+        self.lease_update(
+            lease,
+            "UPDATE jobs SET state = 2, payload = x'', token = NULL WHERE id = ?1 AND state = 1 AND token = ?2",
+            [],
+        )
+        .await
     }
 
     async fn nack(&self, lease: &LeaseToken, retry_at: Timestamp) -> Result<()> {
+        self.lease_update(
+            lease,
+            "UPDATE jobs SET state = 0, ready_at = ?3, token = NULL WHERE id = ?1 AND state = 1 AND token = ?2",
+            [retry_at.as_millis()],
+        )
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Runs a one-row update guarded by the lease (`?1` job id, `?2` token,
+    /// then `extra` as `?3`, `?4`, …); no row updated means the lease is not
+    /// current.
+    async fn lease_update<const N: usize>(&self, lease: &LeaseToken, sql: &'static str, extra: [i64; N]) -> Result<()> {
         let lease = lease.clone();
         self.inner
             .writer
             .write(move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE jobs SET state = 0, ready_at = ?3, token = NULL WHERE id = ?1 AND state = 1 AND token = ?2",
-                        params![lease.job.as_uuid().as_bytes().as_slice(), lease.token.as_bytes().as_slice(), retry_at.as_millis()],
-                    )
-                    .map_err(db)?;
+                use rusqlite::types::Value;
+                let values = [
+                    Value::Blob(lease.job.as_uuid().as_bytes().to_vec()),
+                    Value::Blob(lease.token.as_bytes().to_vec()),
+                ]
+                .into_iter()
+                .chain(extra.into_iter().map(Value::Integer));
+                let n = c.execute(sql, rusqlite::params_from_iter(values)).map_err(db)?;
                 if n == 1 {
                     Ok(())
                 } else {

@@ -82,12 +82,22 @@ fn run_batch(conn: &mut Connection, batch: Vec<Work>, head: &watch::Sender<u64>)
             tracing::error!(error = %e, "savepoint could not start; request dropped");
             continue; // its waiter sees the reply channel close: `Unavailable`
         }
-        let (keep, done) = work(&tx);
+        // A panicking request must not take the writer (and every later request)
+        // down: its savepoint is rolled back and its waiter, whose reply sender
+        // was dropped in the unwind, gets `Unavailable`.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&tx)));
+        let (keep, done) = match outcome {
+            Ok((keep, done)) => (keep, Some(done)),
+            Err(_) => {
+                tracing::error!("sqlite write request panicked; rolled back");
+                (false, None)
+            }
+        };
         let end = if keep { "RELEASE req" } else { "ROLLBACK TO req; RELEASE req" };
         if let Err(e) = tx.execute_batch(end) {
             tracing::error!(error = %e, "savepoint end failed");
         }
-        completions.push(done);
+        completions.extend(done);
     }
     let commit = tx.commit();
     let err = commit.as_ref().err().map(|e| e.to_string());

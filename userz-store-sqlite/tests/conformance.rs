@@ -101,3 +101,32 @@ async fn the_database_files_hold_no_plaintext_of_a_sealed_secret() {
     assert!(at_rest::contains(&all, &written.marker), "the search covers the stored data");
     assert!(!at_rest::contains(&all, &written.plaintext), "no plaintext of the secret in the SQLite files");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_write_is_rolled_back_and_the_writer_keeps_going() {
+    use userz_core::event::{ExpectedVersion, StreamId};
+    use userz_core::ports::EventStore;
+    let dir = tmp();
+    let store = open(&dir, Arc::new(ManualClock::at_2026())).await;
+    let r = store
+        .write_raw(|c| -> userz_core::Result<()> {
+            c.execute_batch("CREATE TABLE scratch (x INTEGER); INSERT INTO scratch VALUES (1);")
+                .map_err(|e| userz_core::Error::Corrupt(e.to_string()))?;
+            panic!("request bug");
+        })
+        .await;
+    assert!(matches!(r, Err(userz_core::Error::Unavailable(_))), "the waiter learns the request failed: {r:?}");
+    let stream = StreamId::new("after-panic").unwrap_or_else(|e| panic!("{e}"));
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event_store::event(1)])
+        .await
+        .unwrap_or_else(|e| panic!("the writer still serves requests: {e}"));
+    let scratch = store
+        .write_raw(|c| {
+            Ok(c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'scratch'", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(-1))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scratch, 0, "the panicking request's changes were rolled back");
+}
