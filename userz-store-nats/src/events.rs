@@ -44,7 +44,7 @@ const H_CORRELATION: &str = "Userz-Correlation";
 pub const MAX_EVENTS_PER_APPEND: usize = 500;
 
 /// JetStream error code: "wrong last sequence" (expected-last-subject-sequence).
-const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
+pub(crate) const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
 /// JetStream error code: "stream name already in use" (another config exists).
 const ERR_STREAM_NAME_IN_USE: u64 = 10058;
 
@@ -54,24 +54,24 @@ pub(crate) struct EventsState {
 }
 
 #[derive(Debug, Deserialize)]
-struct ApiError {
+pub(crate) struct ApiError {
     #[serde(default)]
-    err_code: u64,
+    pub(crate) err_code: u64,
     #[serde(default)]
-    description: String,
+    pub(crate) description: String,
 }
 
 #[derive(Debug, Deserialize)]
-struct ApiReply {
-    error: Option<ApiError>,
+pub(crate) struct ApiReply {
+    pub(crate) error: Option<ApiError>,
     #[serde(default)]
-    seq: u64,
+    pub(crate) seq: u64,
     #[serde(default)]
-    count: u64,
+    pub(crate) count: u64,
 }
 
 /// Sends a JetStream API request or publish and decodes its JSON reply.
-async fn api(
+pub(crate) async fn api(
     client: &async_nats::Client,
     subject: String,
     headers: Option<HeaderMap>,

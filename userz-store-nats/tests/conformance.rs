@@ -9,7 +9,8 @@ use futures::StreamExt;
 use userz_core::event::{ExpectedVersion, StreamId};
 use userz_core::ports::EventStore;
 use userz_store_nats::{NatsStore, NatsStoreBuilder};
-use userz_testkit::conformance::event_store;
+use userz_testkit::conformance::{cache, event_store};
+use userz_testkit::TimeControl;
 
 async fn store(url: &str) -> NatsStore {
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -21,4 +22,11 @@ async fn event_store_conformance() {
     let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
     let s = store(&url).await;
     event_store::run_all(Arc::new(s), event_store::EventStoreSuite::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_conformance() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    // The server expires keys on its own clock, so the checks sleep in real time.
+    cache::run_all(Arc::new(store(&url).await), TimeControl::Real).await;
 }
