@@ -137,9 +137,9 @@ impl NatsStoreBuilder {
             jetstream::stream::StorageType::File
         };
         let events = events::open(&client, &js, &names, storage, self.replicas).await?;
-        let queue = queue::open(&js, &names, storage, self.replicas).await?;
+        let queue = queue::open(&client, &js, &names, storage, self.replicas).await?;
         let cache = cache::open(&js, &names, storage, self.replicas).await?;
-        Ok(NatsStore {
+        let store = NatsStore {
             inner: Arc::new(Inner {
                 client,
                 js,
@@ -151,7 +151,9 @@ impl NatsStoreBuilder {
                 max_deliver: self.max_deliver,
                 durable: !self.memory_storage,
             }),
-        })
+        };
+        queue::spawn_keepalive(Arc::downgrade(&store.inner));
+        Ok(store)
     }
 }
 

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use userz_core::event::{ExpectedVersion, StreamId};
 use userz_core::ports::EventStore;
 use userz_store_nats::{NatsStore, NatsStoreBuilder};
-use userz_testkit::conformance::{cache, event_store};
+use userz_testkit::conformance::{cache, event_store, work_queue};
 use userz_testkit::TimeControl;
 
 async fn store(url: &str) -> NatsStore {
@@ -29,4 +29,11 @@ async fn cache_conformance() {
     let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
     // The server expires keys on its own clock, so the checks sleep in real time.
     cache::run_all(Arc::new(store(&url).await), TimeControl::Real).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queue_conformance() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    // Leases, nack delays and not_before run on the server's clock: real time.
+    work_queue::run_all(Arc::new(store(&url).await), TimeControl::Real).await;
 }
