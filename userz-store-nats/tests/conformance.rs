@@ -4,24 +4,29 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use userz_core::event::{ExpectedVersion, StreamId};
 use userz_core::ports::EventStore;
+use userz_store_memory::MemoryReadModelStore;
 use userz_store_nats::{NatsStore, NatsStoreBuilder};
 use userz_testkit::conformance::{cache, event_store, work_queue};
-use userz_testkit::TimeControl;
+use userz_testkit::scenarios::{self, StoreSet};
+use userz_testkit::{ManualClock, TimeControl};
+
+fn prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
 
 async fn store(url: &str) -> NatsStore {
-    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    NatsStoreBuilder::new(url).with_prefix(prefix).build().await.unwrap_or_else(|e| panic!("connect: {e}"))
+    NatsStoreBuilder::new(url).with_prefix(prefix()).build().await.unwrap_or_else(|e| panic!("connect: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_store_conformance() {
     let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
-    let s = store(&url).await;
-    event_store::run_all(Arc::new(s), event_store::EventStoreSuite::default()).await;
+    event_store::run_all(Arc::new(store(&url).await), event_store::EventStoreSuite::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,6 +39,93 @@ async fn cache_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_queue_conformance() {
     let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
-    // Leases, nack delays and not_before run on the server's clock: real time.
+    // Nack delays and `not_before` are held back by the server: real time.
     work_queue::run_all(Arc::new(store(&url).await), TimeControl::Real).await;
+}
+
+/// NATS for events and jobs, memory for read models (this crate has none: JetStream
+/// KV cannot commit rows and a checkpoint atomically).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_scenarios_on_nats() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let mut sets = Vec::new();
+    for _ in 0..9 {
+        let clock = Arc::new(ManualClock::at_2026());
+        let nats = Arc::new(
+            NatsStoreBuilder::new(&url)
+                .with_prefix(prefix())
+                .with_clock(clock.clone())
+                .build()
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}")),
+        );
+        sets.push(StoreSet {
+            events: nats.clone(),
+            read_models: Arc::new(MemoryReadModelStore::new()),
+            queue: nats,
+            clock,
+        });
+    }
+    let mut sets = sets.into_iter();
+    scenarios::run_all(|| sets.next().unwrap_or_else(|| panic!("more scenarios than stores"))).await;
+}
+
+/// Subscriptions never skip an event under 8 concurrent writers: a live
+/// subscriber and a later catch-up subscriber each see exactly the positions the
+/// writers were given, in strictly increasing order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_never_skip_under_concurrent_writers() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let store = Arc::new(store(&url).await);
+    const WRITERS: u64 = 8;
+    const APPENDS: u64 = 60;
+    let live = store.subscribe(0).await.unwrap_or_else(|e| panic!("subscribe: {e}"));
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = StreamId::new(format!("writer.{w}:x")).unwrap_or_else(|e| panic!("{e}"));
+            let mut positions = Vec::new();
+            let mut version = 0;
+            for i in 0..APPENDS {
+                // Mix single events and batches of three.
+                let n = if i % 4 == 0 { 3 } else { 1 };
+                let events = (0..n).map(|k| event_store::event(w * 1000 + i * 10 + k)).collect();
+                let r = store
+                    .append(&s, ExpectedVersion::from_version(version), events)
+                    .await
+                    .unwrap_or_else(|e| panic!("append: {e}"));
+                version = r.last_version;
+                positions.extend(r.first_position..=r.last_position);
+            }
+            positions
+        }));
+    }
+    let mut appended = BTreeSet::new();
+    for t in tasks {
+        appended.extend(t.await.unwrap_or_else(|e| panic!("writer: {e}")));
+    }
+    let total = appended.len();
+    assert_eq!(total as u64, WRITERS * APPENDS * 6 / 4, "every append landed");
+
+    let collect = |mut sub: userz_core::ports::EventStream| async move {
+        let mut seen = Vec::with_capacity(total);
+        while seen.len() < total {
+            let next = tokio::time::timeout(Duration::from_secs(20), sub.next())
+                .await
+                .unwrap_or_else(|_| panic!("subscription stalled after {} events", seen.len()));
+            let ev = next.unwrap_or_else(|| panic!("subscription ended")).unwrap_or_else(|e| panic!("{e}"));
+            seen.push(ev.position);
+        }
+        seen
+    };
+    let live_seen = collect(live).await;
+    let catch_up_seen = collect(store.subscribe(0).await.unwrap_or_else(|e| panic!("subscribe: {e}"))).await;
+    for seen in [live_seen, catch_up_seen] {
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "positions strictly increase");
+        let got: BTreeSet<u64> = seen.into_iter().collect();
+        assert_eq!(got, appended, "exactly the appended positions, none skipped");
+    }
+    let all = store.read_all(0, 10_000).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.iter().map(|e| e.position).collect::<BTreeSet<_>>(), appended, "read_all agrees");
 }
