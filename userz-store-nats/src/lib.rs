@@ -182,6 +182,11 @@ impl NatsStore {
         &self.inner.client
     }
 
+    /// The JetStream context (raw access beside the adapter, e.g. in benches).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.inner.js
+    }
+
     /// The JetStream stream holding the event log.
     pub fn events_stream_name(&self) -> &str {
         &self.inner.names.events_stream

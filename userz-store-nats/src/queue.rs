@@ -250,6 +250,10 @@ impl NatsStore {
             let mut leases = self.q().leases.lock();
             let Leases { by_token, current } = &mut *leases;
             let mut out = Vec::new();
+            // Leases given back long ago whose holder never came back (a crashed
+            // engine) are only kept to accept a late ack; drop them after a while.
+            let stale = now - Duration::from_secs(3600);
+            by_token.retain(|_, l| l.expires_at > stale || current.contains_key(&l.seq));
             for (token, l) in by_token.iter() {
                 if l.queue == queue && l.expires_at <= now && current.get(&l.seq) == Some(token) {
                     current.remove(&l.seq);
@@ -358,6 +362,8 @@ impl WorkQueue for NatsStore {
             let expires_at = now + lease;
             {
                 let mut leases = self.q().leases.lock();
+                // Older claims of this job are superseded: their holders get LeaseLost.
+                leases.by_token.retain(|_, l| l.seq != seq);
                 leases.current.insert(seq, token);
                 leases.by_token.insert(
                     token,
