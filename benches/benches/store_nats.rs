@@ -16,11 +16,19 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
-use userz_benches::runtime;
 use userz_core::event::{ExpectedVersion, NewEvent, StreamId};
 use userz_core::ids::{CorrelationId, EventId};
 use userz_core::ports::EventStore;
 use userz_store_nats::{NatsStore, NatsStoreBuilder};
+
+/// The shared bench runtime has no I/O driver; the NATS client needs one.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
 
 fn url() -> Option<String> {
     let url = std::env::var("USERZ_NATS_URL").ok().filter(|u| !u.is_empty());
