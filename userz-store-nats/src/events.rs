@@ -121,6 +121,7 @@ pub(crate) async fn open(
     names: &Names,
     storage: StorageType,
     replicas: usize,
+    duplicate_window_ns: u64,
 ) -> Result<EventsState> {
     create_stream(
         client,
@@ -136,7 +137,7 @@ pub(crate) async fn open(
             "max_age": 0,
             "allow_direct": true,
             "allow_atomic": true,
-            "duplicate_window": 120_000_000_000u64,
+            "duplicate_window": duplicate_window_ns,
         }),
     )
     .await?;

@@ -55,6 +55,7 @@ pub struct NatsStoreBuilder {
     memory_storage: bool,
     max_deliver: i64,
     request_timeout: Duration,
+    duplicate_window: Duration,
 }
 
 impl NatsStoreBuilder {
@@ -68,6 +69,7 @@ impl NatsStoreBuilder {
             memory_storage: false,
             max_deliver: -1,
             request_timeout: Duration::from_secs(10),
+            duplicate_window: Duration::from_secs(120),
         }
     }
 
@@ -115,6 +117,14 @@ impl NatsStoreBuilder {
         self
     }
 
+    /// JetStream's `Nats-Msg-Id` duplicate window on the event and job streams
+    /// (default 2 min). It only absorbs retried publishes: event-id and job-id
+    /// uniqueness do not depend on it (id markers and the job-id bucket do that).
+    pub fn with_duplicate_window(mut self, d: Duration) -> Self {
+        self.duplicate_window = d;
+        self
+    }
+
     /// Connects and creates (or opens) the streams and buckets.
     pub async fn build(self) -> Result<NatsStore> {
         let ok = !self.prefix.is_empty()
@@ -136,8 +146,9 @@ impl NatsStoreBuilder {
         } else {
             jetstream::stream::StorageType::File
         };
-        let events = events::open(&client, &js, &names, storage, self.replicas).await?;
-        let queue = queue::open(&client, &js, &names, storage, self.replicas).await?;
+        let dup = u64::try_from(self.duplicate_window.as_nanos()).unwrap_or(u64::MAX);
+        let events = events::open(&client, &js, &names, storage, self.replicas, dup).await?;
+        let queue = queue::open(&client, &js, &names, storage, self.replicas, dup).await?;
         let cache = cache::open(&js, &names, storage, self.replicas).await?;
         let store = NatsStore {
             inner: Arc::new(Inner {

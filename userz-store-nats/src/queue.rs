@@ -80,6 +80,7 @@ pub(crate) async fn open(
     names: &Names,
     storage: StorageType,
     replicas: usize,
+    duplicate_window_ns: u64,
 ) -> Result<QueueState> {
     create_stream(
         client,
@@ -93,7 +94,7 @@ pub(crate) async fn open(
             "max_msgs": -1,
             "max_bytes": -1,
             "max_age": 0,
-            "duplicate_window": 120_000_000_000u64,
+            "duplicate_window": duplicate_window_ns,
         }),
     )
     .await?;

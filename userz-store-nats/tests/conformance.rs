@@ -129,3 +129,51 @@ async fn subscriptions_never_skip_under_concurrent_writers() {
     let all = store.read_all(0, 10_000).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(all.iter().map(|e| e.position).collect::<BTreeSet<_>>(), appended, "read_all agrees");
 }
+
+/// Event ids stay unique after JetStream's `Nats-Msg-Id` window has passed (the
+/// id markers, not the window, refuse them), and a refused append writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_id_is_refused_after_the_duplicate_window() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let store = NatsStoreBuilder::new(&url)
+        .with_prefix(prefix())
+        .with_duplicate_window(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let a = StreamId::new("dup-a").unwrap_or_else(|e| panic!("{e}"));
+    let b = StreamId::new("dup.b").unwrap_or_else(|e| panic!("{e}"));
+    let e = event_store::event(1);
+    store.append(&a, ExpectedVersion::NoStream, vec![e.clone()]).await.unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = store.append(&b, ExpectedVersion::NoStream, vec![event_store::event(2), e]).await;
+    assert!(matches!(again, Err(userz_core::Error::Invalid(_))), "a stored id is refused for good: {again:?}");
+    assert_eq!(store.stream_version(&b).await.unwrap_or(99), 0, "nothing of the refused batch landed");
+    assert_eq!(store.read_all(0, 100).await.unwrap_or_default().len(), 1, "the log holds the first copy only");
+}
+
+/// A job id stays `Duplicate` after JetStream's `Nats-Msg-Id` window has passed
+/// (the job-id bucket, not the window, remembers it), even when still queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_id_is_duplicate_after_the_duplicate_window() {
+    use userz_core::ports::{Enqueued, NewJob, WorkQueue};
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let store = NatsStoreBuilder::new(&url)
+        .with_prefix(prefix())
+        .with_duplicate_window(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let job = NewJob {
+        id: userz_core::ids::JobId::new(),
+        queue: "q.1".into(),
+        payload: bytes::Bytes::from_static(b"x"),
+        not_before: None,
+    };
+    assert_eq!(store.enqueue(job.clone()).await.unwrap_or_else(|e| panic!("{e}")), Enqueued::New);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.enqueue(job).await.unwrap_or_else(|e| panic!("{e}")), Enqueued::Duplicate);
+    let lease = Duration::from_secs(30);
+    assert!(store.claim("q.1", "w", lease).await.unwrap_or_default().is_some());
+    assert!(store.claim("q.1", "w", lease).await.unwrap_or_default().is_none(), "one job, not two");
+}
