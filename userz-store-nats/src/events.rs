@@ -243,6 +243,30 @@ impl NatsStore {
         Ok(out)
     }
 
+    /// The sequence of version `from` of the stream on `subject` (whose last event
+    /// is at `last_seq`). JetStream has no index from version to sequence, but
+    /// versions grow with sequences, so a binary search over "first message on
+    /// the subject at or after sequence s" finds it in O(log n) direct gets.
+    async fn seek(&self, subject: &str, from: u64, last_seq: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (1u64, last_seq);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let raw = self
+                .events()
+                .direct_get_next_for_subject(subject, Some(mid))
+                .await
+                .map_err(transport("seek version"))?;
+            let m = jetstream::message::StreamMessage::try_from(raw.message)
+                .map_err(|e| NatsError::Corrupt(format!("direct get: {e}")))?;
+            if parse::<u64>(&m.headers, H_VERSION)? >= from {
+                hi = mid;
+            } else {
+                lo = m.sequence + 1;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Publishes `events` (then their id markers) as one atomic batch. Returns the
     /// sequence of the first event, or `Ok(None)` when the server refused an
     /// expected-last-subject-sequence check.
@@ -353,11 +377,14 @@ impl EventStore for NatsStore {
                     });
                 }
                 None => {
-                    // Either the stream moved (re-check against `expected`) or an id
-                    // marker already exists (the stream did not move).
-                    let (now_seq, _) = self.last_of(&subject).await?;
+                    // Either the stream moved (a concurrent append) or an id marker
+                    // already exists (the stream did not move).
+                    let (now_seq, now_version) = self.last_of(&subject).await?;
                     if now_seq == last_seq {
                         return Err(Error::Invalid(format!("an event id of this append is already stored ({stream})")));
+                    }
+                    if !expected.matches(now_version) {
+                        return Err(Error::Conflict { stream: stream.clone(), expected, actual: now_version });
                     }
                 }
             }
@@ -367,15 +394,14 @@ impl EventStore for NatsStore {
     async fn read_stream(&self, stream: &StreamId, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let from = from_version.max(1);
         let subject = self.inner.names.event_subject(stream);
-        let (_, last_version) = self.last_of(&subject).await?;
+        let (last_seq, last_version) = self.last_of(&subject).await?;
         if limit == 0 || from > last_version {
             return Ok(Vec::new());
         }
-        // Versions are the message's rank on its subject; there is no index from
-        // version to sequence, so skip the first `from - 1` messages.
-        let skip = usize::try_from(from - 1).unwrap_or(usize::MAX);
-        let msgs = self.scan(subject, 1, skip.saturating_add(limit)).await?;
-        msgs.iter().skip(skip).map(decode_msg).collect()
+        let start = if from == 1 { 1 } else { self.seek(&subject, from, last_seq).await? };
+        let msgs = self.scan(subject, start, limit).await?;
+        let events = msgs.iter().map(decode_msg).collect::<Result<Vec<_>>>()?;
+        Ok(events.into_iter().filter(|e| e.version >= from).collect())
     }
 
     async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {

@@ -177,3 +177,34 @@ async fn job_id_is_duplicate_after_the_duplicate_window() {
     assert!(store.claim("q.1", "w", lease).await.unwrap_or_default().is_some());
     assert!(store.claim("q.1", "w", lease).await.unwrap_or_default().is_none(), "one job, not two");
 }
+
+/// `read_stream` from any version finds it (binary search over sequences) even
+/// when other streams' events and id markers sit in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_stream_from_any_version_among_other_streams() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let store = store(&url).await;
+    let x = StreamId::new("x.1").unwrap_or_else(|e| panic!("{e}"));
+    let y = StreamId::new("y:1").unwrap_or_else(|e| panic!("{e}"));
+    let (mut vx, mut vy) = (0, 0);
+    for i in 0..40u64 {
+        let n = 1 + i % 7;
+        let r = store
+            .append(&x, ExpectedVersion::from_version(vx), (0..n).map(event_store::event).collect())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        vx = r.last_version;
+        let r = store
+            .append(&y, ExpectedVersion::from_version(vy), vec![event_store::event(i)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        vy = r.last_version;
+    }
+    for from in [1, 2, 3, 17, 64, 99, vx - 1, vx] {
+        let page = store.read_stream(&x, from, 5).await.unwrap_or_else(|e| panic!("{e}"));
+        let want: Vec<u64> = (from..=vx).take(5).collect();
+        assert_eq!(page.iter().map(|e| e.version).collect::<Vec<_>>(), want, "from {from}");
+        assert!(page.iter().all(|e| e.stream == x));
+    }
+    assert!(store.read_stream(&x, vx + 1, 5).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
