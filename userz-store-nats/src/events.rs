@@ -184,6 +184,52 @@ fn decode_msg(m: &jetstream::Message) -> Result<RecordedEvent> {
     decode(headers, m.payload.clone(), info.stream_sequence, info.published)
 }
 
+/// Up to `max` messages of `stream` matching `filter` under `policy`, in order,
+/// through a short-lived ephemeral consumer: it reads the consumer's pending count
+/// at creation, so later messages do not keep it waiting.
+pub(crate) async fn scan_stream(
+    stream: &jetstream::stream::Stream,
+    filter: String,
+    policy: DeliverPolicy,
+    max: usize,
+) -> Result<Vec<jetstream::Message>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: policy,
+            ack_policy: AckPolicy::None,
+            filter_subject: filter,
+            inactive_threshold: Duration::from_secs(10),
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(transport("create reader"))?;
+    let pending = usize::try_from(consumer.cached_info().num_pending).unwrap_or(usize::MAX);
+    let want = max.min(pending);
+    let mut out = Vec::with_capacity(want.min(4096));
+    if want > 0 {
+        let mut msgs =
+            consumer.stream().max_messages_per_batch(want.min(1000)).messages().await.map_err(transport("read"))?;
+        while out.len() < want {
+            match msgs.next().await {
+                Some(Ok(m)) => out.push(m),
+                Some(Err(e)) => return Err(transport("read")(e)),
+                None => return Err(NatsError::Transport("reader ended early".into()).into()),
+            }
+        }
+    }
+    let name = consumer.cached_info().name.clone();
+    let stream = stream.clone();
+    // Cleanup only: the inactivity threshold removes it anyway.
+    tokio::spawn(async move {
+        let _ = stream.delete_consumer(&name).await;
+    });
+    Ok(out)
+}
+
 impl NatsStore {
     fn events(&self) -> &jetstream::stream::Stream {
         &self.inner.events.stream
@@ -198,49 +244,9 @@ impl NatsStore {
         }
     }
 
-    /// Up to `max` messages matching `filter` from sequence `start`, in order,
-    /// through a short-lived ephemeral consumer.
+    /// Up to `max` messages matching `filter` from sequence `start`, in order.
     async fn scan(&self, filter: String, start: u64, max: usize) -> Result<Vec<jetstream::Message>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let consumer: jetstream::consumer::PullConsumer = self
-            .events()
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
-                ack_policy: AckPolicy::None,
-                filter_subject: filter,
-                inactive_threshold: Duration::from_secs(10),
-                memory_storage: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(transport("create reader"))?;
-        let pending = usize::try_from(consumer.cached_info().num_pending).unwrap_or(usize::MAX);
-        let want = max.min(pending);
-        let mut out = Vec::with_capacity(want.min(4096));
-        if want > 0 {
-            let mut msgs = consumer
-                .stream()
-                .max_messages_per_batch(want.min(1000))
-                .messages()
-                .await
-                .map_err(transport("read events"))?;
-            while out.len() < want {
-                match msgs.next().await {
-                    Some(Ok(m)) => out.push(m),
-                    Some(Err(e)) => return Err(transport("read events")(e)),
-                    None => return Err(NatsError::Transport("reader ended early".into()).into()),
-                }
-            }
-        }
-        let name = consumer.cached_info().name.clone();
-        let stream = self.events().clone();
-        // Cleanup only: the inactivity threshold removes it anyway.
-        tokio::spawn(async move {
-            let _ = stream.delete_consumer(&name).await;
-        });
-        Ok(out)
+        scan_stream(self.events(), filter, DeliverPolicy::ByStartSequence { start_sequence: start.max(1) }, max).await
     }
 
     /// The sequence of version `from` of the stream on `subject` (whose last event

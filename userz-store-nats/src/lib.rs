@@ -35,6 +35,7 @@ mod cache;
 mod error;
 mod events;
 mod queue;
+mod read_model;
 mod subject;
 
 use std::sync::Arc;
@@ -150,6 +151,7 @@ impl NatsStoreBuilder {
         let events = events::open(&client, &js, &names, storage, self.replicas, dup).await?;
         let queue = queue::open(&client, &js, &names, storage, self.replicas, dup).await?;
         let cache = cache::open(&js, &names, storage, self.replicas).await?;
+        let read_models = read_model::open(&client, &js, &names, storage, self.replicas).await?;
         let store = NatsStore {
             inner: Arc::new(Inner {
                 client,
@@ -159,6 +161,7 @@ impl NatsStoreBuilder {
                 events,
                 queue,
                 cache,
+                read_models,
                 max_deliver: self.max_deliver,
                 durable: !self.memory_storage,
             }),
@@ -183,6 +186,7 @@ struct Inner {
     events: events::EventsState,
     queue: queue::QueueState,
     cache: cache::CacheState,
+    read_models: read_model::ReadModelState,
     max_deliver: i64,
     durable: bool,
 }

@@ -11,6 +11,7 @@ pub(crate) struct Names {
     pub(crate) jobs_stream: String,
     pub(crate) jobs_bucket: String,
     pub(crate) cache_bucket: String,
+    pub(crate) read_model_bucket: String,
 }
 
 impl Names {
@@ -22,6 +23,7 @@ impl Names {
             jobs_stream: format!("{up}_JOBS"),
             jobs_bucket: format!("{prefix}_jobids"),
             cache_bucket: format!("{prefix}_cache"),
+            read_model_bucket: format!("{prefix}_rm"),
         }
     }
 
@@ -87,9 +89,40 @@ pub(crate) fn encode_token(s: &str) -> String {
     out
 }
 
+/// The inverse of [`encode_token`]; `None` for a string it never produces.
+pub(crate) fn decode_token(t: &str) -> Option<String> {
+    if t == "_" {
+        return Some(String::new());
+    }
+    let b = t.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'_' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'_') {
+            out.push(b'_');
+            i += 2;
+        } else {
+            let hex = t.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::encode_token;
+    use super::{decode_token, encode_token};
+
+    #[test]
+    fn tokens_decode_back() {
+        for s in ["", "a", "a.b", "a_b", "__", "é/ü key", "x:y-z_2e", "_"] {
+            assert_eq!(decode_token(&encode_token(s)).as_deref(), Some(s), "{s}");
+        }
+    }
 
     #[test]
     fn stream_ids_map_to_distinct_safe_tokens() {

@@ -9,9 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use userz_core::event::{ExpectedVersion, StreamId};
 use userz_core::ports::EventStore;
-use userz_store_memory::MemoryReadModelStore;
 use userz_store_nats::{NatsStore, NatsStoreBuilder};
-use userz_testkit::conformance::{cache, event_store, work_queue};
+use userz_testkit::conformance::{cache, event_store, read_model, work_queue};
 use userz_testkit::scenarios::{self, StoreSet};
 use userz_testkit::{ManualClock, TimeControl};
 
@@ -43,8 +42,13 @@ async fn work_queue_conformance() {
     work_queue::run_all(Arc::new(store(&url).await), TimeControl::Real).await;
 }
 
-/// NATS for events and jobs, memory for read models (this crate has none: JetStream
-/// KV cannot commit rows and a checkpoint atomically).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_model_conformance() {
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    read_model::run_all(Arc::new(store(&url).await)).await;
+}
+
+/// Every store of the engine on NATS: events, jobs and read models.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_scenarios_on_nats() {
     let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
@@ -59,12 +63,7 @@ async fn engine_scenarios_on_nats() {
                 .await
                 .unwrap_or_else(|e| panic!("connect: {e}")),
         );
-        sets.push(StoreSet {
-            events: nats.clone(),
-            read_models: Arc::new(MemoryReadModelStore::new()),
-            queue: nats,
-            clock,
-        });
+        sets.push(StoreSet { events: nats.clone(), read_models: nats.clone(), queue: nats, clock });
     }
     let mut sets = sets.into_iter();
     scenarios::run_all(|| sets.next().unwrap_or_else(|| panic!("more scenarios than stores"))).await;
@@ -207,4 +206,42 @@ async fn read_stream_from_any_version_among_other_streams() {
         assert!(page.iter().all(|e| e.stream == x));
     }
     assert!(store.read_stream(&x, vx + 1, 5).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+/// Eight runners commit the same checkpoint move at once: exactly one batch of
+/// rows lands, and the checkpoint names that runner's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_read_model_commits_apply_exactly_one() {
+    use userz_core::ports::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
+    let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let store = Arc::new(store(&url).await);
+    let mut tasks = Vec::new();
+    for r in 1..=8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let ops = (0..50)
+                .map(|k| ReadModelOp::Put {
+                    table: "t.1".into(),
+                    key: format!("row/{r}/{k}"),
+                    value: bytes::Bytes::from(r.to_string()),
+                })
+                .collect();
+            let cp = Some(CheckpointMove { name: "proj".into(), expected: 0, new: r });
+            (r, store.commit(ReadModelCommit { checkpoint: cp, ops }).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("{e}")) {
+            (r, Ok(())) => winners.push(r),
+            (_, Err(userz_core::Error::CheckpointConflict { .. })) => {}
+            (_, Err(e)) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one runner applies its batch: {winners:?}");
+    let winner = winners[0];
+    assert_eq!(store.checkpoint("proj").await.unwrap_or(0), winner);
+    let rows = store.scan("t.1", "row/", None, 1000).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 50, "only the winner's rows");
+    assert!(rows.iter().all(|(k, _)| k.starts_with(&format!("row/{winner}/"))));
 }
