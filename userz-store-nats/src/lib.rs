@@ -2,27 +2,31 @@
 //!
 //! NATS JetStream adapters for the Userz engine: the event log
 //! ([`EventStore`](userz_core::ports::EventStore)), the job queue
-//! ([`WorkQueue`](userz_core::ports::WorkQueue)) and the ephemeral
+//! ([`WorkQueue`](userz_core::ports::WorkQueue)), the projections
+//! ([`ReadModelStore`](userz_core::ports::ReadModelStore)) and the ephemeral
 //! [`Cache`](userz_core::ports::Cache), for deployments where many workers share
-//! one NATS cluster.
+//! one NATS cluster. Needs nats-server 2.12+ (atomic batch publish, message TTLs).
 //!
 //! - **Events**: one JetStream stream; each event is one message on
 //!   `<prefix>.ev.<encoded stream id>`, and its global position is the JetStream
-//!   sequence. An append is one *atomic batch* (`Nats-Batch-*` headers, nats-server
-//!   2.12 or newer) guarded by `Nats-Expected-Last-Subject-Sequence`, so a
-//!   multi-event append lands whole or not at all, with consecutive positions.
-//!   Every event id also writes a marker on `<prefix>.evid.<id>` in the same
-//!   batch, guarded by "no earlier message on this subject", so an event id is
-//!   refused forever, not only inside JetStream's duplicate window.
+//!   sequence. An append is one *atomic batch* (`Nats-Batch-*` headers) guarded by
+//!   `Nats-Expected-Last-Subject-Sequence`, so a multi-event append lands whole or
+//!   not at all, with consecutive positions. Every event id also writes a marker
+//!   on `<prefix>.evid.<id>` in the same batch, guarded by "no earlier message on
+//!   this subject", so an event id is refused forever, not only inside
+//!   JetStream's duplicate window.
 //! - **Jobs**: a work-queue-retention stream and one durable pull consumer per
-//!   queue; leases are ack-wait, heartbeats are `+WPI`, `nack` is a delayed
-//!   `-NAK`. A KV record per job id keeps "seen" ids forever.
-//! - **Cache**: a KV bucket with per-message TTL (`Nats-TTL`), with the expiry also
-//!   stored beside the value so reads are exact to the millisecond.
+//!   queue; leases are ack-wait plus the adapter's clock, heartbeats `+WPI`,
+//!   `nack` a delayed `-NAK`. A KV record per job id keeps "seen" ids forever.
+//! - **Read models**: a KV-layout bucket whose stream allows atomic batches; a
+//!   commit (checkpoint move + rows) is one batch guarded by the checkpoint's
+//!   revision, so rows and checkpoint never disagree.
+//! - **Cache**: a KV bucket with per-message TTL (`Nats-TTL`), with the expiry
+//!   also stored beside the value so reads are exact to the millisecond.
 //!
-//! Read models are **not** implemented here: JetStream KV cannot change several
-//! keys and a checkpoint atomically, which the `ReadModelStore` contract needs.
-//! Pair this crate with the SQLite or memory read-model store.
+//! Limits: at most [`MAX_EVENTS_PER_APPEND`] events per append and
+//! [`MAX_OPS_PER_COMMIT`] rows per read-model commit (the server's 1,000-message
+//! batch cap); `scan` reads the whole table (O(table size)).
 //!
 //! ```no_run
 //! # async fn demo() -> userz_core::Result<()> {
@@ -45,6 +49,8 @@ use async_nats::jetstream;
 use userz_core::{Clock, Error, Result, SystemClock};
 
 pub use error::NatsError;
+pub use events::MAX_EVENTS_PER_APPEND;
+pub use read_model::MAX_OPS_PER_COMMIT;
 
 /// Builds a [`NatsStore`].
 #[derive(Debug, Clone)]
@@ -171,7 +177,7 @@ impl NatsStoreBuilder {
     }
 }
 
-/// JetStream-backed event store, work queue and cache. Cheap to clone.
+/// JetStream-backed event store, work queue, read models and cache. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct NatsStore {
     inner: Arc<Inner>,
