@@ -48,7 +48,6 @@ const CREDENTIAL_HEADERS: &[&str] =
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
     host: Target,
-    upstream_scheme: Scheme,
     upstream_authority: Authority,
     upstream_target: Target,
     upstream_base: String,
@@ -113,7 +112,6 @@ impl ModelRoute {
         }
         Ok(Self {
             host,
-            upstream_scheme: scheme,
             upstream_authority: authority,
             upstream_target,
             upstream_base: uri.path().trim_end_matches('/').to_owned(),
@@ -141,14 +139,12 @@ impl ModelRoute {
         normalise_host(authority.host()) == self.host.host() && authority.port_u16().unwrap_or(80) == self.host.port()
     }
 
-    /// The upstream URI for the client's path and query.
+    /// The origin-form request target for the client's path and query, under
+    /// the upstream base path (the HTTP/1 client writes the URI as given, and
+    /// origin servers expect origin-form).
     pub(crate) fn upstream_uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let pq = path_and_query.map_or("/", PathAndQuery::as_str);
-        Uri::builder()
-            .scheme(self.upstream_scheme.clone())
-            .authority(self.upstream_authority.clone())
-            .path_and_query(format!("{}{}", self.upstream_base, pq))
-            .build()
+        Uri::builder().path_and_query(format!("{}{}", self.upstream_base, pq)).build()
     }
 
     /// Removes the client's credentials and adds the provider's.
