@@ -40,7 +40,7 @@ const CREDENTIAL_HEADERS: &[&str] =
 /// let route = ModelRoute::openai_compatible(
 ///     "model.egress.internal",
 ///     "http://127.0.0.1:11434/v1-base",
-///     "sk-…".into(),
+///     "sk-test".into(),
 /// )
 /// .unwrap();
 /// assert!(!format!("{route:?}").contains("sk-"));
