@@ -256,3 +256,25 @@ async fn builder_refuses_a_non_loopback_listener_and_bad_targets() {
     let err = EgressProxyBuilder::new().start().await.unwrap_err();
     assert!(err.to_string().contains("listener"), "{err}");
 }
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed() {
+    let echo = echo_server().await;
+    let target = format!("127.0.0.1:{}", echo.port());
+    let limits = EgressLimits { idle_timeout: std::time::Duration::from_millis(200), ..EgressLimits::default() };
+    let (proxy, _audit) =
+        start(EgressProxyBuilder::new().with_allowed_target(&target).with_allow_socket_addr(echo).with_limits(limits))
+            .await;
+    let mut stream = client(&proxy).await;
+    assert_eq!(exchange(&mut stream, &connect_request(&target)).await.status, 200);
+    stream.write_all(b"hi").await.unwrap();
+    let mut echoed = [0u8; 2];
+    stream.read_exact(&mut echoed).await.unwrap();
+
+    // Then silence: the proxy closes the tunnel (the bound only keeps a broken
+    // build from hanging the suite).
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "idle tunnel was not closed");
+    assert!(rest.is_empty());
+}
