@@ -1,10 +1,13 @@
 //! The plain-HTTP route to the model provider, on which the proxy adds the key.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Uri};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, ServerName};
 use userz_core::security::secret::SecretString;
 
 use crate::error::{Error, Result};
@@ -51,8 +54,27 @@ pub struct ModelRoute {
     upstream_authority: Authority,
     upstream_target: Target,
     upstream_base: String,
+    tls: Option<UpstreamTls>,
     auth: ProviderAuth,
     key: SecretString,
+}
+
+/// TLS settings of an `https` upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamTls {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) server_name: ServerName<'static>,
+}
+
+/// A TLS client on the `ring` provider, chosen explicitly so the process-wide
+/// default provider does not matter.
+fn tls_config(roots: RootCertStore) -> Result<Arc<ClientConfig>> {
+    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config("model_route.tls", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl ModelRoute {
@@ -72,12 +94,11 @@ impl ModelRoute {
     }
 
     /// A route served at `route_host` (`host` or `host:port`, port 80 by
-    /// default) forwarding to `upstream_base` (`http://host[:port][/base]`).
+    /// default) forwarding to `upstream_base` (`http(s)://host[:port][/base]`).
     ///
-    /// An `https` upstream is refused for now: this crate carries no TLS
-    /// client yet (TODO: add one, e.g. rustls, before pointing a route at a
-    /// public provider directly; until then front it with an on-host
-    /// forwarder listed through `allow_socket_addr`).
+    /// An `https` upstream is verified against the Mozilla root set
+    /// (`webpki-roots`) unless [`with_root_certificates`](Self::with_root_certificates)
+    /// replaces it; the server name is the upstream host.
     pub fn new(route_host: &str, upstream_base: &str, auth: ProviderAuth, key: SecretString) -> Result<Self> {
         let host = if route_host.contains(':') && !route_host.ends_with(']') {
             Target::parse(route_host)?
@@ -87,15 +108,13 @@ impl ModelRoute {
         let uri = Uri::from_str(upstream_base)
             .map_err(|e| Error::config("model_route.upstream", format!("{upstream_base:?}: {e}")))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| Error::config("model_route.upstream", "scheme required"))?;
-        if scheme == Scheme::HTTPS {
-            return Err(Error::config(
-                "model_route.upstream",
-                "https upstreams are not supported yet (no TLS client in userz-egress)",
-            ));
-        }
-        if scheme != Scheme::HTTP {
-            return Err(Error::config("model_route.upstream", "scheme must be http"));
-        }
+        let default_port = if scheme == Scheme::HTTPS {
+            443
+        } else if scheme == Scheme::HTTP {
+            80
+        } else {
+            return Err(Error::config("model_route.upstream", "scheme must be http or https"));
+        };
         let authority =
             uri.authority().cloned().ok_or_else(|| Error::config("model_route.upstream", "host required"))?;
         if authority.as_str().contains('@') {
@@ -105,19 +124,46 @@ impl ModelRoute {
             return Err(Error::config("model_route.upstream", "query is not allowed in the base"));
         }
         let upstream_target = Target::from_authority(&authority)
-            .or_else(|| Target::parse(&format!("{}:80", authority.host())).ok())
+            .or_else(|| Target::parse(&format!("{}:{default_port}", authority.host())).ok())
             .ok_or_else(|| Error::config("model_route.upstream", "bad host"))?;
         if HeaderValue::from_str(key.expose_secret()).is_err() {
             return Err(Error::config("model_route.key", "not a valid header value"));
         }
+        let tls = if scheme == Scheme::HTTPS {
+            let server_name = ServerName::try_from(upstream_target.host().to_owned())
+                .map_err(|e| Error::config("model_route.upstream", format!("not a TLS server name: {e}")))?;
+            let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            Some(UpstreamTls { config: tls_config(roots)?, server_name })
+        } else {
+            None
+        };
         Ok(Self {
             host,
+            tls,
             upstream_authority: authority,
             upstream_target,
             upstream_base: uri.path().trim_end_matches('/').to_owned(),
             auth,
             key,
         })
+    }
+
+    /// Trusts exactly `certs` (instead of the Mozilla roots) for an `https`
+    /// upstream: for a private CA, or a test server on loopback.
+    pub fn with_root_certificates(mut self, certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<Self> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Err(Error::config("model_route.tls", "root certificates need an https upstream"));
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).map_err(|e| Error::config("model_route.tls", e.to_string()))?;
+        }
+        tls.config = tls_config(roots)?;
+        Ok(self)
+    }
+
+    pub(crate) fn tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_ref()
     }
 
     /// The route's `host:port` as the sandbox addresses it.

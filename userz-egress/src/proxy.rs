@@ -582,7 +582,28 @@ impl Shared {
         *outbound.uri_mut() = route.upstream_uri(parts.uri.path_and_query())?;
         *outbound.headers_mut() = headers;
 
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await?;
+        let response = match route.tls() {
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
+                let handshake = connector.connect(tls.server_name.clone(), upstream);
+                let stream = tokio::time::timeout(self.limits.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                self.exchange(TokioIo::new(stream), outbound).await?
+            }
+            None => self.exchange(TokioIo::new(upstream), outbound).await?,
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+
+    /// One HTTP/1 request on a fresh upstream connection.
+    async fn exchange<I>(&self, io: I, outbound: Request<Incoming>) -> hyper::Result<Response<Incoming>>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -592,10 +613,7 @@ impl Shared {
                 _ = shutdown.changed() => {}
             }
         });
-        let response = sender.send_request(outbound).await?;
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.boxed()))
+        sender.send_request(outbound).await
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
-use userz_egress::{EgressProxy, EgressProxyBuilder, MemoryAudit, ModelRoute, Rule, RULE_HEADER};
+use userz_egress::{EgressProxy, EgressProxyBuilder, MemoryAudit, ModelRoute, Rule, StaticResolver, RULE_HEADER};
 
 const KEY: &str = "sk-test-secret-KEY-4f9a";
 const ROUTE: &str = "model.egress.internal";
@@ -165,15 +165,84 @@ async fn an_unreachable_upstream_answers_502() {
     assert!(!audit.decisions()[0].allowed);
 }
 
+#[tokio::test]
+async fn https_upstream_is_reached_over_verified_tls_with_the_key_added() {
+    let (upstream, mut received) = tls_upstream_server().await;
+    let route =
+        ModelRoute::openai_compatible(ROUTE, &format!("https://localhost:{}/v1-base", upstream.port()), KEY.into())
+            .unwrap()
+            .with_root_certificates([test_certificate()])
+            .unwrap();
+    let audit = Arc::new(MemoryAudit::new());
+    let proxy = EgressProxyBuilder::new()
+        .with_tcp((LOOPBACK, 0).into())
+        .with_resolver(Arc::new(StaticResolver::new().with_host("localhost", [LOOPBACK])))
+        .with_model_route(route)
+        .with_allow_socket_addr(upstream)
+        .with_audit(audit.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut stream = client(&proxy).await;
+
+    let request = format!(
+        "POST http://{ROUTE}/chat HTTP/1.1\r\nHost: {ROUTE}\r\nAuthorization: Bearer sandbox\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let reply = exchange(&mut stream, &request).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "upstream-ok");
+    let got = received.recv().await.unwrap();
+    assert_eq!(got.request_line, "POST /v1-base/chat HTTP/1.1");
+    assert_eq!(got.all("authorization"), [format!("Bearer {KEY}")]);
+    assert_eq!(got.header("host"), Some(format!("localhost:{}", upstream.port()).as_str()));
+    let decisions = audit.decisions();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!((decisions[0].rule, decisions[0].resolved), (Rule::ModelRoute, Some(upstream)));
+}
+
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing() {
+    let (upstream, mut received) = tls_upstream_server().await;
+    // Default roots (Mozilla's): the self-signed test certificate is not trusted.
+    let route =
+        ModelRoute::openai_compatible(ROUTE, &format!("https://localhost:{}", upstream.port()), KEY.into()).unwrap();
+    let audit = Arc::new(MemoryAudit::new());
+    let proxy = EgressProxyBuilder::new()
+        .with_tcp((LOOPBACK, 0).into())
+        .with_resolver(Arc::new(StaticResolver::new().with_host("localhost", [LOOPBACK])))
+        .with_model_route(route)
+        .with_allow_socket_addr(upstream)
+        .with_audit(audit.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut stream = client(&proxy).await;
+
+    let request = format!("POST http://{ROUTE}/chat HTTP/1.1\r\nHost: {ROUTE}\r\nContent-Length: 0\r\n\r\n");
+    let reply = exchange(&mut stream, &request).await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert_eq!(reply.header(RULE_HEADER), Some("upstream_unreachable"));
+    assert!(received.try_recv().is_err(), "the request (and key) reached an unverified server");
+    // The TCP connect was allowed and audited; the TLS failure only logs.
+    assert_eq!(audit.decisions().len(), 1);
+}
+
 #[test]
-fn https_upstreams_and_bad_keys_are_refused_at_configuration() {
-    let err = ModelRoute::openai_compatible(ROUTE, "https://api.openai.com", KEY.into()).unwrap_err();
-    assert!(err.to_string().contains("https upstreams are not supported"), "{err}");
+fn bad_upstreams_and_bad_keys_are_refused_at_configuration() {
+    let err = ModelRoute::openai_compatible(ROUTE, "ftp://127.0.0.1:1", KEY.into()).unwrap_err();
+    assert!(err.to_string().contains("scheme must be http or https"), "{err}");
     let err = ModelRoute::openai_compatible(ROUTE, "http://user:pw@127.0.0.1:1", KEY.into()).unwrap_err();
     assert!(err.to_string().contains("userinfo"), "{err}");
+    let err = ModelRoute::openai_compatible(ROUTE, "http://127.0.0.1:1", KEY.into())
+        .unwrap()
+        .with_root_certificates([test_certificate()])
+        .unwrap_err();
+    assert!(err.to_string().contains("https upstream"), "{err}");
     let err = ModelRoute::openai_compatible(ROUTE, "http://127.0.0.1:1", "line\nbreak".into()).unwrap_err();
     assert!(err.to_string().contains("model_route.key"), "{err}");
     assert!(!err.to_string().contains("line"), "{err}");
+    let https = ModelRoute::anthropic(ROUTE, "https://api.anthropic.com", KEY.into()).unwrap();
+    assert_eq!(https.upstream_target().to_string(), "api.anthropic.com:443");
 }
 
 #[derive(Clone, Default)]

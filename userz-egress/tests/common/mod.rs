@@ -54,29 +54,69 @@ pub async fn upstream_server() -> (SocketAddr, mpsc::UnboundedReceiver<Received>
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(answer_one(stream, tx.clone()));
+        }
+    });
+    (addr, rx)
+}
+
+/// The same upstream behind TLS with the test certificate for `localhost`
+/// (`tests/data/`).
+pub async fn tls_upstream_server() -> (SocketAddr, mpsc::UnboundedReceiver<Received>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::PrivateKeyDer;
+    let certs = vec![test_certificate()];
+    let key = PrivateKeyDer::from_pem_file(data("localhost.key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let head = read_head(&mut stream).await;
-                let mut lines = head.split("\r\n");
-                let request_line = lines.next().unwrap_or_default().to_owned();
-                let headers: Vec<(String, String)> = lines
-                    .filter(|l| !l.is_empty())
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-                    .collect();
-                let len = content_length(&headers);
-                let mut body = vec![0; len];
-                stream.read_exact(&mut body).await.unwrap();
-                let _ = tx.send(Received { request_line, headers, body });
-                stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nupstream-ok")
-                    .await
-                    .unwrap();
+                // A client that rejects the certificate ends the handshake: nothing to report.
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    answer_one(tls, tx).await;
+                }
             });
         }
     });
     (addr, rx)
+}
+
+pub fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+pub fn test_certificate() -> rustls_pki_types::CertificateDer<'static> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_file(data("localhost.cert.pem")).unwrap()
+}
+
+async fn answer_one<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, tx: mpsc::UnboundedSender<Received>) {
+    let head = read_head(&mut stream).await;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len = content_length(&headers);
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).await.unwrap();
+    let _ = tx.send(Received { request_line, headers, body });
+    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nupstream-ok").await.unwrap();
+    let _ = stream.shutdown().await;
 }
 
 fn content_length(headers: &[(String, String)]) -> usize {
