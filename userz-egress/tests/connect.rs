@@ -115,7 +115,7 @@ async fn private_literal_is_refused_before_any_connect_attempt() {
     assert_eq!(proxy.stats().upstream_connects, 0);
 
     // Unlisted private and mapped literals are refused by the address rule too.
-    for target in ["192.168.1.1:443", "[::ffff:10.0.0.1]:443", "[fd00::1]:443", "169.254.169.254:80"] {
+    for target in ["192.168.1.1:443", "[::ffff:10.0.0.1]:443", "[fd00::1]:443", "169.254.169.254:80", "[::1]:443"] {
         let reply = exchange(&mut stream, &connect_request(target)).await;
         assert_refused(&reply, 403, "address_denied");
     }
@@ -277,4 +277,18 @@ async fn an_idle_tunnel_is_closed() {
     let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "idle tunnel was not closed");
     assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn decisions_are_stamped_by_the_injected_clock() {
+    let clock = Arc::new(userz_testkit::clock::ManualClock::at_2026());
+    let (proxy, audit) = start(EgressProxyBuilder::new().with_clock(clock.clone())).await;
+    let mut stream = client(&proxy).await;
+
+    assert_eq!(exchange(&mut stream, &connect_request("a.test:443")).await.status, 403);
+    clock.advance(std::time::Duration::from_secs(5));
+    assert_eq!(exchange(&mut stream, &connect_request("b.test:443")).await.status, 403);
+
+    let stamps: Vec<i64> = audit.decisions().iter().map(|d| d.at.as_millis()).collect();
+    assert_eq!(stamps, [1_767_225_600_000, 1_767_225_605_000]);
 }
