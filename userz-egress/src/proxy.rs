@@ -39,7 +39,8 @@ pub const RULE_HEADER: &str = "x-userz-egress-rule";
 pub struct EgressLimits {
     /// Open CONNECT tunnels at once; the next one is refused with 503 `too_many_tunnels`.
     pub max_tunnels: usize,
-    /// Client connections served at once; further ones wait to be accepted.
+    /// Client connections served at once, over all listeners; further ones
+    /// wait to be accepted.
     pub max_connections: usize,
     /// A tunnel with no byte either way for this long is closed; a client
     /// connection that does not complete its request headers within it too.
@@ -250,6 +251,7 @@ impl EgressProxyBuilder {
             clock: self.clock,
             limits: self.limits,
             tunnels: Arc::new(Semaphore::new(self.limits.max_tunnels)),
+            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
             connects: AtomicU64::new(0),
             shutdown: shutdown_rx,
         });
@@ -332,12 +334,11 @@ enum Listener {
 
 async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => permit,
+            permit = Arc::clone(&shared.connections).acquire_owned() => permit,
             _ = shutdown.changed() => break,
         };
         // The semaphore is never closed, so acquiring only fails if it were.
@@ -405,6 +406,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     limits: EgressLimits,
     tunnels: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
     connects: AtomicU64,
     shutdown: watch::Receiver<()>,
 }
