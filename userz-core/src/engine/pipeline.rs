@@ -75,6 +75,24 @@ where
     }
 }
 
+/// Issues `command` on aggregate `A`'s stream for `id` as a reaction to `rec`.
+/// The command id is derived from the event and `purpose`, so handling the same
+/// event again after a crash issues the same command, which the bus recognises.
+async fn react<A: Aggregate>(
+    inner: &Inner,
+    rec: &RecordedEvent,
+    id: impl std::fmt::Display,
+    purpose: &str,
+    command: &A::Command,
+) -> Result<bool>
+where
+    A::Event: Serialize + serde::de::DeserializeOwned + EventName,
+    A::State: Serialize + serde::de::DeserializeOwned + Clone,
+{
+    let meta = CommandMeta::derived(rec.id.as_uuid(), purpose, rec.correlation_id);
+    exec_tolerant::<A>(&inner.bus, &CommandBus::stream::<A>(id), meta, command).await
+}
+
 pub(crate) fn id_from_stream<T: FromStr>(stream: &StreamId) -> Result<T> {
     stream
         .as_str()
@@ -108,7 +126,6 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
         return Ok(());
     };
     let cause = rec.id.as_uuid();
-    let cor = rec.correlation_id;
     match any {
         AnyEvent::Feedback(FeedbackEvent::FeedbackReceived { feedback, .. }) => {
             enqueue(inner, JobId::derived(cause, "sanitize"), queues::SANITIZE, &Job::Sanitize { feedback }).await
@@ -121,26 +138,14 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
             let timer = TimerId::derived(cause, "batch_window");
             let cmd =
                 TimerCommand::Schedule { timer, fire_at: closes_at, target: TimerTarget::BatchWindow { feedback } };
-            exec_tolerant::<TimerDecider>(
-                &inner.bus,
-                &CommandBus::stream::<TimerDecider>(timer),
-                CommandMeta::derived(cause, "schedule", cor),
-                &cmd,
-            )
-            .await?;
+            react::<TimerDecider>(inner, rec, timer, "schedule", &cmd).await?;
             Ok(())
         }
         AnyEvent::Run(RunEvent::ProvisioningStarted { deadline_at, .. }) => {
             let run: RunId = id_from_stream(&rec.stream)?;
             let timer = TimerId::derived(run.as_uuid(), "deadline");
             let cmd = TimerCommand::Schedule { timer, fire_at: deadline_at, target: TimerTarget::RunDeadline { run } };
-            exec_tolerant::<TimerDecider>(
-                &inner.bus,
-                &CommandBus::stream::<TimerDecider>(timer),
-                CommandMeta::derived(cause, "schedule", cor),
-                &cmd,
-            )
-            .await?;
+            react::<TimerDecider>(inner, rec, timer, "schedule", &cmd).await?;
             Ok(())
         }
         AnyEvent::Run(
@@ -153,13 +158,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
         ) => run_ended(inner, rec, ev).await,
         AnyEvent::Timer(TimerEvent::TimerFired { target, at, .. }) => match target {
             TimerTarget::RunDeadline { run } => {
-                exec_tolerant::<RunDecider>(
-                    &inner.bus,
-                    &CommandBus::stream::<RunDecider>(run),
-                    CommandMeta::derived(cause, "time_out", cor),
-                    &RunCommand::TimeOut { at },
-                )
-                .await?;
+                react::<RunDecider>(inner, rec, run, "time_out", &RunCommand::TimeOut { at }).await?;
                 Ok(())
             }
             TimerTarget::BatchWindow { feedback } => {
@@ -171,13 +170,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
                     return Ok(());
                 };
                 let cmd = FeedbackCommand::CloseBatch { mode: app.settings.processing_mode };
-                exec_tolerant::<FeedbackDecider>(
-                    &inner.bus,
-                    &CommandBus::stream::<FeedbackDecider>(feedback),
-                    CommandMeta::derived(cause, "close_batch", cor),
-                    &cmd,
-                )
-                .await?;
+                react::<FeedbackDecider>(inner, rec, feedback, "close_batch", &cmd).await?;
                 Ok(())
             }
         },
@@ -200,13 +193,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
                 wall_clock: inner.config.run_wall_clock,
                 at: inner.deps.clock.now(),
             };
-            exec_tolerant::<RunDecider>(
-                &inner.bus,
-                &CommandBus::stream::<RunDecider>(run),
-                CommandMeta::derived(cause, "request", cor),
-                &cmd,
-            )
-            .await?;
+            react::<RunDecider>(inner, rec, run, "request", &cmd).await?;
             enqueue(inner, JobId::derived(run.as_uuid(), "execute"), queues::RUNS, &Job::ExecuteRun { run }).await
         }
         _ => Ok(()),
@@ -215,9 +202,7 @@ async fn handle(inner: &Inner, rec: &RecordedEvent) -> Result<()> {
 
 async fn start_run(inner: &Inner, rec: &RecordedEvent, feedback: FeedbackId) -> Result<()> {
     let cause = rec.id.as_uuid();
-    let cor = rec.correlation_id;
-    let fb_stream = CommandBus::stream::<FeedbackDecider>(feedback);
-    let (state, _) = inner.bus.load::<FeedbackDecider>(&fb_stream).await?;
+    let (state, _) = inner.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(feedback)).await?;
     let FeedbackState::Exists(fb) = state else {
         return Ok(());
     };
@@ -258,26 +243,12 @@ async fn start_run(inner: &Inner, rec: &RecordedEvent, feedback: FeedbackId) -> 
         wall_clock: inner.config.run_wall_clock,
         at: inner.deps.clock.now(),
     };
-    exec_tolerant::<RunDecider>(
-        &inner.bus,
-        &CommandBus::stream::<RunDecider>(run),
-        CommandMeta::derived(cause, "request", cor),
-        &cmd,
-    )
-    .await?;
-    exec_tolerant::<FeedbackDecider>(
-        &inner.bus,
-        &fb_stream,
-        CommandMeta::derived(cause, "start_run", cor),
-        &FeedbackCommand::StartRun { run },
-    )
-    .await?;
+    react::<RunDecider>(inner, rec, run, "request", &cmd).await?;
+    react::<FeedbackDecider>(inner, rec, feedback, "start_run", &FeedbackCommand::StartRun { run }).await?;
     enqueue(inner, JobId::derived(run.as_uuid(), "execute"), queues::RUNS, &Job::ExecuteRun { run }).await
 }
 
 async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<()> {
-    let cause = rec.id.as_uuid();
-    let cor = rec.correlation_id;
     let (state, _) = inner.bus.load::<RunDecider>(&rec.stream).await?;
     let RunState::Exists(run) = state else {
         return Ok(());
@@ -285,14 +256,7 @@ async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<
     if run.deadline_at.is_some() {
         // The run is over: its deadline timer has nothing left to do.
         let timer = TimerId::derived(run.run.as_uuid(), "deadline");
-        let meta = CommandMeta::derived(cause, "cancel_deadline", cor);
-        exec_tolerant::<TimerDecider>(
-            &inner.bus,
-            &CommandBus::stream::<TimerDecider>(timer),
-            meta,
-            &TimerCommand::Cancel,
-        )
-        .await?;
+        react::<TimerDecider>(inner, rec, timer, "cancel_deadline", &TimerCommand::Cancel).await?;
     }
     match &run.kind {
         RunKind::Initial => {
@@ -318,33 +282,15 @@ async fn run_ended(inner: &Inner, rec: &RecordedEvent, ev: &RunEvent) -> Result<
                     url: url.clone(),
                     branch: run.branch.clone(),
                 };
-                exec_tolerant::<PrDecider>(
-                    &inner.bus,
-                    &CommandBus::stream::<PrDecider>(pr),
-                    CommandMeta::derived(cause, "open_pr", cor),
-                    &cmd,
-                )
-                .await?;
+                react::<PrDecider>(inner, rec, pr, "open_pr", &cmd).await?;
             }
             let cmd = FeedbackCommand::CompleteRun { run: run.run, result };
-            exec_tolerant::<FeedbackDecider>(
-                &inner.bus,
-                &CommandBus::stream::<FeedbackDecider>(run.feedback),
-                CommandMeta::derived(cause, "complete_run", cor),
-                &cmd,
-            )
-            .await?;
+            react::<FeedbackDecider>(inner, rec, run.feedback, "complete_run", &cmd).await?;
         }
         RunKind::Revision { pr, .. } => {
             let updated = matches!(run.status, RunStatus::PrOpened);
             let cmd = PrCommand::CompleteRevision { run: run.run, updated };
-            exec_tolerant::<PrDecider>(
-                &inner.bus,
-                &CommandBus::stream::<PrDecider>(*pr),
-                CommandMeta::derived(cause, "complete_revision", cor),
-                &cmd,
-            )
-            .await?;
+            react::<PrDecider>(inner, rec, *pr, "complete_revision", &cmd).await?;
         }
     }
     Ok(())
