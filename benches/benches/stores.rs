@@ -100,6 +100,24 @@ async fn seed_10k(store: &dyn EventStore) -> (StreamId, u64) {
     (stream, start)
 }
 
+/// Rehydration and catch-up over a 10,000-event stream, beside raw paging.
+fn rehydrate_and_catch_up<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, group: &str, store: Arc<S>)
+where
+    S: EventStore + ReadModelStore + 'static,
+{
+    let (stream, start) = rt.block_on(seed_10k(store.as_ref()));
+    let bus = CommandBus::new(store.clone(), store.clone() as Arc<dyn ReadModelStore>).with_snapshot_every(0);
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(10_000));
+    g.sample_size(10);
+    g.bench_function("rehydrate_bus_load", |b| {
+        b.iter(|| rt.block_on(bus.load::<RunDecider>(&stream)).unwrap_or_else(|e| panic!("{e}")))
+    });
+    g.bench_function("baseline_read_all_paging", |b| b.iter(|| rt.block_on(raw_paging(store.as_ref(), start, 10_000))));
+    g.bench_function("subscription_catch_up", |b| b.iter(|| rt.block_on(catch_up(store.as_ref(), start, 10_000))));
+    g.finish();
+}
+
 fn sqlite(c: &mut Criterion) {
     let rt = runtime_mt();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -159,17 +177,7 @@ fn sqlite(c: &mut Criterion) {
     });
     g.finish();
 
-    let (stream, start) = rt.block_on(seed_10k(store.as_ref()));
-    let bus = CommandBus::new(store.clone(), store.clone() as Arc<dyn ReadModelStore>).with_snapshot_every(0);
-    let mut g = c.benchmark_group("sqlite_10k");
-    g.throughput(Throughput::Elements(10_000));
-    g.sample_size(10);
-    g.bench_function("rehydrate_bus_load", |b| {
-        b.iter(|| rt.block_on(bus.load::<RunDecider>(&stream)).unwrap_or_else(|e| panic!("{e}")))
-    });
-    g.bench_function("baseline_read_all_paging", |b| b.iter(|| rt.block_on(raw_paging(store.as_ref(), start, 10_000))));
-    g.bench_function("subscription_catch_up", |b| b.iter(|| rt.block_on(catch_up(store.as_ref(), start, 10_000))));
-    g.finish();
+    rehydrate_and_catch_up(c, &rt, "sqlite_10k", store.clone());
 }
 
 fn postgres(c: &mut Criterion) {
@@ -237,17 +245,7 @@ fn postgres(c: &mut Criterion) {
     });
     g.finish();
 
-    let (stream, start) = rt.block_on(seed_10k(store.as_ref()));
-    let bus = CommandBus::new(store.clone(), store.clone() as Arc<dyn ReadModelStore>).with_snapshot_every(0);
-    let mut g = c.benchmark_group("postgres_10k");
-    g.throughput(Throughput::Elements(10_000));
-    g.sample_size(10);
-    g.bench_function("rehydrate_bus_load", |b| {
-        b.iter(|| rt.block_on(bus.load::<RunDecider>(&stream)).unwrap_or_else(|e| panic!("{e}")))
-    });
-    g.bench_function("baseline_read_all_paging", |b| b.iter(|| rt.block_on(raw_paging(store.as_ref(), start, 10_000))));
-    g.bench_function("subscription_catch_up", |b| b.iter(|| rt.block_on(catch_up(store.as_ref(), start, 10_000))));
-    g.finish();
+    rehydrate_and_catch_up(c, &rt, "postgres_10k", store.clone());
 }
 
 fn runtime_mt() -> tokio::runtime::Runtime {

@@ -206,6 +206,21 @@ async fn prompt_for(inner: &Inner, run: &AgentRun, fb: &Feedback) -> Result<crat
     Ok(crate::engine::prompt::build(fb, &comments.iter().collect::<Vec<_>>()))
 }
 
+/// Records `cmd` on `run`'s stream for this job delivery; `Ok(false)` means the
+/// decider refused it as stale (the run moved on), a port failure is tagged with
+/// `step` for the retry logic.
+async fn record(
+    inner: &Inner,
+    job: &ClaimedJob,
+    run: crate::ids::RunId,
+    step: &'static str,
+    cmd: &RunCommand,
+) -> std::result::Result<bool, StepError> {
+    exec_tolerant::<RunDecider>(&inner.bus, &CommandBus::stream::<RunDecider>(run), meta(job, step), cmd)
+        .await
+        .step(step)
+}
+
 async fn full_pass(
     inner: &Inner,
     job: &ClaimedJob,
@@ -214,12 +229,8 @@ async fn full_pass(
     fb: &Feedback,
     target: &RepoTarget,
 ) -> std::result::Result<Done, StepError> {
-    let stream = CommandBus::stream::<RunDecider>(run.run);
     let now = || inner.deps.clock.now();
-    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "provision"), &RunCommand::Provision { at: now() })
-        .await
-        .step("provision")?
-    {
+    if !record(inner, job, run.run, "provision", &RunCommand::Provision { at: now() }).await? {
         return Ok(Done::Ack);
     }
     let revision = matches!(run.kind, RunKind::Revision { .. });
@@ -243,10 +254,9 @@ async fn with_workspace(
     target: &RepoTarget,
     ws: &Workspace,
 ) -> std::result::Result<Done, StepError> {
-    let stream = CommandBus::stream::<RunDecider>(run.run);
     let now = || inner.deps.clock.now();
     let cmd = RunCommand::StartAgent { base_commit: ws.base_commit.clone(), at: now() };
-    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "start_agent"), &cmd).await.step("start_agent")? {
+    if !record(inner, job, run.run, "start_agent", &cmd).await? {
         return Ok(Done::Ack);
     }
     let prompt = prompt_for(inner, run, fb).await.step("prompt")?;
@@ -284,22 +294,20 @@ async fn with_workspace(
     let completed = outcome.exit == SandboxExit::Completed;
     let cmd =
         RunCommand::FinishAgent { exit: outcome.exit, usage: outcome.usage, transcript: outcome.transcript, at: now() };
-    if !exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "finish_agent"), &cmd).await.step("finish_agent")?
-        || !completed
-    {
+    if !record(inner, job, run.run, "finish_agent", &cmd).await? || !completed {
         return Ok(Done::Ack);
     }
     let changes = inner.deps.changes.changes(ws).await.step("read_changes")?;
     let violations = Guardrails::default().with_rules(repo.forbidden_paths.iter().cloned()).check(&changes);
     let refused = !violations.is_empty();
     let cmd = RunCommand::RecordGuardrail { changed_paths: changes.len(), violations };
-    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "guardrail"), &cmd).await.step("guardrail")?;
+    record(inner, job, run.run, "guardrail", &cmd).await?;
     if refused {
         return Ok(Done::Ack);
     }
     let pushed = inner.deps.vcs.push(target, ws).await.step("push")?;
     let cmd = RunCommand::RecordPush { branch: pushed.branch, head: pushed.head_commit };
-    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "record_push"), &cmd).await.step("record_push")?;
+    record(inner, job, run.run, "record_push", &cmd).await?;
     let Some(run) = load_run(inner, run.run).await.step("reload")? else {
         return Ok(Done::Ack);
     };
@@ -313,17 +321,9 @@ async fn finish_push(
     fb: &Feedback,
     target: &RepoTarget,
 ) -> std::result::Result<Done, StepError> {
-    let stream = CommandBus::stream::<RunDecider>(run.run);
     let now = inner.deps.clock.now();
     if !inner.deps.vcs.capabilities().pull_requests {
-        exec_tolerant::<RunDecider>(
-            &inner.bus,
-            &stream,
-            meta(job, "branch_only"),
-            &RunCommand::CompleteBranchOnly { at: now },
-        )
-        .await
-        .step("complete")?;
+        record(inner, job, run.run, "branch_only", &RunCommand::CompleteBranchOnly { at: now }).await?;
         return Ok(Done::Ack);
     }
     let request = PrRequest {
@@ -336,7 +336,7 @@ async fn finish_push(
     };
     let pr = inner.deps.vcs.open_or_update_pr(&request).await.step("open_pr")?;
     let cmd = RunCommand::RecordPr { number: pr.number, url: pr.url, created: pr.created, at: now };
-    exec_tolerant::<RunDecider>(&inner.bus, &stream, meta(job, "record_pr"), &cmd).await.step("record_pr")?;
+    record(inner, job, run.run, "record_pr", &cmd).await?;
     Ok(Done::Ack)
 }
 
