@@ -38,6 +38,7 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod agent;
 pub mod decider;
 pub mod domain;
 pub mod engine;

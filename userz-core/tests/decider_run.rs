@@ -7,7 +7,7 @@ use userz_core::domain::common::Actor;
 use userz_core::domain::run::*;
 use userz_core::guardrail::Violation;
 use userz_core::ids::{AppId, CommentId, FeedbackId, OrgId, PrId, RepoId, RunId};
-use userz_core::ports::sandbox::{SandboxExit, Usage};
+use userz_core::ports::sandbox::{EgressRecord, SandboxExit, Usage};
 use userz_core::Timestamp;
 use userz_testkit::spec::Spec;
 
@@ -106,7 +106,13 @@ fn commands(run: RunId) -> Vec<(&'static str, RunCommand)> {
         ("start_agent", RunCommand::StartAgent { base_commit: "abc".into(), at: T0 }),
         (
             "finish_agent",
-            RunCommand::FinishAgent { exit: SandboxExit::Completed, usage: usage(), transcript: None, at: T0 },
+            RunCommand::FinishAgent {
+                exit: SandboxExit::Completed,
+                usage: usage(),
+                transcript: None,
+                egress: vec![],
+                at: T0,
+            },
         ),
         ("record_guardrail", RunCommand::RecordGuardrail { changed_paths: 1, violations: vec![] }),
         ("record_push", RunCommand::RecordPush { branch: "userz/fb-1".into(), head: "h2".into() }),
@@ -260,9 +266,57 @@ fn agent_exits_map_to_outcomes() {
         expected.extend(tail);
         S::new()
             .given(reach(run, RunStatus::Running))
-            .when(RunCommand::FinishAgent { exit, usage: usage(), transcript: None, at: T0 })
+            .when(RunCommand::FinishAgent { exit, usage: usage(), transcript: None, egress: vec![], at: T0 })
             .then(expected);
     }
+}
+
+#[test]
+fn egress_denials_become_audit_events_capped_per_run() {
+    let run = RunId::new();
+    let record =
+        |target: &str, allowed: bool, rule: &str| EgressRecord { target: target.into(), allowed, rule: rule.into() };
+    let egress = vec![
+        record("api.openai.com:443", true, "allowlisted"),
+        record("evil.example:443", false, "not_allowlisted"),
+        record("127.0.0.1:5432", false, "denied_address"),
+    ];
+    S::new()
+        .given(reach(run, RunStatus::Running))
+        .when(RunCommand::FinishAgent {
+            exit: SandboxExit::Completed,
+            usage: usage(),
+            transcript: None,
+            egress,
+            at: T0,
+        })
+        .then(vec![
+            RunEvent::EgressDenied { target: "evil.example:443".into(), rule: "not_allowlisted".into(), at: T0 },
+            RunEvent::EgressDenied { target: "127.0.0.1:5432".into(), rule: "denied_address".into(), at: T0 },
+            RunEvent::AgentFinished { exit: SandboxExit::Completed, usage: usage(), transcript: None, at: T0 },
+        ]);
+    // A flood is summarised after the cap.
+    let flood: Vec<_> =
+        (0..MAX_EGRESS_DENIALS + 7).map(|i| record(&format!("h{i}:80"), false, "not_allowlisted")).collect();
+    S::new()
+        .given(reach(run, RunStatus::Running))
+        .when(RunCommand::FinishAgent {
+            exit: SandboxExit::Completed,
+            usage: usage(),
+            transcript: None,
+            egress: flood,
+            at: T0,
+        })
+        .then_matches(|events| {
+            let denied: Vec<_> = events.iter().filter(|e| matches!(e, RunEvent::EgressDenied { .. })).collect();
+            denied.len() == MAX_EGRESS_DENIALS + 1
+                && denied.last()
+                    == Some(&&RunEvent::EgressDenied {
+                        target: "7 more".into(),
+                        rule: "denials_truncated".into(),
+                        at: T0,
+                    })
+        });
 }
 
 #[test]

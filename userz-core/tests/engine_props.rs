@@ -142,6 +142,7 @@ fn run_command(a: &RunAction) -> RunCommand {
                 .clone(),
             usage: Usage::default(),
             transcript: None,
+            egress: Vec::new(),
             at: t(2),
         },
         RunAction::Guardrail(bad) => RunCommand::RecordGuardrail {

@@ -2,8 +2,8 @@
 //! reader). Each records its calls so engine tests can assert on them, and follows
 //! its port's contract (the VCS double finds an open PR by branch, like GitHub).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +12,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use userz_core::guardrail::Change;
 use userz_core::ids::RunId;
-use userz_core::ports::sandbox::{SandboxExit, SandboxOutcome, SandboxSpec, Usage};
+use userz_core::ports::sandbox::{
+    EgressRecord, Limits, ResourceUsage, SandboxExit, SandboxOutcome, SandboxSpec, Usage,
+};
 use userz_core::ports::vcs::{PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, Workspace};
 use userz_core::ports::{ChangeReader, Classification, Classifier, ClassifierInput, Label, Sandbox, VcsProvider};
 use userz_core::{Error, Result};
@@ -180,9 +182,10 @@ impl VcsProvider for ScriptedRepoHost {
         run: RunId,
         branch: &str,
         existing_branch: bool,
+        dir: &Path,
     ) -> Result<Workspace> {
         self.calls.lock().push(VcsCall::Prepare { run, branch: branch.into(), existing: existing_branch });
-        Ok(Workspace { run, path: PathBuf::new(), branch: branch.to_string(), base_commit: "0000base".into() })
+        Ok(Workspace { run, path: dir.to_path_buf(), branch: branch.to_string(), base_commit: "0000base".into() })
     }
 
     async fn push(&self, _target: &RepoTarget, ws: &Workspace) -> Result<PushedBranch> {
@@ -248,11 +251,18 @@ pub struct AgentScript {
     pub changes: Vec<Change>,
     /// Never finishes (for deadline tests).
     pub hang: bool,
+    /// Egress decisions the run's proxy made.
+    pub egress: Vec<EgressRecord>,
 }
 
 impl Default for AgentScript {
     fn default() -> Self {
-        Self { exit: SandboxExit::Completed, changes: vec![Change::file("src/app.js")], hang: false }
+        Self {
+            exit: SandboxExit::Completed,
+            changes: vec![Change::file("src/app.js")],
+            hang: false,
+            egress: Vec::new(),
+        }
     }
 }
 
@@ -275,6 +285,7 @@ pub struct ScriptedSandbox {
     default: Mutex<AgentScript>,
     calls: Mutex<Vec<SandboxCall>>,
     gate: watch::Sender<bool>,
+    allocated: Mutex<HashSet<RunId>>,
 }
 
 impl ScriptedSandbox {
@@ -287,6 +298,7 @@ impl ScriptedSandbox {
             default: Mutex::new(AgentScript::default()),
             calls: Mutex::new(Vec::new()),
             gate,
+            allocated: Mutex::new(HashSet::new()),
         })
     }
 
@@ -310,6 +322,11 @@ impl ScriptedSandbox {
         self.gate.send_replace(true);
     }
 
+    /// Runs whose workspace storage is allocated and not yet released.
+    pub fn allocated(&self) -> Vec<RunId> {
+        self.allocated.lock().iter().copied().collect()
+    }
+
     /// Runs so far.
     pub fn calls(&self) -> Vec<SandboxCall> {
         self.calls.lock().clone()
@@ -318,6 +335,16 @@ impl ScriptedSandbox {
 
 #[async_trait]
 impl Sandbox for ScriptedSandbox {
+    async fn allocate_workspace(&self, run: RunId, _limits: &Limits) -> Result<PathBuf> {
+        self.allocated.lock().insert(run);
+        Ok(PathBuf::new())
+    }
+
+    async fn release_workspace(&self, run: RunId) -> Result<()> {
+        self.allocated.lock().remove(&run);
+        Ok(())
+    }
+
     async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome> {
         self.calls.lock().push(SandboxCall {
             run: spec.run,
@@ -347,6 +374,8 @@ impl Sandbox for ScriptedSandbox {
             },
             transcript: Some(format!("runs/{}/transcript.jsonl", spec.run)),
             transcript_path: None,
+            egress: script.egress.clone(),
+            resources: ResourceUsage::default(),
         })
     }
 }

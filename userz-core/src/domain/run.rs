@@ -17,7 +17,7 @@ use crate::domain::common::Actor;
 use crate::event_names;
 use crate::guardrail::Violation;
 use crate::ids::{AppId, CommentId, FeedbackId, OrgId, PrId, RepoId, RunId};
-use crate::ports::sandbox::{SandboxExit, Usage};
+use crate::ports::sandbox::{EgressRecord, SandboxExit, Usage};
 use crate::time::Timestamp;
 
 /// Run status.
@@ -162,6 +162,8 @@ pub enum RunCommand {
         usage: Usage,
         /// Transcript blob key.
         transcript: Option<String>,
+        /// The egress proxy's decisions; denials become [`RunEvent::EgressDenied`].
+        egress: Vec<EgressRecord>,
         /// Now.
         at: Timestamp,
     },
@@ -229,6 +231,10 @@ pub enum RunCommand {
     },
 }
 
+/// Denials recorded one event each per agent run; more are summarised in one
+/// `denials_truncated` event (a runaway agent cannot flood the log).
+pub const MAX_EGRESS_DENIALS: usize = 50;
+
 /// Events of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -278,6 +284,15 @@ pub enum RunEvent {
         usage: Usage,
         /// Transcript key.
         transcript: Option<String>,
+        /// Time.
+        at: Timestamp,
+    },
+    /// The run's egress proxy refused a connection (an audit event).
+    EgressDenied {
+        /// What the sandbox asked for.
+        target: String,
+        /// The rule that refused it.
+        rule: String,
         /// Time.
         at: Timestamp,
     },
@@ -356,6 +371,7 @@ event_names!(RunEvent {
     ProvisioningStarted,
     AgentStarted,
     AgentFinished,
+    EgressDenied,
     GuardrailPassed,
     GuardrailRefused,
     BranchPushed,
@@ -513,14 +529,27 @@ impl Decider for RunDecider {
                 S::Provisioning => Ok(vec![RunEvent::AgentStarted { base_commit: base_commit.clone(), at: *at }]),
                 _ => Err(refuse()),
             },
-            RunCommand::FinishAgent { exit, usage, transcript, at } => match run.status {
+            RunCommand::FinishAgent { exit, usage, transcript, egress, at } => match run.status {
                 S::Running => {
-                    let mut events = vec![RunEvent::AgentFinished {
+                    let denied = egress.iter().filter(|e| !e.allowed);
+                    let mut events: Vec<RunEvent> = denied
+                        .take(MAX_EGRESS_DENIALS)
+                        .map(|e| RunEvent::EgressDenied { target: e.target.clone(), rule: e.rule.clone(), at: *at })
+                        .collect();
+                    let more = egress.iter().filter(|e| !e.allowed).count().saturating_sub(MAX_EGRESS_DENIALS);
+                    if more > 0 {
+                        events.push(RunEvent::EgressDenied {
+                            target: format!("{more} more"),
+                            rule: "denials_truncated".into(),
+                            at: *at,
+                        });
+                    }
+                    events.push(RunEvent::AgentFinished {
                         exit: exit.clone(),
                         usage: usage.clone(),
                         transcript: transcript.clone(),
                         at: *at,
-                    }];
+                    });
                     match exit {
                         SandboxExit::Completed => {}
                         SandboxExit::TimedOut => events.push(RunEvent::RunTimedOut { at: *at }),
@@ -648,6 +677,7 @@ impl Decider for RunDecider {
                 r.transcript = transcript.clone();
                 r.timings.agent_finished_at = Some(*at);
             }
+            RunEvent::EgressDenied { .. } => {}
             RunEvent::GuardrailPassed { .. } => r.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 r.status = RunStatus::PrFailed;

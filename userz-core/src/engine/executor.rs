@@ -234,12 +234,20 @@ async fn full_pass(
         return Ok(Done::Ack);
     }
     let revision = matches!(run.kind, RunKind::Revision { .. });
-    let ws =
-        inner.deps.vcs.prepare_workspace(target, run.run, &run.branch, revision).await.step("prepare_workspace")?;
-    let result = with_workspace(inner, job, run, repo, fb, target, &ws).await;
-    // The workspace goes on every path; a failed discard is logged, not fatal.
-    if let Err(e) = inner.deps.changes.discard(&ws).await {
-        tracing::warn!(run = %run.run, error = %e, "workspace not discarded");
+    let dir = inner.deps.sandbox.allocate_workspace(run.run, &inner.config.limits).await.step("allocate_workspace")?;
+    let result = match inner.deps.vcs.prepare_workspace(target, run.run, &run.branch, revision, &dir).await {
+        Ok(ws) => {
+            let result = with_workspace(inner, job, run, repo, fb, target, &ws).await;
+            // The workspace goes on every path; a failed discard is logged, not fatal.
+            if let Err(e) = inner.deps.changes.discard(&ws).await {
+                tracing::warn!(run = %run.run, error = %e, "workspace not discarded");
+            }
+            result
+        }
+        Err(e) => Err(StepError { step: "prepare_workspace", error: e }),
+    };
+    if let Err(e) = inner.deps.sandbox.release_workspace(run.run).await {
+        tracing::warn!(run = %run.run, error = %e, "workspace storage not released");
     }
     result
 }
@@ -292,8 +300,13 @@ async fn with_workspace(
         }
     };
     let completed = outcome.exit == SandboxExit::Completed;
-    let cmd =
-        RunCommand::FinishAgent { exit: outcome.exit, usage: outcome.usage, transcript: outcome.transcript, at: now() };
+    let cmd = RunCommand::FinishAgent {
+        exit: outcome.exit,
+        usage: outcome.usage,
+        transcript: outcome.transcript,
+        egress: outcome.egress,
+        at: now(),
+    };
     if !record(inner, job, run.run, "finish_agent", &cmd).await? || !completed {
         return Ok(Done::Ack);
     }

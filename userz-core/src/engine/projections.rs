@@ -410,6 +410,9 @@ pub struct RunDetail {
     pub deadline_at: Option<Timestamp>,
     /// Retries.
     pub retries: u32,
+    /// Connections the run's egress proxy refused.
+    #[serde(default)]
+    pub egress_denied: u32,
     /// Every event, in order.
     pub timeline: Vec<TimelineEntry>,
 }
@@ -447,6 +450,7 @@ impl Projection for RunDetailProjection {
                 finished_at: None,
                 deadline_at: None,
                 retries: 0,
+                egress_denied: 0,
                 timeline: Vec::new(),
             },
             _ => match tx.get_json(RUN_TABLE, &key).await? {
@@ -469,6 +473,7 @@ impl Projection for RunDetailProjection {
                 d.usage = usage.clone();
                 d.transcript = transcript.clone();
             }
+            RunEvent::EgressDenied { .. } => d.egress_denied += 1,
             RunEvent::GuardrailPassed { .. } => d.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 d.status = RunStatus::PrFailed;
@@ -568,6 +573,9 @@ impl Projection for AuditLogProjection {
             ),
             AnyEvent::Run(RunEvent::GuardrailRefused { file, rule, violations }) => {
                 ("guardrail_refused", serde_json::json!({"file": file, "rule": rule, "violations": violations.len()}))
+            }
+            AnyEvent::Run(RunEvent::EgressDenied { target, rule, .. }) => {
+                ("egress_denied", serde_json::json!({"target": target, "rule": rule}))
             }
             AnyEvent::Run(RunEvent::RunTimedOut { .. }) => ("run_timed_out", serde_json::json!({})),
             _ => return Ok(()),

@@ -90,6 +90,28 @@ pub struct Usage {
     pub cost_micros: u64,
 }
 
+/// One decision of the run's egress proxy (G19: denials are audit events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressRecord {
+    /// What the sandbox asked for (`host:port`, or the model route).
+    pub target: String,
+    /// Whether it went through.
+    pub allowed: bool,
+    /// The rule that decided (stable name, e.g. `not_allowlisted`, `denied_address`).
+    pub rule: String,
+}
+
+/// Resources the sandbox used, read from its cgroup after exit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// CPU time in ms.
+    pub cpu_ms: u64,
+    /// Peak memory in bytes (0 when the backend cannot tell).
+    pub peak_memory_bytes: u64,
+    /// Wall time in ms.
+    pub wall_ms: u64,
+}
+
 /// The result of one sandboxed run.
 #[derive(Debug, Clone)]
 pub struct SandboxOutcome {
@@ -101,6 +123,24 @@ pub struct SandboxOutcome {
     pub transcript: Option<String>,
     /// Host-side path of the transcript before upload, if any.
     pub transcript_path: Option<PathBuf>,
+    /// Egress decisions of the run's proxy, in order.
+    pub egress: Vec<EgressRecord>,
+    /// Resources used.
+    pub resources: ResourceUsage,
+}
+
+impl SandboxOutcome {
+    /// An outcome with `exit` and nothing else recorded.
+    pub fn new(exit: SandboxExit) -> Self {
+        Self {
+            exit,
+            usage: Usage::default(),
+            transcript: None,
+            transcript_path: None,
+            egress: Vec::new(),
+            resources: ResourceUsage::default(),
+        }
+    }
 }
 
 /// Runs the coding agent in a fresh sandbox.
@@ -112,8 +152,17 @@ pub struct SandboxOutcome {
 /// - Every cap in `limits` is enforced; the wall clock is enforced from outside and
 ///   reported as `SandboxExit::TimedOut`.
 /// - No platform credential enters the sandbox.
+/// - `allocate_workspace` returns an empty directory on storage capped at
+///   `limits.disk_bytes` (the VCS step clones into it); calling it again for the
+///   same run first releases what an earlier (crashed) attempt left.
+/// - `release_workspace` removes it; releasing twice, or a run that never
+///   allocated, is fine.
 #[async_trait]
 pub trait Sandbox: Send + Sync + Debug {
+    /// Provides the empty, disk-capped directory the run's workspace goes into.
+    async fn allocate_workspace(&self, run: RunId, limits: &Limits) -> Result<PathBuf>;
     /// Runs the agent.
     async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome>;
+    /// Removes the run's workspace storage.
+    async fn release_workspace(&self, run: RunId) -> Result<()>;
 }

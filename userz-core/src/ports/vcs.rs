@@ -1,7 +1,7 @@
 //! The [`VcsProvider`] and [`ChangeReader`] ports.
 
 use std::fmt::Debug;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -95,7 +95,8 @@ impl VcsCapabilities {
 /// Source-control operations run on the host.
 ///
 /// # Contract
-/// - `prepare_workspace` clones `target` at its base into a fresh host directory,
+/// - `prepare_workspace` clones `target` at its base into `dir` (an empty
+///   directory the sandbox allocated),
 ///   creates `branch` (or checks out the existing remote branch for a revision
 ///   run), and removes every credential and remote configuration from the copy.
 /// - `push` pushes the workspace's branch; pushing the same head again succeeds.
@@ -112,6 +113,7 @@ pub trait VcsProvider: Send + Sync + Debug {
         run: RunId,
         branch: &str,
         existing_branch: bool,
+        dir: &Path,
     ) -> Result<Workspace>;
     /// Pushes the branch.
     async fn push(&self, target: &RepoTarget, workspace: &Workspace) -> Result<PushedBranch>;
