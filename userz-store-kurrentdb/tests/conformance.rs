@@ -31,7 +31,7 @@ async fn event_store_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_scenarios_on_kurrentdb_events() {
     let mut sets = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..scenarios::SCENARIO_COUNT {
         let Some(store) = open().await else { return };
         let clock = Arc::new(ManualClock::at_2026());
         let m = MemoryStores::new(clock.clone());

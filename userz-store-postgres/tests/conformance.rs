@@ -45,7 +45,7 @@ async fn read_model_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_scenarios_on_postgres() {
     let mut sets = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..scenarios::SCENARIO_COUNT {
         let clock = Arc::new(ManualClock::at_2026());
         let Some(store) = open(clock.clone()).await else { return };
         let store = Arc::new(store);

@@ -55,7 +55,7 @@ async fn read_model_conformance() {
 async fn engine_scenarios_on_sqlite() {
     let mut dirs = Vec::new();
     let mut sets = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..scenarios::SCENARIO_COUNT {
         let dir = tmp();
         let clock = Arc::new(ManualClock::at_2026());
         let store = Arc::new(open(&dir, clock.clone()).await);

@@ -16,9 +16,12 @@ use userz_core::domain::pr::{PrDecider, PrState};
 use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
 use userz_core::domain::run::{RunDecider, RunEvent, RunStatus};
 use userz_core::engine::projections::{audit_log, feedback_summary, run_detail};
-use userz_core::engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail};
+use userz_core::engine::{
+    CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail, NO_CHANGES,
+};
 use userz_core::guardrail::Change;
 use userz_core::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
+use userz_core::ports::EgressRecord;
 use userz_core::ports::{EventStore, Label, ReadModelStore, WorkQueue};
 use userz_core::Sensitive;
 
@@ -211,6 +214,9 @@ pub async fn settle(stores: &StoreSet) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// How many scenarios [`run_all`] runs (each calls `make()` once).
+pub const SCENARIO_COUNT: usize = 10;
+
 /// Runs every scenario, each on fresh data in `make()`'s stores.
 pub async fn run_all<F>(mut make: F)
 where
@@ -218,6 +224,7 @@ where
 {
     auto_pr_opens_draft_pr(make()).await;
     forbidden_path_ends_pr_failed(make()).await;
+    no_changes_fails_the_run(make()).await;
     manual_mode_waits_for_queue(make()).await;
     no_pr_mode_never_runs(make()).await;
     non_benign_labels_are_rejected(make()).await;
@@ -269,6 +276,7 @@ pub async fn auto_pr_opens_draft_pr(stores: StoreSet) {
     );
     assert!(prs[0].body.contains("not been reviewed"), "warning banner");
     assert_eq!(rig.host.discarded(), vec![run], "workspace discarded");
+    assert!(rig.sandbox.allocated().is_empty(), "workspace storage released");
     let (pr, _) = ok(
         engine.bus().load::<PrDecider>(&CommandBus::stream::<PrDecider>(PrId::derived(run.as_uuid(), "pr"))).await,
         "load pr",
@@ -287,6 +295,10 @@ pub async fn forbidden_path_ends_pr_failed(stores: StoreSet) {
         "deploy workflow",
         AgentScript {
             changes: vec![Change::file("src/ok.js"), Change::file(".github/workflows/ci.yml")],
+            egress: vec![
+                EgressRecord { target: "model.egress.internal:80".into(), allowed: true, rule: "model_route".into() },
+                EgressRecord { target: "169.254.169.254:80".into(), allowed: false, rule: "denied_address".into() },
+            ],
             ..AgentScript::default()
         },
     );
@@ -308,6 +320,25 @@ pub async fn forbidden_path_ends_pr_failed(stores: StoreSet) {
     settle(&stores).await;
     let audit = ok(audit_log(stores.read_models.as_ref(), s.org, None, 100).await, "audit");
     assert!(audit.iter().any(|a| a.kind == "guardrail_refused" && a.detail["file"] == ".github/workflows/ci.yml"));
+    let egress: Vec<_> = audit.iter().filter(|a| a.kind == "egress_denied").collect();
+    assert_eq!(egress.len(), 1, "only the denial is audited: {egress:?}");
+    assert_eq!(egress[0].detail["target"], "169.254.169.254:80");
+    assert!(rig.sandbox.allocated().is_empty(), "workspace storage released after a refusal");
+    engine.shutdown();
+}
+
+/// A run whose agent committed nothing fails with that reason; nothing is pushed.
+pub async fn no_changes_fails_the_run(stores: StoreSet) {
+    let rig = Rig::new(stores.clone());
+    rig.sandbox.when_prompt_contains("nothing to do", AgentScript { changes: vec![], ..AgentScript::default() });
+    let engine = rig.start();
+    let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
+    let fb = submit(&engine, &s, "Report with nothing to do").await;
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::Failed).await;
+    let run = summary.latest_run.unwrap_or_else(|| panic!("run"));
+    let detail = wait_run(stores.read_models.as_ref(), s.org, run, RunStatus::Failed).await;
+    assert_eq!(detail.failure.as_deref(), Some(NO_CHANGES));
+    assert!(!rig.host.calls().iter().any(|c| matches!(c, VcsCall::Push { .. })), "nothing pushed");
     engine.shutdown();
 }
 

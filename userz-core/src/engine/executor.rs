@@ -311,6 +311,11 @@ async fn with_workspace(
         return Ok(Done::Ack);
     }
     let changes = inner.deps.changes.changes(ws).await.step("read_changes")?;
+    if changes.is_empty() {
+        let cmd = RunCommand::Fail { reason: NO_CHANGES.into(), at: now() };
+        record(inner, job, run.run, "no_changes", &cmd).await?;
+        return Ok(Done::Ack);
+    }
     let violations = Guardrails::default().with_rules(repo.forbidden_paths.iter().cloned()).check(&changes);
     let refused = !violations.is_empty();
     let cmd = RunCommand::RecordGuardrail { changed_paths: changes.len(), violations };
@@ -352,6 +357,9 @@ async fn finish_push(
     record(inner, job, run.run, "record_pr", &cmd).await?;
     Ok(Done::Ack)
 }
+
+/// The failure reason of a run whose agent committed nothing.
+pub const NO_CHANGES: &str = "the agent made no changes";
 
 fn pr_title(fb: &Feedback) -> String {
     match &fb.consolidated {

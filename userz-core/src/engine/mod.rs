@@ -34,6 +34,7 @@ use crate::time::Clock;
 
 pub use codec::AnyEvent;
 pub use commands::{CommandBus, CommandError, CommandMeta, Outcome};
+pub use executor::NO_CHANGES;
 pub use projections::{
     AuditEntry, AuditLogProjection, FeedbackListProjection, FeedbackPage, FeedbackQuery, FeedbackSummary,
     PendingTimersProjection, Projection, ProjectionTx, RunDetail, RunDetailProjection,
