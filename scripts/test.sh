@@ -40,5 +40,10 @@ source scripts/services.sh
 trap services_stop EXIT
 services_start
 
+log "binaries"
+# The agent and the sandbox launcher run as separate programs in the sandbox
+# tests; userz_testkit::bins finds them next to the test executables.
+cargo build --workspace --bins --locked
+
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast

@@ -11,6 +11,7 @@
 //! - [`clock`]: a manual clock and a bounded `eventually` helper.
 
 pub mod at_rest;
+pub mod bins;
 pub mod clock;
 pub mod conformance;
 pub mod crash;
