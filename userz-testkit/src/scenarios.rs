@@ -119,6 +119,11 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
 
 /// Creates an org, an App with `mode` and `dedup`, and a linked git repo.
 pub async fn seed(bus: &CommandBus, mode: ProcessingMode, dedup: Dedup) -> Seeded {
+    seed_with_provider(bus, mode, dedup, Provider::Git { remote: "file:///srv/git/web.git".into() }).await
+}
+
+/// Like [`seed`], with the repo on `provider` (e.g. a real local bare repository).
+pub async fn seed_with_provider(bus: &CommandBus, mode: ProcessingMode, dedup: Dedup, provider: Provider) -> Seeded {
     let (org, owner, app, repo) = (OrgId::new(), UserId::new(), AppId::new(), RepoId::new());
     ok(
         bus.execute::<OrgDecider>(
@@ -159,7 +164,7 @@ pub async fn seed(bus: &CommandBus, mode: ProcessingMode, dedup: Dedup) -> Seede
                 repo,
                 org,
                 app,
-                provider: Provider::Git { remote: "file:///srv/git/web.git".into() },
+                provider,
                 base_branch: Some("main".into()),
                 branch_prefix: None,
                 forbidden_paths: vec!["secrets/**".into()],
