@@ -36,6 +36,7 @@
 
 pub mod layout;
 mod sweeper;
+mod transcripts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use userz_core::ids::{CommandId, CorrelationId, OrgId};
 use userz_core::Clock;
 
 pub use sweeper::{SweepReport, Sweeper, DEFAULT_MAX_AGE};
+pub use transcripts::UploadTranscripts;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,9 @@ pub enum Error {
     /// The builder's settings are unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// Reading a local file to upload failed.
+    #[error("local file: {0}")]
+    Io(String),
 }
 
 /// Settings of the S3 backend.

@@ -270,6 +270,7 @@ async fn with_workspace(
     let prompt = prompt_for(inner, run, fb).await.step("prompt")?;
     let spec = SandboxSpec {
         run: run.run,
+        org: run.org,
         workspace: ws.clone(),
         prompt: prompt.user,
         system_prompt: prompt.system,

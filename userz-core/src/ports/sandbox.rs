@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::ids::RunId;
+use crate::ids::{OrgId, RunId};
 use crate::ports::vcs::Workspace;
 
 /// Resource caps of one run. Defaults are the spec's.
@@ -43,6 +43,8 @@ impl Default for Limits {
 pub struct SandboxSpec {
     /// The run.
     pub run: RunId,
+    /// The org the run belongs to (blob keys of its transcript are per org).
+    pub org: OrgId,
     /// The prepared workspace (the only writable place).
     pub workspace: Workspace,
     /// The agent's system text (trusted; says the report is data).
