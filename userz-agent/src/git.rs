@@ -290,13 +290,10 @@ impl GitRepo {
         let sig = Signature::now(name, email).map_err(|e| ToolError::BadAuthor(e.message().to_string()))?;
         let tree = self.repo.find_tree(tree_id).map_err(git_err)?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let oid = self.repo.commit(Some("HEAD"), &sig, &sig, &format!("{message}\n"), &tree, &parents).map_err(git_err)?;
-        let files_changed = self
-            .repo
-            .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
-            .map_err(git_err)?
-            .deltas()
-            .len();
+        let oid =
+            self.repo.commit(Some("HEAD"), &sig, &sig, &format!("{message}\n"), &tree, &parents).map_err(git_err)?;
+        let files_changed =
+            self.repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None).map_err(git_err)?.deltas().len();
         let branch = self
             .repo
             .head()

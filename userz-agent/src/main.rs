@@ -55,7 +55,10 @@ fn main() -> ExitCode {
     };
     match written {
         Ok(result) => {
-            eprintln!("userz-agent: stopped {:?} after {} steps, {} commits", result.stop, result.steps, result.commits);
+            eprintln!(
+                "userz-agent: stopped {:?} after {} steps, {} commits",
+                result.stop, result.steps, result.commits
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

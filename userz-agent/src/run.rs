@@ -94,7 +94,10 @@ pub fn read_task(path: &Path) -> Result<AgentTask, AgentError> {
 /// Writes the result file (through a temporary file renamed into place, so a
 /// reader never sees half a result).
 pub fn write_result(path: &Path, result: &AgentResult) -> Result<(), AgentError> {
-    let fail = |e: &dyn std::fmt::Display| AgentError::WriteResult { path: path.display().to_string(), message: e.to_string() };
+    let fail = |e: &dyn std::fmt::Display| AgentError::WriteResult {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let json = serde_json::to_vec_pretty(result).map_err(|e| fail(&e))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -170,7 +173,8 @@ pub async fn run_agent_with(
     model: Arc<dyn ModelProvider>,
     options: AgentOptions,
 ) -> Result<AgentOutcome, AgentError> {
-    let usage = Usage { provider: model.provider_name().to_string(), model: task.model.model.clone(), ..Usage::default() };
+    let usage =
+        Usage { provider: model.provider_name().to_string(), model: task.model.model.clone(), ..Usage::default() };
     let mut messages = vec![ChatMessage::system(&task.system_prompt), ChatMessage::user(&task.prompt)];
     let mut state = LoopState { usage, steps: 0, commits: 0 };
     let stop = match Transcript::create(&task.transcript) {
@@ -201,7 +205,9 @@ pub fn finish_without_model(task: &AgentTask, provider: &str, stop: AgentStop) -
         .and_then(|mut t| t.write(&TranscriptEntry::Stopped { stop: stop.clone(), steps: 0 }))
     {
         Ok(()) => stop,
-        Err(e) => AgentStop::Failed { reason: format!("transcript {}: {e}; before that: {stop:?}", task.transcript.display()) },
+        Err(e) => AgentStop::Failed {
+            reason: format!("transcript {}: {e}; before that: {stop:?}", task.transcript.display()),
+        },
     };
     let usage = Usage { provider: provider.to_string(), model: task.model.model.clone(), ..Usage::default() };
     let result = AgentResult { stop, usage, steps: 0, commits: 0 };
@@ -226,7 +232,8 @@ async fn drive(
 ) -> AgentStop {
     let specs = tools.specs();
     let budget = task.budget;
-    let fail = |e: std::io::Error| AgentStop::Failed { reason: format!("transcript {}: {e}", task.transcript.display()) };
+    let fail =
+        |e: std::io::Error| AgentStop::Failed { reason: format!("transcript {}: {e}", task.transcript.display()) };
     loop {
         if state.steps >= budget.max_steps {
             return AgentStop::StepBudget;

@@ -144,7 +144,11 @@ fn args<T: DeserializeOwned>(call: &ToolCall) -> Result<T, ToolOutput> {
             .map_err(|e| ToolOutput::err("bad_arguments", format!("{}: {e}", call.name))),
         Value::String(raw) => Err(ToolOutput::err(
             "bad_arguments",
-            format!("{}: the arguments are not a JSON object: {}", call.name, raw.chars().take(200).collect::<String>()),
+            format!(
+                "{}: the arguments are not a JSON object: {}",
+                call.name,
+                raw.chars().take(200).collect::<String>()
+            ),
         )),
         other => Err(ToolOutput::err("bad_arguments", format!("{}: expected a JSON object, got {other}", call.name))),
     }
@@ -201,7 +205,10 @@ impl ToolBox {
     pub fn call(&self, call: &ToolCall) -> ToolOutput {
         let name = call.name.as_str();
         if !ALL_TOOLS.contains(&name) {
-            return ToolOutput::err("unknown_tool", format!("no tool named {name:?}; available: {}", self.enabled.join(", ")));
+            return ToolOutput::err(
+                "unknown_tool",
+                format!("no tool named {name:?}; available: {}", self.enabled.join(", ")),
+            );
         }
         if !self.enabled.contains(&name) {
             return ToolOutput::err("tool_not_enabled", format!("{name} is not enabled for this run"));

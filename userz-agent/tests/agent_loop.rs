@@ -82,8 +82,8 @@ async fn the_agent_edits_a_file_and_commits_as_the_task_author() {
     assert_eq!(requests[3].messages.len(), outcome.messages.len() - 1);
 
     // Result file matches the returned result.
-    let written: AgentResult =
-        serde_json::from_slice(&std::fs::read(fx.result()).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+    let written: AgentResult = serde_json::from_slice(&std::fs::read(fx.result()).unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(&written, r);
 }
 
@@ -237,14 +237,16 @@ async fn a_workspace_that_is_not_a_repository_fails_the_run() {
     let mut task = fx.task();
     let plain = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     task.workspace = plain.path().to_path_buf();
-    let outcome = run_agent(&task, Arc::new(ScriptedModel::new(vec![done("unused")]))).await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome =
+        run_agent(&task, Arc::new(ScriptedModel::new(vec![done("unused")]))).await.unwrap_or_else(|e| panic!("{e}"));
     match outcome.result.stop {
         AgentStop::Failed { reason } => assert!(reason.starts_with("not_a_repository"), "{reason}"),
         other => panic!("expected Failed, got {other:?}"),
     }
     // File tools alone need no repository.
     task.tools = vec!["read_file".into()];
-    let outcome = run_agent(&task, Arc::new(ScriptedModel::new(vec![done("ok")]))).await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome =
+        run_agent(&task, Arc::new(ScriptedModel::new(vec![done("ok")]))).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.result.stop, AgentStop::Completed);
 }
 
@@ -292,7 +294,10 @@ async fn the_transcript_is_json_lines_ending_with_stopped() {
     assert_eq!(kinds, vec!["model_turn", "tool_call", "model_turn", "tool_call", "tool_call", "model_turn", "stopped"]);
     match &entries[0] {
         TranscriptEntry::ModelTurn { step, tool_calls, tokens_in, tokens_out, .. } => {
-            assert_eq!((*step, tool_calls.as_slice(), *tokens_in, *tokens_out), (1, &["write_file".to_string()][..], 100, 20));
+            assert_eq!(
+                (*step, tool_calls.as_slice(), *tokens_in, *tokens_out),
+                (1, &["write_file".to_string()][..], 100, 20)
+            );
         }
         other => panic!("{other:?}"),
     }

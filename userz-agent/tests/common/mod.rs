@@ -37,7 +37,9 @@ impl ModelProvider for ScriptedModel {
         match next {
             Some(Ok(c)) => Ok(c),
             Some(Err(message)) => Err(userz_core::Error::Effect { port: "model", message, retryable: false }),
-            None => Err(userz_core::Error::Effect { port: "model", message: "script exhausted".into(), retryable: false }),
+            None => {
+                Err(userz_core::Error::Effect { port: "model", message: "script exhausted".into(), retryable: false })
+            }
         }
     }
 
@@ -53,7 +55,11 @@ pub fn calls(calls: &[(&str, Value)]) -> Result<Completion, String> {
         tool_calls: calls
             .iter()
             .enumerate()
-            .map(|(i, (name, args))| ToolCall { id: format!("call_{i}_{name}"), name: name.to_string(), arguments: args.clone() })
+            .map(|(i, (name, args))| ToolCall {
+                id: format!("call_{i}_{name}"),
+                name: name.to_string(),
+                arguments: args.clone(),
+            })
             .collect(),
         stop: StopReason::ToolUse,
         tokens_in: 100,
@@ -95,7 +101,8 @@ impl Fixture {
         let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
         index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap_or_else(|e| panic!("{e}"));
         index.write().unwrap_or_else(|e| panic!("{e}"));
-        let tree = repo.find_tree(index.write_tree().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        let tree =
+            repo.find_tree(index.write_tree().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
         let sig = Signature::now("Setup", "setup@example.invalid").unwrap_or_else(|e| panic!("{e}"));
         repo.commit(Some("HEAD"), &sig, &sig, "initial\n", &tree, &[]).unwrap_or_else(|e| panic!("{e}"));
         Self { ws, outside, out }
