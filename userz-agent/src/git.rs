@@ -263,8 +263,15 @@ impl GitRepo {
             }
             // Stages removals of tracked files that are gone from the work tree.
             index.update_all(spec.iter(), Some(&mut record)).map_err(git_err)?;
-            if !exists && matched.len() == before {
-                return Err(ToolError::NotFound(path.clone()));
+            if matched.len() == before {
+                if !exists {
+                    return Err(ToolError::NotFound(path.clone()));
+                }
+                if let Some(rel) = spec.first().filter(|_| !whole_tree) {
+                    if self.repo.status_should_ignore(rel).map_err(git_err)? {
+                        return Err(ToolError::IgnoredPath(path.clone()));
+                    }
+                }
             }
         }
         index.write().map_err(git_err)?;

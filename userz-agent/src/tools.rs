@@ -58,6 +58,9 @@ pub enum ToolError {
     /// never records a path beyond a symlink).
     #[error("a directory on the way to {0} is a symbolic link")]
     BeyondSymlink(String),
+    /// `git_add`: the path is ignored by `.gitignore` (it is never staged).
+    #[error("{0} is ignored by .gitignore")]
+    IgnoredPath(String),
     /// The workspace is not a git work tree (or its work tree is elsewhere).
     #[error("not a git work tree: {0}")]
     NotARepository(String),
@@ -101,6 +104,7 @@ impl ToolError {
             ToolError::NotUnique { .. } => "not_unique",
             ToolError::InvalidPattern(_) => "invalid_pattern",
             ToolError::BeyondSymlink(_) => "beyond_symlink",
+            ToolError::IgnoredPath(_) => "ignored_path",
             ToolError::NotARepository(_) => "not_a_repository",
             ToolError::EmptyCommit => "empty_commit",
             ToolError::EmptyMessage => "empty_message",

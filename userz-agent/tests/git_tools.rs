@@ -97,6 +97,11 @@ fn add_confines_paths_like_the_file_tools() {
     assert_eq!(code(git.add(&ws, &strings(&["alias/app.js"]))), "beyond_symlink");
     assert_eq!(code(git.add(&ws, &strings(&["missing.txt"]))), "not_found");
     assert_eq!(code(git.add(&ws, &[])), "empty_path");
+    std::fs::write(fx.root().join(".gitignore"), "*.log\n").unwrap_or_else(|e| panic!("{e}"));
+    ws.write_file("debug.log", "x").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code(git.add(&ws, &strings(&["debug.log"]))), "ignored_path");
+    // An unchanged tracked file is not an error: nothing to stage.
+    assert!(git.add(&ws, &strings(&["README.md"])).unwrap_or_else(|e| panic!("{e}")).is_empty());
     let index = fx.repo().index().unwrap_or_else(|e| panic!("{e}"));
     assert!(index.iter().all(|e| !String::from_utf8_lossy(&e.path).contains("secret")), "nothing from outside staged");
 
