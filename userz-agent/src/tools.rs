@@ -54,6 +54,31 @@ pub enum ToolError {
     /// `search`: the pattern is not a valid regex.
     #[error("invalid pattern: {0}")]
     InvalidPattern(String),
+    /// `git_add`: a directory on the way to the path is a symbolic link (git
+    /// never records a path beyond a symlink).
+    #[error("a directory on the way to {0} is a symbolic link")]
+    BeyondSymlink(String),
+    /// `git_add`: the path is ignored by `.gitignore` (it is never staged).
+    #[error("{0} is ignored by .gitignore")]
+    IgnoredPath(String),
+    /// The workspace is not a git work tree (or its work tree is elsewhere).
+    #[error("not a git work tree: {0}")]
+    NotARepository(String),
+    /// `git_commit`: the index has the same tree as `HEAD`.
+    #[error("nothing to commit: the index matches HEAD")]
+    EmptyCommit,
+    /// `git_commit`: the message is empty.
+    #[error("the commit message is empty")]
+    EmptyMessage,
+    /// `git_commit`: the task's author name or email is not usable in a signature.
+    #[error("bad commit author: {0}")]
+    BadAuthor(String),
+    /// No tool has this name.
+    #[error("no tool named {0:?}")]
+    UnknownTool(String),
+    /// Any other libgit2 failure.
+    #[error("git: {0}")]
+    Git(String),
     /// Any other I/O failure.
     #[error("{path}: {message}")]
     Io {
@@ -78,6 +103,14 @@ impl ToolError {
             ToolError::NoMatch(_) => "no_match",
             ToolError::NotUnique { .. } => "not_unique",
             ToolError::InvalidPattern(_) => "invalid_pattern",
+            ToolError::BeyondSymlink(_) => "beyond_symlink",
+            ToolError::IgnoredPath(_) => "ignored_path",
+            ToolError::NotARepository(_) => "not_a_repository",
+            ToolError::EmptyCommit => "empty_commit",
+            ToolError::EmptyMessage => "empty_message",
+            ToolError::BadAuthor(_) => "bad_author",
+            ToolError::UnknownTool(_) => "unknown_tool",
+            ToolError::Git(_) => "git",
             ToolError::Io { .. } => "io",
         }
     }
@@ -148,6 +181,37 @@ impl Workspace {
             return Err(ToolError::EmptyPath);
         }
         Ok(out)
+    }
+
+    /// The workspace root as opened.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Checks a path for `git_add`: the [`confine`](Self::confine) rules, no
+    /// `.git` component anywhere, and no symlinked directory on the way (git
+    /// never records a path beyond a symlink, and following one could read
+    /// outside the workspace). Returns the relative path and whether something
+    /// exists there (a deleted file is staged as a removal).
+    pub fn confine_for_git(&self, path: &str) -> Result<(PathBuf, bool), ToolError> {
+        let rel = self.confine(path)?;
+        if rel.components().any(|c| c.as_os_str().to_string_lossy().eq_ignore_ascii_case(".git")) {
+            return Err(ToolError::GitInternal(path.into()));
+        }
+        let mut prefix = PathBuf::new();
+        let mut parts = rel.components().peekable();
+        while let Some(c) = parts.next() {
+            prefix.push(c);
+            let meta = match self.dir.symlink_metadata(&prefix) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((rel, false)),
+                Err(e) => return Err(Self::io_err(path, e)),
+            };
+            if parts.peek().is_some() && meta.file_type().is_symlink() {
+                return Err(ToolError::BeyondSymlink(path.into()));
+            }
+        }
+        Ok((rel, true))
     }
 
     fn io_err(path: &str, e: std::io::Error) -> ToolError {

@@ -1,5 +1,5 @@
-//! The tool layer refuses absolute paths, `..` and symlink escapes, and no code
-//! path runs a shell or any other program.
+//! The tool layer refuses absolute paths, `..` and symlink escapes (the
+//! no-process guarantee is in `no_spawn.rs`).
 
 use std::os::unix::fs::symlink;
 
@@ -101,12 +101,4 @@ fn read_is_size_capped_and_search_respects_gitignore() {
     let hits = w.search(r"function save").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(hits.iter().map(|h| (h.path.as_str(), h.line)).collect::<Vec<_>>(), vec![("src/app.js", 1)]);
     assert_eq!(code(w.search("(")), "invalid_pattern");
-}
-
-#[test]
-fn no_code_path_runs_a_shell_or_any_program() {
-    let src = [include_str!("../src/lib.rs"), include_str!("../src/tools.rs")].concat();
-    for needle in ["process::Command", "Command::new", "sh -c", "std::process", "libc::exec", "nix::unistd"] {
-        assert!(!src.contains(needle), "the agent's source mentions {needle}");
-    }
 }

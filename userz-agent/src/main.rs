@@ -1,0 +1,69 @@
+//! `userz-agent --task /userz/task.json`: the binary a sandbox starts.
+//!
+//! Reads the [`AgentTask`], builds the model provider from `task.model`, runs
+//! the loop, and writes the transcript and the result file. Exits 0 whenever
+//! the result file was written (whatever the stop), 1 when even that failed,
+//! 2 when the task file could not be read.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use userz_core::agent::{AgentStop, AgentTask};
+use userz_core::ports::model::ModelProvider;
+
+/// The Userz coding agent (runs inside a sandbox).
+#[derive(Debug, Parser)]
+#[command(name = "userz-agent", version, about)]
+struct Args {
+    /// The task file (JSON `AgentTask`).
+    #[arg(long, default_value = "/userz/task.json")]
+    task: PathBuf,
+}
+
+/// The model provider for `task.model`.
+///
+/// The adapters live in `userz-model`, which this build does not link yet: the
+/// call is `userz_model::provider_from_endpoint(&task.model)` once it does.
+fn provider(task: &AgentTask) -> Result<Arc<dyn ModelProvider>, String> {
+    Err(format!(
+        "model provider adapters not linked: userz-model missing (model {:?}, api {:?})",
+        task.model.model, task.model.api
+    ))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let task = match userz_agent::read_task(&args.task) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("userz-agent: {} ({})", e, e.code());
+            return ExitCode::from(2);
+        }
+    };
+    let written = match provider(&task) {
+        Err(message) => userz_agent::finish_without_model(&task, "none", AgentStop::ModelError { message }),
+        Ok(model) => match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Err(e) => userz_agent::finish_without_model(
+                &task,
+                model.provider_name(),
+                AgentStop::Failed { reason: format!("runtime: {e}") },
+            ),
+            Ok(rt) => rt.block_on(userz_agent::run_agent(&task, model)).map(|o| o.result),
+        },
+    };
+    match written {
+        Ok(result) => {
+            eprintln!(
+                "userz-agent: stopped {:?} after {} steps, {} commits",
+                result.stop, result.steps, result.commits
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("userz-agent: {} ({})", e, e.code());
+            ExitCode::from(1)
+        }
+    }
+}
