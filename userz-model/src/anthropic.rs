@@ -54,7 +54,12 @@ impl Anthropic {
                 return Err(Error::Invalid("model `key`: not a valid header value".to_owned()));
             }
         }
-        Ok(Self { http: HttpClient::new(base_url, transport)?, key, pricing: Pricing::UNPRICED, name: "anthropic".into() })
+        Ok(Self {
+            http: HttpClient::new(base_url, transport)?,
+            key,
+            pricing: Pricing::UNPRICED,
+            name: "anthropic".into(),
+        })
     }
 
     /// Sets the price table used for [`Completion::cost_micros`].
@@ -92,14 +97,16 @@ impl Anthropic {
 
     async fn complete_inner(&self, request: &CompletionRequest) -> Result<Completion> {
         let body = serde_json::to_vec(&request_body(request)?)?;
-        let mut headers = vec![(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION))];
+        let mut headers =
+            vec![(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION))];
         if let Some(key) = &self.key {
             let mut value = HeaderValue::from_str(key.expose_secret())
                 .map_err(|_| Error::Invalid("model `key`: not a valid header value".to_owned()))?;
             value.set_sensitive(true);
             headers.push((HeaderName::from_static("x-api-key"), value));
         }
-        let response = self.http.post_json("/v1/messages", headers, body).await.map_err(|e| send_error(&self.name, e))?;
+        let response =
+            self.http.post_json("/v1/messages", headers, body).await.map_err(|e| send_error(&self.name, e))?;
         if !response.status.is_success() {
             return Err(status_error(&self.name, &response));
         }
@@ -153,9 +160,10 @@ pub fn request_body(request: &CompletionRequest) -> Result<Value> {
                 }
             }
             Role::Tool => {
-                let id = m.tool_call_id.as_deref().ok_or_else(|| {
-                    Error::Invalid("model request: a tool message needs `tool_call_id`".to_owned())
-                })?;
+                let id = m
+                    .tool_call_id
+                    .as_deref()
+                    .ok_or_else(|| Error::Invalid("model request: a tool message needs `tool_call_id`".to_owned()))?;
                 let block = json!({
                     "type": "tool_result",
                     "tool_use_id": id,
@@ -249,6 +257,7 @@ fn parse_response(v: &Value, pricing: &Pricing) -> std::result::Result<Completio
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -277,7 +286,10 @@ mod tests {
         assert_eq!(blocks[0], json!({"type":"tool_result","tool_use_id":"t1","content":"one","is_error":false}));
         assert_eq!(blocks[1]["is_error"], true);
         assert_eq!(blocks[2], json!({"type":"text","text":"go on"}));
-        assert_eq!(msgs[1]["content"][0], json!({"type":"tool_use","id":"t1","name":"read_file","input":{"path":"t1"}}));
+        assert_eq!(
+            msgs[1]["content"][0],
+            json!({"type":"tool_use","id":"t1","name":"read_file","input":{"path":"t1"}})
+        );
     }
 
     #[test]

@@ -90,7 +90,8 @@ fn provider_error_detail(v: &Value) -> Option<String> {
     }
     let message = err.get("message").and_then(Value::as_str).unwrap_or("");
     let kind = err.get("type").and_then(Value::as_str);
-    let code = err.get("code").and_then(|c| c.as_str().map(str::to_owned).or_else(|| c.as_i64().map(|n| n.to_string())));
+    let code =
+        err.get("code").and_then(|c| c.as_str().map(str::to_owned).or_else(|| c.as_i64().map(|n| n.to_string())));
     let label = match (kind, code) {
         (Some(k), Some(c)) if k != c => format!("{k}/{c}"),
         (Some(k), _) => k.to_owned(),

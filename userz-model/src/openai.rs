@@ -193,9 +193,10 @@ fn message_json(m: &ChatMessage) -> Result<Value> {
             Value::Object(o)
         }
         Role::Tool => {
-            let id = m.tool_call_id.as_deref().ok_or_else(|| {
-                Error::Invalid("model request: a tool message needs `tool_call_id`".to_owned())
-            })?;
+            let id = m
+                .tool_call_id
+                .as_deref()
+                .ok_or_else(|| Error::Invalid("model request: a tool message needs `tool_call_id`".to_owned()))?;
             let content = if m.is_error { format!("{TOOL_ERROR_PREFIX}{}", m.content) } else { m.content.clone() };
             json!({ "role": "tool", "tool_call_id": id, "content": content })
         }
@@ -300,6 +301,7 @@ fn parse_response(v: &Value, pricing: &Pricing) -> std::result::Result<Completio
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -195,11 +195,8 @@ impl HttpClient {
         };
         let (parts, body) = response.into_parts();
         let cap = self.max_response_bytes;
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > cap as u64) {
             return Err(SendError::TooLarge(cap));
         }
