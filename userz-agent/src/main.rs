@@ -22,15 +22,10 @@ struct Args {
     task: PathBuf,
 }
 
-/// The model provider for `task.model`.
-///
-/// The adapters live in `userz-model`, which this build does not link yet: the
-/// call is `userz_model::provider_from_endpoint(&task.model)` once it does.
+/// The model provider for `task.model`: no key (the egress proxy's model route
+/// adds it outside the sandbox), through the proxy's Unix socket when set.
 fn provider(task: &AgentTask) -> Result<Arc<dyn ModelProvider>, String> {
-    Err(format!(
-        "model provider adapters not linked: userz-model missing (model {:?}, api {:?})",
-        task.model.model, task.model.api
-    ))
+    userz_model::provider_from_endpoint(&task.model).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -44,7 +39,7 @@ fn main() -> ExitCode {
     };
     let written = match provider(&task) {
         Err(message) => userz_agent::finish_without_model(&task, "none", AgentStop::ModelError { message }),
-        Ok(model) => match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(model) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Err(e) => userz_agent::finish_without_model(
                 &task,
                 model.provider_name(),

@@ -8,7 +8,9 @@
 //! - [`doubles`]: scripted classifier, sandbox and VCS doubles that record calls;
 //! - [`scenarios`]: end-to-end engine scenarios (auto PR, guardrail refusal,
 //!   manual mode, crash and restart) written once and run on every store;
-//! - [`clock`]: a manual clock and a bounded `eventually` helper.
+//! - [`clock`]: a manual clock and a bounded `eventually` helper;
+//! - [`model_server`]: a scripted model server speaking the OpenAI and
+//!   Anthropic wire formats on loopback.
 
 pub mod at_rest;
 pub mod bins;
@@ -16,6 +18,7 @@ pub mod clock;
 pub mod conformance;
 pub mod crash;
 pub mod doubles;
+pub mod model_server;
 pub mod scenarios;
 pub mod services;
 pub mod spec;
