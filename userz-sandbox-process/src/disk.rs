@@ -136,3 +136,51 @@ pub(crate) async fn release(dirs: &RunDirs) -> Result<()> {
     }
     fs::remove_dir_all(&dirs.root).map_err(|e| effect(format!("removing {}: {e}", dirs.root.display())))
 }
+
+/// Gives every entry under `dir` (and `dir`) to `uid:gid`, never following
+/// symlinks (`lchown`): the VCS step clones as root, the agent works as the
+/// run's uid, and a symlink in an untrusted checkout must not hand over the
+/// host file it points at. Stays on `dir`'s file system.
+pub(crate) fn hand_over(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    let dev = fs::symlink_metadata(dir)?.dev();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.dev() != dev {
+            continue;
+        }
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hand_over_changes_owners_without_following_symlinks() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // lchown to another uid needs root; the port tests cover it as root.
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        hand_over(dir.path(), 4242, 4243).unwrap();
+        for p in ["", "sub", "sub/f", "link"] {
+            let m = fs::symlink_metadata(dir.path().join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4242, 4243), "{p}");
+        }
+        assert_eq!(fs::metadata(outside.path()).unwrap().uid(), 0, "followed the symlink");
+    }
+}

@@ -285,7 +285,7 @@ fn target_arch() -> Result<TargetArch, String> {
 }
 
 /// The seccomp programs `inner` installs: (1) default allow, `EPERM` for
-/// [`DENIED`], namespace-creating `clone` and `personality` changes;
+/// a fixed list of dangerous syscalls (see the crate README), namespace-creating `clone` and `personality` changes;
 /// (2) `clone3` answers `ENOSYS` so libc falls back to `clone`, whose flags
 /// filter (1) can inspect.
 pub fn seccomp_programs() -> Result<Vec<BpfProgram>, String> {

@@ -585,7 +585,9 @@ impl Sandbox for ProcessSandbox {
     }
 
     /// Runs `userz-agent --task /userz/task.json` in a fresh sandbox behind a
-    /// fresh egress proxy. The transcript is copied (at most `transcript_cap`
+    /// fresh egress proxy. Everything in the workspace is first given to the
+    /// run's uid (`lchown`, symlinks not followed): the checkout was made by
+    /// the host. The transcript is copied (at most `transcript_cap`
     /// bytes) to `<state_root>/<run>/transcript-*.jsonl`, which stays until
     /// `release_workspace`: upload it before releasing.
     async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome> {
@@ -601,6 +603,13 @@ impl Sandbox for ProcessSandbox {
             )));
         }
         let uid = self.run_uid(&spec.run);
+        if self.switch_uid {
+            let ws = spec.workspace.path.clone();
+            tokio::task::spawn_blocking(move || disk::hand_over(&ws, uid, uid))
+                .await
+                .map_err(|e| effect(format!("handing the workspace over: {e}")))?
+                .map_err(|e| effect(format!("handing {} to uid {uid}: {e}", spec.workspace.path.display())))?;
+        }
         let dirs = self.dirs(&spec.run);
         mkdir_mode(&dirs.root, 0o711)?;
         let id = nonce();

@@ -65,3 +65,23 @@ pub(crate) fn read_untrusted(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> 
     open_untrusted(path)?.take(cap).read_to_end(&mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn untrusted_reads_refuse_symlinks_and_fifos_and_cap_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "0123456789").unwrap();
+        assert_eq!(read_untrusted(&target, 4).unwrap(), b"0123");
+        std::os::unix::fs::symlink(&target, dir.path().join("link")).unwrap();
+        assert!(read_untrusted(&dir.path().join("link"), 100).is_err());
+        nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(read_untrusted(&dir.path().join("fifo"), 100).is_err());
+        fs::create_dir(dir.path().join("dir")).unwrap();
+        assert!(read_untrusted(&dir.path().join("dir"), 100).is_err());
+    }
+}

@@ -49,8 +49,13 @@ fn spec(run: &RunGuard, limits: Limits) -> SandboxSpec {
 async fn agent_run_completes_with_usage_transcript_and_egress_records_and_no_key_inside() {
     let Some(h) = Harness::with(|c| c.with_model(model())) else { return };
     let run = h.run(&limits()).await;
+    // As the VCS step leaves it: files owned by the host's root.
+    std::fs::create_dir(run.workspace.join("src")).unwrap();
+    std::fs::write(run.workspace.join("src/lib.rs"), "fn main() {}").unwrap();
     let out = h.sandbox.run(&spec(&run, limits())).await.unwrap();
     assert_eq!(out.exit, SandboxExit::Completed, "{out:?}");
+    let owner = std::fs::metadata(run.workspace.join("src/lib.rs")).unwrap().uid();
+    assert_eq!(owner, h.sandbox.run_uid(&run.run), "checkout not handed to the run uid");
     assert_eq!((out.usage.tokens_in, out.usage.tokens_out, out.usage.model.as_str()), (7, 3, "probe-1"));
     assert!(out.resources.wall_ms > 0);
 
@@ -140,12 +145,19 @@ async fn too_small_disk_cap_is_refused_with_the_field() {
     assert!(matches!(&err, Error::Invalid(m) if m.contains("limits.disk_bytes")), "{err}");
 }
 
+/// Live (not zombie) processes of `uid`. Killed sandbox processes whose
+/// parent died are reparented to the host's init, which may reap them late.
 fn processes_of(uid: u32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid() == uid).unwrap_or(false))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
+            !matches!(state, Some(Some('Z' | 'X')) | None)
+        })
         .collect()
 }
 
@@ -158,15 +170,7 @@ async fn dropping_the_run_future_kills_the_sandbox_and_removes_its_cgroup() {
     let gave_up = tokio::time::timeout(Duration::from_millis(800), h.sandbox.run_command(req)).await;
     assert!(gave_up.is_err(), "the probe should still be sleeping");
     assert!(cgroups_left(&run.run).is_empty(), "{:?}", cgroups_left(&run.run));
-    // Killed processes may take a moment to be reaped by init.
-    let mut left = processes_of(uid);
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = processes_of(uid);
-    }
+    let left = processes_of(uid);
     assert!(left.is_empty(), "sandbox processes survived: {left:?}");
 }
 
