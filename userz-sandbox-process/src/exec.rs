@@ -284,10 +284,10 @@ fn target_arch() -> Result<TargetArch, String> {
     TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("{}: {e}", std::env::consts::ARCH))
 }
 
-/// The seccomp programs `inner` installs: (1) default allow, `EPERM` for
-/// a fixed list of dangerous syscalls (see the crate README), namespace-creating `clone` and `personality` changes;
-/// (2) `clone3` answers `ENOSYS` so libc falls back to `clone`, whose flags
-/// filter (1) can inspect.
+/// The seccomp programs `inner` installs: (1) default allow, `EPERM` for a
+/// fixed list of dangerous syscalls (see the crate README), namespace-creating
+/// `clone` and `personality` changes; (2) `clone3` answers `ENOSYS` so libc
+/// falls back to `clone`, whose flags filter (1) can inspect.
 pub fn seccomp_programs() -> Result<Vec<BpfProgram>, String> {
     let e = |e: seccompiler::BackendError| e.to_string();
     let arch = target_arch()?;
@@ -318,7 +318,37 @@ pub fn seccomp_programs() -> Result<Vec<BpfProgram>, String> {
         arch,
     )
     .map_err(e)?;
-    Ok(vec![BpfProgram::try_from(deny).map_err(e)?, BpfProgram::try_from(clone3).map_err(e)?])
+    let mut programs = vec![BpfProgram::try_from(deny).map_err(e)?, BpfProgram::try_from(clone3).map_err(e)?];
+    if arch == TargetArch::x86_64 {
+        programs.push(deny_x32());
+    }
+    Ok(programs)
+}
+
+/// On x86_64 the x32 ABI reaches the same kernel with syscall numbers
+/// offset by `__X32_SYSCALL_BIT` and the same audit arch, so a number-keyed
+/// deny list would not see them: refuse every x32 syscall outright.
+fn deny_x32() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const OFFSET_NR: u32 = 0; // seccomp_data.nr
+    const OFFSET_ARCH: u32 = 4; // seccomp_data.arch
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    let ins = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    vec![
+        ins(LD_W_ABS, 0, 0, OFFSET_ARCH),
+        // Another arch: the first program already kills it; allow here.
+        ins(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        ins(LD_W_ABS, 0, 0, OFFSET_NR),
+        ins(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
+        ins(RET_K, 0, 0, RET_ALLOW),
+    ]
 }
 
 /// Installs [`seccomp_programs`] on the calling thread (inherited across `exec`).
@@ -369,7 +399,7 @@ mod tests {
     #[test]
     fn seccomp_programs_compile() {
         let programs = seccomp_programs().unwrap();
-        assert_eq!(programs.len(), 2);
+        assert_eq!(programs.len(), if std::env::consts::ARCH == "x86_64" { 3 } else { 2 });
         assert!(programs.iter().all(|p| !p.is_empty()));
     }
 }
