@@ -323,6 +323,67 @@ mod tests {
         assert!(matches!(Hierarchy::detect(dir.path()), Err(Error::Unsupported(m)) if m.contains("lacks")));
     }
 
+    fn limits() -> Limits {
+        Limits { cpu_millis: 500, memory_bytes: 128 << 20, pids: 32, ..Limits::default() }
+    }
+
+    fn text(p: PathBuf) -> String {
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn v2_group_gets_controllers_on_every_level_and_the_caps() {
+        // A plain directory stands in for the cgroup2 mount: the files the
+        // kernel would offer are created by the writes (swap only if present).
+        let root = tempfile::tempdir().unwrap();
+        let h = Hierarchy::V2 { root: root.path().to_path_buf() };
+        let group = root.path().join("userz/runs/g1");
+        fs::create_dir_all(&group).unwrap();
+        fs::write(group.join("memory.swap.max"), "max").unwrap();
+        let cg = Cgroup::create(&h, "userz/runs", "g1", &limits()).unwrap();
+        for level in ["", "userz", "userz/runs"] {
+            assert_eq!(text(root.path().join(level).join("cgroup.subtree_control")), "+memory +pids +cpu");
+        }
+        assert_eq!(text(group.join("memory.max")), (128u64 << 20).to_string());
+        assert_eq!(text(group.join("memory.swap.max")), "0");
+        assert_eq!(text(group.join("pids.max")), "32");
+        assert_eq!(text(group.join("cpu.max")), "50000 100000");
+        assert_eq!(cg.procs_files(), vec![group.join("cgroup.procs")]);
+        fs::write(group.join("cpu.stat"), "usage_usec 2500000\nuser_usec 1\n").unwrap();
+        fs::write(group.join("memory.peak"), "4096\n").unwrap();
+        fs::write(group.join("memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
+        fs::write(group.join("pids.events"), "max 4\n").unwrap();
+        let report = cg.report();
+        assert_eq!(report, CgroupReport { cpu_ms: 2500, peak_memory_bytes: 4096, oom_kills: 1, pids_max_hits: 4 });
+        // Not a real cgroup: its directory cannot be rmdir'ed while holding files.
+        std::mem::forget(cg);
+    }
+
+    #[test]
+    fn v1_groups_per_controller_get_the_caps() {
+        let root = tempfile::tempdir().unwrap();
+        let h = Hierarchy::V1 { root: root.path().to_path_buf() };
+        for c in ["memory", "pids", "cpu", "cpuacct"] {
+            fs::create_dir_all(root.path().join(c).join("userz/g1")).unwrap();
+        }
+        fs::write(root.path().join("memory/userz/g1/memory.memsw.limit_in_bytes"), "max").unwrap();
+        let cg = Cgroup::create(&h, "userz", "g1", &limits()).unwrap();
+        let dir = |c: &str| root.path().join(c).join("userz/g1");
+        assert_eq!(text(dir("memory").join("memory.limit_in_bytes")), (128u64 << 20).to_string());
+        assert_eq!(text(dir("memory").join("memory.memsw.limit_in_bytes")), (128u64 << 20).to_string());
+        assert_eq!(text(dir("pids").join("pids.max")), "32");
+        assert_eq!(text(dir("cpu").join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(text(dir("cpu").join("cpu.cfs_period_us")), "100000");
+        // cpuacct is a separate hierarchy here, so it is joined too.
+        assert_eq!(cg.procs_files().len(), 4);
+        fs::write(dir("cpuacct").join("cpuacct.usage"), "3000000000").unwrap();
+        fs::write(dir("memory").join("memory.max_usage_in_bytes"), "8192").unwrap();
+        fs::write(dir("memory").join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        fs::write(dir("pids").join("pids.events"), "max 0\n").unwrap();
+        assert_eq!(cg.report(), CgroupReport { cpu_ms: 3000, peak_memory_bytes: 8192, oom_kills: 2, pids_max_hits: 0 });
+        std::mem::forget(cg);
+    }
+
     #[test]
     fn detect_finds_v1_controllers_and_hybrid_unified() {
         let dir = tempfile::tempdir().unwrap();

@@ -290,3 +290,21 @@ async fn files_in_the_workspace_cannot_be_executed() {
     let (_, v) = h.run_probe(&run, limits(), &["exec", "/bin/true"]).await;
     assert_eq!(v[0]["escaped"], Value::Bool(true), "{v:?}");
 }
+
+#[tokio::test]
+async fn egress_control_an_allowlisted_excepted_target_goes_through() {
+    // The positive control of the refusals above: the same socket and probe
+    // do get a tunnel when the target is allowlisted and excepted.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let Some(h) = Harness::with(|c| c.with_egress_allow_socket_addr(addr)) else { return };
+    let run = h.run(&limits()).await;
+    let target = addr.to_string();
+    let req = h.probe(&run, limits(), &["egress", &target]);
+    let (outcome, records) = h.sandbox.run_with_egress(req, std::slice::from_ref(&target)).await.unwrap();
+    let v = verdicts(&outcome);
+    assert_eq!(v.len(), 1, "{outcome:?}");
+    assert_eq!(v[0]["detail"]["status"], 200, "{v:?}");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].allowed && records[0].rule == "allowlisted", "{records:?}");
+}

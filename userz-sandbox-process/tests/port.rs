@@ -182,3 +182,13 @@ async fn runs_get_distinct_host_uids_in_the_configured_range() {
     assert_ne!(ua, ub);
     assert!([ua, ub].iter().all(|u| (300_000..300_002).contains(u)));
 }
+
+#[test]
+fn missing_bubblewrap_is_unsupported_naming_the_setting() {
+    let state = tempfile::tempdir().unwrap();
+    let config = userz_sandbox_process::ProcessSandboxConfig::new(EXEC_HELPER, PROBE)
+        .with_bwrap("/nonexistent/bwrap")
+        .with_state_root(state.path());
+    let err = userz_sandbox_process::ProcessSandbox::new(config).unwrap_err();
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("sandbox.bwrap")), "{err}");
+}
