@@ -80,7 +80,8 @@ pub struct CommandRequest {
     pub argv: Vec<String>,
     /// Extra read-only binds.
     pub ro_binds: Vec<Bind>,
-    /// Host directory bound read-write at `/workspace` (the working directory).
+    /// Host directory bound read-write at `/workspace` (the working directory);
+    /// the run's uid must own it (as `allocate_workspace` leaves it).
     pub workspace: PathBuf,
     /// Host directory bound read-write at `/userz/out`, if any.
     pub out_dir: Option<PathBuf>,
