@@ -143,8 +143,9 @@ impl Drop for RunGuard {
 /// Whether any cgroup of `run` is left under the test parent.
 pub fn cgroups_left(run: &RunId) -> Vec<PathBuf> {
     let mut left = Vec::new();
-    for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"] {
-        if let Ok(entries) = std::fs::read_dir(Path::new(root).join("userz-test")) {
+    let roots = ["memory", "pids", "cpu", "cpuacct", ""].map(|c| Path::new("/sys/fs/cgroup").join(c));
+    for root in roots {
+        if let Ok(entries) = std::fs::read_dir(root.join("userz-test")) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&run.to_string()) {
                     left.push(e.path());
