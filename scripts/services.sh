@@ -10,9 +10,12 @@
 # Usage (from the repository root):
 #   source scripts/services.sh && services_start && trap services_stop EXIT
 #
-# USERZ_SERVICES="postgres nats redis s3" picks a subset.
+# It also installs (when missing) the sandbox tools the process-sandbox tests
+# run for real: bubblewrap (no service to start; the tests need root).
+#
+# USERZ_SERVICES="postgres nats redis s3 sandbox" picks a subset.
 
-USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3}"
+USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 sandbox}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
 SVC_TOOLS="${USERZ_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userz-tools}"
 SVC_PIDS=()
@@ -124,6 +127,12 @@ svc_start_s3() {
   svc_log "s3 (moto) on 127.0.0.1:$port"
 }
 
+svc_install_sandbox() {
+  # bubblewrap runs per test, not as a service: only the package is needed.
+  command -v bwrap >/dev/null || svc_apt_install bubblewrap >/dev/null || return 1
+  svc_log "sandbox tools: $(bwrap --version)"
+}
+
 services_start() {
   mkdir -p "$SVC_ROOT"
   local s
@@ -133,6 +142,7 @@ services_start() {
       nats) svc_start_nats ;;
       redis) svc_start_redis ;;
       s3) svc_start_s3 ;;
+      sandbox) svc_install_sandbox ;;
       *) svc_log "unknown service $s"; return 1 ;;
     esac || return 1
   done

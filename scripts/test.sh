@@ -4,7 +4,8 @@
 #
 # Real services (PostgreSQL, NATS with JetStream, Redis, an S3-compatible
 # server) are installed when missing and started on loopback with throwaway
-# data directories by scripts/services.sh, and stopped on exit.
+# data directories by scripts/services.sh, and stopped on exit. The same script
+# installs bubblewrap for the process-sandbox escape suite (run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
