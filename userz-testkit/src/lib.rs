@@ -8,7 +8,11 @@
 //! - [`doubles`]: scripted classifier, sandbox and VCS doubles that record calls;
 //! - [`scenarios`]: end-to-end engine scenarios (auto PR, guardrail refusal,
 //!   manual mode, crash and restart) written once and run on every store;
-//! - [`clock`]: a manual clock and a bounded `eventually` helper.
+//! - [`clock`]: a manual clock and a bounded `eventually` helper;
+//! - [`git_http`]: a real git smart-HTTP server (lighttpd + `git http-backend`)
+//!   requiring a token;
+//! - [`github_fake`]: a local fake of the GitHub REST operations the GitHub App
+//!   provider uses.
 
 pub mod at_rest;
 pub mod bins;
@@ -16,6 +20,8 @@ pub mod clock;
 pub mod conformance;
 pub mod crash;
 pub mod doubles;
+pub mod git_http;
+pub mod github_fake;
 pub mod scenarios;
 pub mod services;
 pub mod spec;
