@@ -33,7 +33,8 @@ pub struct GitHttpServer {
 }
 
 fn find_lighttpd() -> io::Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
     dirs.into_iter().map(|d| d.join("lighttpd")).find(|p| p.is_file()).ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, "lighttpd not found: scripts/services.sh installs the Debian package")

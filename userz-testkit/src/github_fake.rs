@@ -219,7 +219,9 @@ impl GitHubFake {
                 let state = shared.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -402,8 +404,13 @@ fn route(
         _ => {
             let location = format!("{}/{}", segs[1], segs[2]);
             let need = if found.0 == "get" { "read" } else { "write" };
-            match authorize(s, bearer, &location, if found.1.contains("pulls") { "pull_requests" } else { "metadata" }, need)
-            {
+            match authorize(
+                s,
+                bearer,
+                &location,
+                if found.1.contains("pulls") { "pull_requests" } else { "metadata" },
+                need,
+            ) {
                 Err(r) => r,
                 Ok(repo) => match found {
                     ("get", "/repos/{owner}/{repo}") => reply(200, full_repo_json(s, &repo)),
@@ -430,12 +437,8 @@ fn create_token(s: &mut State, id: &str, jwt: Option<&str>, body: Option<&Value>
         Err(message) => return reply(401, error_body(&message)),
     };
     let installation_id = id.parse::<u64>().unwrap_or(0);
-    let mut record = TokenRequest {
-        installation_id,
-        body: body.cloned().unwrap_or(Value::Null),
-        jwt_claims: claims,
-        issued: None,
-    };
+    let mut record =
+        TokenRequest { installation_id, body: body.cloned().unwrap_or(Value::Null), jwt_claims: claims, issued: None };
     let result = issue_token(s, installation_id, body);
     if let Ok((ref token, _)) = result {
         record.issued = Some(token.value.clone());
@@ -501,10 +504,7 @@ fn issue_token(s: &mut State, installation: u64, body: Option<&Value>) -> Result
         };
         for (k, v) in asked {
             if level(v) == 0 || level(s.granted.get(k).unwrap_or(&Value::Null)) < level(v) {
-                return Err(reply(
-                    422,
-                    error_body("The permissions requested are not granted to this installation."),
-                ));
+                return Err(reply(422, error_body("The permissions requested are not granted to this installation.")));
             }
         }
         permissions = asked.clone();
@@ -512,7 +512,8 @@ fn issue_token(s: &mut State, installation: u64, body: Option<&Value>) -> Result
     let mut repos = Vec::new();
     if let Some(names) = body.get("repositories") {
         for name in names.as_array().into_iter().flatten() {
-            let found = s.repos.iter().find(|r| Some(r.name.as_str()) == name.as_str() && r.owner == s.installation_owner);
+            let found =
+                s.repos.iter().find(|r| Some(r.name.as_str()) == name.as_str() && r.owner == s.installation_owner);
             match found {
                 Some(r) => repos.push(r.clone()),
                 None => {
@@ -787,6 +788,7 @@ fn full_repo_json(s: &State, r: &FakeRepo) -> Value {
     let mut v = repo_json(s, r);
     v["network_count"] = json!(0);
     v["subscribers_count"] = json!(0);
+    v["has_discussions"] = json!(false);
     v["permissions"] = json!({"admin": false, "maintain": false, "push": true, "triage": false, "pull": true});
     v
 }

@@ -75,9 +75,10 @@ impl ApiClient {
             .map_err(|_| GitHubError::Config { field: "user_agent", message: "not a valid header value".into() })?;
         let tls = base.tls.then(|| {
             let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
             config.map(|c| tokio_rustls::TlsConnector::from(Arc::new(c)))
         });
         let tls = tls

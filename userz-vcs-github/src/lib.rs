@@ -382,14 +382,18 @@ impl GitHubAppProvider {
             return Err(api_error(OP, &resp));
         }
         let token = resp.body.get("token").and_then(Value::as_str).filter(|t| !t.is_empty());
-        let token = token.ok_or_else(|| GitHubError::Transport { operation: OP, message: "no token in the answer".into() })?;
+        let token =
+            token.ok_or_else(|| GitHubError::Transport { operation: OP, message: "no token in the answer".into() })?;
         let token = SecretString::from(token.to_string());
         let expires_at = resp
             .body
             .get("expires_at")
             .and_then(Value::as_str)
             .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
-            .ok_or_else(|| GitHubError::Transport { operation: OP, message: "no valid expires_at in the answer".into() })?;
+            .ok_or_else(|| GitHubError::Transport {
+                operation: OP,
+                message: "no valid expires_at in the answer".into(),
+            })?;
         // GitHub may grant less than asked (never more): a token without the
         // three permissions cannot do the run's work, so say so now.
         for (perm, level) in TOKEN_PERMISSIONS {
@@ -404,10 +408,7 @@ impl GitHubAppProvider {
             }
         }
         tracing::info!(%run, repo = location, expires_at = %expires_at, "minted installation token");
-        self.inner
-            .tokens
-            .lock()
-            .insert((run, location.to_string()), CachedToken { token: token.clone(), expires_at });
+        self.inner.tokens.lock().insert((run, location.to_string()), CachedToken { token: token.clone(), expires_at });
         Ok(token)
     }
 
@@ -462,7 +463,8 @@ impl GitHubAppProvider {
     ) -> std::result::Result<Option<(u64, String)>, GitHubError> {
         let (owner, name) = split_location(location)?;
         const OP: &str = "pulls/list";
-        let path = format!("/repos/{owner}/{name}/pulls?head={}&state=open", encode_query(&format!("{owner}:{branch}")));
+        let path =
+            format!("/repos/{owner}/{name}/pulls?head={}&state=open", encode_query(&format!("{owner}:{branch}")));
         let resp = self.call(run, location, OP, ::http::Method::GET, &path, None).await?;
         if resp.status != 200 {
             return Err(api_error(OP, &resp));
@@ -587,7 +589,9 @@ impl VcsProvider for GitHubAppProvider {
         let pushed = blocking(move || {
             let reader = UntrustedWorkspace::open(&ws)?;
             let creds = HttpCredentials::new(GIT_USER, token);
-            reader.push_checked_head_with(&url, Some(&creds)).map_err(|e| this.git_failure(run, &location, "push", e))?;
+            reader
+                .push_checked_head_with(&url, Some(&creds))
+                .map_err(|e| this.git_failure(run, &location, "push", e))?;
             tracing::info!(%run, repo = %location, branch = %ws.branch, head = %reader.head(), "pushed branch");
             Ok(PushedBranch { branch: ws.branch.clone(), head_commit: reader.head().to_string() })
         })
