@@ -14,6 +14,7 @@ use rustls_pki_types::ServerName;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::net::TcpStream;
+use zeroize::Zeroizing;
 
 use crate::{GitHubError, API_VERSION};
 
@@ -100,7 +101,10 @@ impl ApiClient {
         let transport = |message: String| GitHubError::Transport { operation, message };
         let fut = async {
             let uri = format!("{}{path_and_query}", self.base.prefix);
-            let mut auth = HeaderValue::from_str(&format!("Bearer {}", bearer.expose_secret()))
+            // The formatted header is wiped when dropped; `HeaderValue` keeps its
+            // own copy only for the lifetime of the request.
+            let header = Zeroizing::new(format!("Bearer {}", bearer.expose_secret()));
+            let mut auth = HeaderValue::from_str(&header)
                 .map_err(|_| transport("credential is not a valid header value".into()))?;
             auth.set_sensitive(true);
             let host = if (self.base.tls && self.base.port == 443) || (!self.base.tls && self.base.port == 80) {
