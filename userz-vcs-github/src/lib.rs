@@ -214,6 +214,7 @@ impl GitHubAppProviderBuilder {
                 api,
                 git_base,
                 tokens: Mutex::new(HashMap::new()),
+                mint: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -231,6 +232,8 @@ struct Inner {
     api: ApiClient,
     git_base: String,
     tokens: Mutex<HashMap<(RunId, String), CachedToken>>,
+    /// Serialises minting, so concurrent steps of one run share one token.
+    mint: tokio::sync::Mutex<()>,
 }
 
 /// The GitHub App provider. Cheap to clone.
@@ -348,6 +351,15 @@ impl GitHubAppProvider {
         self.inner.tokens.lock().retain(|(r, _), _| *r != run);
     }
 
+    /// The held token while it has more than the reuse margin left.
+    fn held_token(&self, run: RunId, location: &str) -> Option<SecretString> {
+        let now = OffsetDateTime::now_utc();
+        let mut tokens = self.inner.tokens.lock();
+        tokens.retain(|_, t| t.expires_at > now);
+        let t = tokens.get(&(run, location.to_string()))?;
+        ((t.expires_at - now).whole_seconds() > TOKEN_REUSE_MARGIN_SECS).then(|| t.token.clone())
+    }
+
     fn drop_token(&self, run: RunId, location: &str) {
         self.inner.tokens.lock().remove(&(run, location.to_string()));
     }
@@ -361,15 +373,12 @@ impl GitHubAppProvider {
         location: &str,
     ) -> std::result::Result<SecretString, GitHubError> {
         let (_, name) = split_location(location)?;
-        let now = OffsetDateTime::now_utc();
-        {
-            let mut tokens = self.inner.tokens.lock();
-            tokens.retain(|_, t| t.expires_at > now);
-            if let Some(t) = tokens.get(&(run, location.to_string())) {
-                if (t.expires_at - now).whole_seconds() > TOKEN_REUSE_MARGIN_SECS {
-                    return Ok(t.token.clone());
-                }
-            }
+        if let Some(t) = self.held_token(run, location) {
+            return Ok(t);
+        }
+        let _minting = self.inner.mint.lock().await;
+        if let Some(t) = self.held_token(run, location) {
+            return Ok(t);
         }
         let jwt = self.app_jwt()?;
         let permissions: serde_json::Map<String, Value> =

@@ -390,6 +390,28 @@ async fn a_jwt_signed_with_another_key_is_refused() {
     assert!(e.fake.token_requests().is_empty(), "nothing issued");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_close_to_expiry_is_replaced_and_concurrent_steps_share_one() {
+    let e = env().await;
+    let r = run();
+    // Concurrent steps of one run: one mint.
+    let (a, b) = tokio::join!(e.provider.installation_token(r, LOCATION), e.provider.installation_token(r, LOCATION));
+    use secrecy::ExposeSecret as _;
+    assert_eq!(a.unwrap().expose_secret(), b.unwrap().expose_secret());
+    assert_eq!(e.fake.token_requests().len(), 1);
+    // A token with less than five minutes left is not used again.
+    e.fake.set_token_lifetime(200);
+    let r2 = run();
+    e.provider.installation_token(r2, LOCATION).await.unwrap();
+    e.provider.installation_token(r2, LOCATION).await.unwrap();
+    assert_eq!(e.fake.token_requests().len(), 3);
+    // An unknown repository is GitHub's 422, not retryable.
+    let err = e.provider.installation_token(run(), "acme/missing").await.unwrap_err();
+    assert_eq!(err.code(), "github_api_error");
+    assert!(err.to_string().contains("422") && err.to_string().contains("not accessible"), "{err}");
+    assert!(!userz_core::Error::from(err).is_retryable());
+}
+
 #[test]
 fn config_is_checked_at_build() {
     let (private, _) = common::app_key();
