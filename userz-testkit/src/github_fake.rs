@@ -847,7 +847,13 @@ fn pull_json(s: &State, repo: &FakeRepo, p: &FakePull, full: bool) -> Value {
 pub fn generate_app_key() -> std::io::Result<(String, String)> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-    let private = Command::new("openssl").args(["genrsa", "-traditional", "2048"]).stderr(Stdio::null()).output()?;
+    let genrsa = |args: &[&str]| Command::new("openssl").args(args).stderr(Stdio::null()).output();
+    // OpenSSL 3 writes PKCS#8 unless asked for the traditional form; 1.1
+    // writes PKCS#1 and does not know the flag.
+    let mut private = genrsa(&["genrsa", "-traditional", "2048"])?;
+    if !private.status.success() {
+        private = genrsa(&["genrsa", "2048"])?;
+    }
     if !private.status.success() {
         return Err(std::io::Error::other("openssl genrsa failed"));
     }
