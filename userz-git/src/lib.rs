@@ -205,9 +205,16 @@ impl HttpCredentials {
 
 /// Whether a libgit2 error is the remote refusing (or asking for) credentials.
 pub fn is_auth_error(e: &GitError) -> bool {
-    matches!(e, GitError::Git { source, .. } if source.code() == git2::ErrorCode::Auth
-        || source.message().contains("401")
-        || source.message().contains("authentication"))
+    match e {
+        GitError::Git { source, .. } => {
+            let m = source.message();
+            source.code() == git2::ErrorCode::Auth
+                || m.contains("authentication required")
+                || m.contains("status code: 401")
+                || m.contains("(HTTP 401)")
+        }
+        _ => false,
+    }
 }
 
 /// [`prepare_workspace`] with optional HTTP credentials for the clone. The
