@@ -14,6 +14,11 @@
 # run for real: bubblewrap (no service to start; the tests need root).
 #
 # USERZ_SERVICES="postgres nats redis s3 sandbox" picks a subset.
+#
+# svc_build_prereqs installs what building the workspace needs (OpenSSL
+# headers for libgit2's HTTPS transport); svc_test_tools installs the
+# programs tests start themselves (lighttpd in front of `git http-backend`
+# for the git smart-HTTP server, openssl for test key pairs).
 
 USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 sandbox}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
@@ -133,8 +138,29 @@ svc_install_sandbox() {
   svc_log "sandbox tools: $(bwrap --version)"
 }
 
+svc_build_prereqs() {
+  if ! pkg-config --exists openssl 2>/dev/null; then
+    svc_log "installing OpenSSL headers (libgit2 HTTPS transport)"
+    svc_apt_install libssl-dev pkg-config >/dev/null || return 1
+  fi
+}
+
+svc_test_tools() {
+  if ! command -v lighttpd >/dev/null && [ ! -x /usr/sbin/lighttpd ]; then
+    svc_log "installing lighttpd (git smart-HTTP test server)"
+    svc_apt_install lighttpd >/dev/null || return 1
+  fi
+  if ! command -v openssl >/dev/null; then
+    svc_apt_install openssl >/dev/null || return 1
+  fi
+  if [ ! -x "$(git --exec-path)/git-http-backend" ]; then
+    svc_apt_install git >/dev/null || return 1
+  fi
+}
+
 services_start() {
   mkdir -p "$SVC_ROOT"
+  svc_test_tools || return 1
   local s
   for s in $USERZ_SERVICES; do
     case "$s" in

@@ -23,6 +23,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+
+log "build prerequisites"
+svc_build_prereqs
+
 log "format"
 cargo fmt --all -- --check
 
@@ -36,8 +42,6 @@ log "doc tests"
 cargo test --workspace --doc --locked
 
 log "services"
-# shellcheck source=scripts/services.sh
-source scripts/services.sh
 trap services_stop EXIT
 services_start
 

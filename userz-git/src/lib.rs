@@ -17,7 +17,12 @@
 //!   linearly from the base commit, and the change list is the union of every
 //!   commit's own diff and the overall diff, with renames and copies detected so
 //!   both sides count.
-//! - [`push_checked_head`]: push exactly the head that was checked.
+//! - [`UntrustedWorkspace::push_checked_head`]: push exactly the head that was
+//!   checked.
+//! - [`HttpCredentials`], [`prepare_workspace_with`] and
+//!   [`UntrustedWorkspace::push_checked_head_with`]: the same over smart-HTTP
+//!   with a token handed to libgit2 in memory through its credential callback
+//!   (never in the URL, an argument, the environment, git config or a file).
 //!
 //! Host-level git configuration (`~/.gitconfig`, `/etc/gitconfig`) is still
 //! read by libgit2; changing its search path is an `unsafe` process-global
@@ -29,8 +34,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use git2::{
-    BranchType, Delta, DiffFindOptions, DiffOptions, FileMode, Oid, Reference, Repository, RepositoryOpenFlags,
+    BranchType, Cred, CredentialType, Delta, DiffFindOptions, DiffOptions, FetchOptions, FileMode, Oid, PushOptions,
+    Reference, RemoteCallbacks, Repository, RepositoryOpenFlags,
 };
+use secrecy::{ExposeSecret, SecretString};
 use userz_core::guardrail::{Change, ObjectKind};
 use userz_core::ids::RunId;
 use userz_core::ports::{ChangeReader, Workspace};
@@ -44,7 +51,7 @@ pub enum GitError {
     Rejected {
         /// Stable rule name (`git_dir_not_directory`, `alternates`, `commondir`,
         /// `grafts`, `replace_refs`, `history_not_from_base`, `merge_commit`,
-        /// `branch_missing`).
+        /// `branch_missing`, `push_rejected`).
         rule: &'static str,
         /// What was found.
         detail: String,
@@ -141,6 +148,87 @@ pub fn prepare_workspace(
     existing_branch: bool,
     dir: &Path,
 ) -> Result<Workspace> {
+    prepare_workspace_with(remote, None, base_branch, run, branch, existing_branch, dir)
+}
+
+/// HTTP Basic credentials for a smart-HTTP remote, held in memory only.
+///
+/// They reach libgit2 through its credential callback when the server asks
+/// for authentication, and nowhere else: not in the remote URL, not in the
+/// workspace's config, not in a file or the environment. The callback answers
+/// once per operation; a second request (the server refused the credentials)
+/// fails the operation instead of looping.
+pub struct HttpCredentials {
+    username: String,
+    password: SecretString,
+}
+
+impl std::fmt::Debug for HttpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCredentials").field("username", &self.username).field("password", &"[REDACTED]").finish()
+    }
+}
+
+impl HttpCredentials {
+    /// Credentials `username`/`password` (for a GitHub installation token:
+    /// `x-access-token` and the token).
+    pub fn new(username: impl Into<String>, password: SecretString) -> Self {
+        Self { username: username.into(), password }
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut callbacks = RemoteCallbacks::new();
+        let mut asked = false;
+        callbacks.credentials(move |_url, _user_from_url, allowed| {
+            if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::from_str("the remote asks for a credential type other than user/password"));
+            }
+            if asked {
+                // libgit2 asks again when the server refused the first answer.
+                return Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "the remote refused the credentials (HTTP 401)",
+                ));
+            }
+            asked = true;
+            Cred::userpass_plaintext(&self.username, self.password.expose_secret())
+        });
+        callbacks
+    }
+}
+
+/// Whether a libgit2 error is the remote refusing (or asking for) credentials.
+pub fn is_auth_error(e: &GitError) -> bool {
+    match e {
+        GitError::Git { source, .. } => {
+            let m = source.message();
+            source.code() == git2::ErrorCode::Auth
+                || m.contains("authentication required")
+                || m.contains("status code: 401")
+                || m.contains("(HTTP 401)")
+        }
+        _ => false,
+    }
+}
+
+/// [`prepare_workspace`] with optional HTTP credentials for the clone. The
+/// credentials are used for the fetch only; the workspace keeps no remote, no
+/// URL and no credential setting.
+pub fn prepare_workspace_with(
+    remote: &str,
+    credentials: Option<&HttpCredentials>,
+    base_branch: Option<&str>,
+    run: RunId,
+    branch: &str,
+    existing_branch: bool,
+    dir: &Path,
+) -> Result<Workspace> {
     check_branch_name(branch)?;
     if let Some(b) = base_branch {
         check_branch_name(b).map_err(|_| GitError::Invalid {
@@ -153,6 +241,11 @@ pub fn prepare_workspace(
         return Err(GitError::Invalid { field: "dir", message: format!("{} is not empty", dir.display()) });
     }
     let mut builder = git2::build::RepoBuilder::new();
+    if let Some(creds) = credentials {
+        let mut fetch = FetchOptions::new();
+        fetch.remote_callbacks(creds.callbacks());
+        builder.fetch_options(fetch);
+    }
     let checkout_branch = if existing_branch { Some(branch) } else { base_branch };
     if let Some(b) = checkout_branch {
         builder.branch(b);
@@ -330,6 +423,14 @@ impl UntrustedWorkspace {
     /// one). libgit2 runs no pre-push hook; the workspace has no remotes, so the
     /// remote is anonymous and only `remote` is contacted.
     pub fn push_checked_head(&self, remote: &str) -> Result<()> {
+        self.push_checked_head_with(remote, None)
+    }
+
+    /// [`push_checked_head`](Self::push_checked_head) with optional HTTP
+    /// credentials answered from memory. A ref the server rejects fails the
+    /// push (libgit2 reports per-ref rejections separately from transport
+    /// errors).
+    pub fn push_checked_head_with(&self, remote: &str, credentials: Option<&HttpCredentials>) -> Result<()> {
         // Point a ref the agent never saw at the checked head, and push that: if
         // the branch ref were changed after the check, this still pushes the
         // checked commit.
@@ -337,7 +438,25 @@ impl UntrustedWorkspace {
         self.repo.reference(&staging, self.head, true, "userz: checked head").map_err(GitError::git("stage ref"))?;
         let mut anon = self.repo.remote_anonymous(remote).map_err(GitError::git("remote"))?;
         let spec = format!("+{staging}:refs/heads/{}", self.branch);
-        anon.push(&[spec.as_str()], None).map_err(GitError::git("push"))?;
+        let rejected = std::cell::RefCell::new(None::<String>);
+        {
+            let mut callbacks = match credentials {
+                Some(c) => c.callbacks(),
+                None => RemoteCallbacks::new(),
+            };
+            callbacks.push_update_reference(|refname, status| {
+                if let Some(msg) = status {
+                    *rejected.borrow_mut() = Some(format!("{refname}: {msg}"));
+                }
+                Ok(())
+            });
+            let mut opts = PushOptions::new();
+            opts.remote_callbacks(callbacks);
+            anon.push(&[spec.as_str()], Some(&mut opts)).map_err(GitError::git("push"))?;
+        }
+        if let Some(detail) = rejected.into_inner() {
+            return Err(GitError::Rejected { rule: "push_rejected", detail });
+        }
         Ok(())
     }
 }

@@ -11,6 +11,10 @@
 //! - [`clock`]: a manual clock and a bounded `eventually` helper;
 //! - [`model_server`]: a scripted model server speaking the OpenAI and
 //!   Anthropic wire formats on loopback.
+//! - [`git_http`]: a real git smart-HTTP server (lighttpd + `git http-backend`)
+//!   requiring a token;
+//! - [`github_fake`]: a local fake of the GitHub REST operations the GitHub App
+//!   provider uses.
 
 pub mod at_rest;
 pub mod bins;
@@ -19,6 +23,8 @@ pub mod conformance;
 pub mod crash;
 pub mod doubles;
 pub mod model_server;
+pub mod git_http;
+pub mod github_fake;
 pub mod scenarios;
 pub mod services;
 pub mod spec;
