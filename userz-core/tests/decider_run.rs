@@ -272,14 +272,14 @@ fn agent_exits_map_to_outcomes() {
 }
 
 #[test]
-fn egress_denials_become_audit_events_capped_per_run() {
+fn every_egress_decision_is_an_audit_event_denials_first_and_capped() {
     let run = RunId::new();
     let record =
         |target: &str, allowed: bool, rule: &str| EgressRecord { target: target.into(), allowed, rule: rule.into() };
     let egress = vec![
-        record("api.openai.com:443", true, "allowlisted"),
+        record("model.egress.internal:80", true, "model_route"),
         record("evil.example:443", false, "not_allowlisted"),
-        record("127.0.0.1:5432", false, "denied_address"),
+        record("127.0.0.1:5432", false, "address_denied"),
     ];
     S::new()
         .given(reach(run, RunStatus::Running))
@@ -292,12 +292,14 @@ fn egress_denials_become_audit_events_capped_per_run() {
         })
         .then(vec![
             RunEvent::EgressDenied { target: "evil.example:443".into(), rule: "not_allowlisted".into(), at: T0 },
-            RunEvent::EgressDenied { target: "127.0.0.1:5432".into(), rule: "denied_address".into(), at: T0 },
+            RunEvent::EgressDenied { target: "127.0.0.1:5432".into(), rule: "address_denied".into(), at: T0 },
+            RunEvent::EgressAllowed { target: "model.egress.internal:80".into(), rule: "model_route".into(), at: T0 },
             RunEvent::AgentFinished { exit: SandboxExit::Completed, usage: usage(), transcript: None, at: T0 },
         ]);
-    // A flood is summarised after the cap.
-    let flood: Vec<_> =
-        (0..MAX_EGRESS_DENIALS + 7).map(|i| record(&format!("h{i}:80"), false, "not_allowlisted")).collect();
+    // A flood: every denial is kept ahead of allowed decisions; the rest is counted.
+    let mut flood: Vec<_> =
+        (0..MAX_EGRESS_EVENTS).map(|i| record(&format!("ok{i}:443"), true, "allowlisted")).collect();
+    flood.extend((0..7).map(|i| record(&format!("bad{i}:80"), false, "not_allowlisted")));
     S::new()
         .given(reach(run, RunStatus::Running))
         .when(RunCommand::FinishAgent {
@@ -308,14 +310,11 @@ fn egress_denials_become_audit_events_capped_per_run() {
             at: T0,
         })
         .then_matches(|events| {
-            let denied: Vec<_> = events.iter().filter(|e| matches!(e, RunEvent::EgressDenied { .. })).collect();
-            denied.len() == MAX_EGRESS_DENIALS + 1
-                && denied.last()
-                    == Some(&&RunEvent::EgressDenied {
-                        target: "7 more".into(),
-                        rule: "denials_truncated".into(),
-                        at: T0,
-                    })
+            let denied = events.iter().filter(|e| matches!(e, RunEvent::EgressDenied { .. })).count();
+            let allowed = events.iter().filter(|e| matches!(e, RunEvent::EgressAllowed { .. })).count();
+            denied == 7
+                && allowed == MAX_EGRESS_EVENTS - 7
+                && events.contains(&RunEvent::EgressTruncated { allowed: 7, denied: 0, at: T0 })
         });
 }
 

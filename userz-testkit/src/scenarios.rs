@@ -325,9 +325,12 @@ pub async fn forbidden_path_ends_pr_failed(stores: StoreSet) {
     settle(&stores).await;
     let audit = ok(audit_log(stores.read_models.as_ref(), s.org, None, 100).await, "audit");
     assert!(audit.iter().any(|a| a.kind == "guardrail_refused" && a.detail["file"] == ".github/workflows/ci.yml"));
-    let egress: Vec<_> = audit.iter().filter(|a| a.kind == "egress_denied").collect();
-    assert_eq!(egress.len(), 1, "only the denial is audited: {egress:?}");
-    assert_eq!(egress[0].detail["target"], "169.254.169.254:80");
+    let denied: Vec<_> = audit.iter().filter(|a| a.kind == "egress_denied").collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0].detail["target"], "169.254.169.254:80");
+    let allowed: Vec<_> = audit.iter().filter(|a| a.kind == "egress_allowed").collect();
+    assert_eq!(allowed.len(), 1, "each decision is audited: {allowed:?}");
+    assert_eq!(allowed[0].detail["rule"], "model_route");
     assert!(rig.sandbox.allocated().is_empty(), "workspace storage released after a refusal");
     engine.shutdown();
 }

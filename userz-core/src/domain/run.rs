@@ -162,7 +162,8 @@ pub enum RunCommand {
         usage: Usage,
         /// Transcript blob key.
         transcript: Option<String>,
-        /// The egress proxy's decisions; denials become [`RunEvent::EgressDenied`].
+        /// The egress proxy's decisions; each becomes an audit event
+        /// ([`RunEvent::EgressAllowed`] / [`RunEvent::EgressDenied`]).
         egress: Vec<EgressRecord>,
         /// Now.
         at: Timestamp,
@@ -231,9 +232,38 @@ pub enum RunCommand {
     },
 }
 
-/// Denials recorded one event each per agent run; more are summarised in one
-/// `denials_truncated` event (a runaway agent cannot flood the log).
-pub const MAX_EGRESS_DENIALS: usize = 50;
+/// Egress decisions recorded one event each per agent run (denials first);
+/// the rest are counted in one [`RunEvent::EgressTruncated`] (a runaway agent
+/// cannot flood the log).
+pub const MAX_EGRESS_EVENTS: usize = 100;
+
+/// One audit event per egress decision, denials first, capped.
+fn egress_events(egress: &[EgressRecord], at: Timestamp) -> Vec<RunEvent> {
+    let denied = egress.iter().filter(|e| !e.allowed);
+    let allowed = egress.iter().filter(|e| e.allowed);
+    let mut events: Vec<RunEvent> = denied
+        .chain(allowed)
+        .take(MAX_EGRESS_EVENTS)
+        .map(|e| {
+            let (target, rule) = (e.target.clone(), e.rule.clone());
+            if e.allowed {
+                RunEvent::EgressAllowed { target, rule, at }
+            } else {
+                RunEvent::EgressDenied { target, rule, at }
+            }
+        })
+        .collect();
+    let kept_denied = events.iter().filter(|e| matches!(e, RunEvent::EgressDenied { .. })).count();
+    let kept_allowed = events.len() - kept_denied;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let total_denied = egress.iter().filter(|e| !e.allowed).count();
+    let more_denied = total_denied - kept_denied;
+    let more_allowed = (egress.len() - total_denied) - kept_allowed;
+    if more_denied + more_allowed > 0 {
+        events.push(RunEvent::EgressTruncated { allowed: count(more_allowed), denied: count(more_denied), at });
+    }
+    events
+}
 
 /// Events of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,6 +314,24 @@ pub enum RunEvent {
         usage: Usage,
         /// Transcript key.
         transcript: Option<String>,
+        /// Time.
+        at: Timestamp,
+    },
+    /// The run's egress proxy let a connection through (an audit event).
+    EgressAllowed {
+        /// What the sandbox asked for.
+        target: String,
+        /// The rule that allowed it (`allowlisted`, `model_route`, …).
+        rule: String,
+        /// Time.
+        at: Timestamp,
+    },
+    /// Egress decisions beyond [`MAX_EGRESS_EVENTS`], counted.
+    EgressTruncated {
+        /// Allowed decisions not recorded one by one.
+        allowed: u32,
+        /// Denied decisions not recorded one by one.
+        denied: u32,
         /// Time.
         at: Timestamp,
     },
@@ -371,7 +419,9 @@ event_names!(RunEvent {
     ProvisioningStarted,
     AgentStarted,
     AgentFinished,
+    EgressAllowed,
     EgressDenied,
+    EgressTruncated,
     GuardrailPassed,
     GuardrailRefused,
     BranchPushed,
@@ -531,19 +581,7 @@ impl Decider for RunDecider {
             },
             RunCommand::FinishAgent { exit, usage, transcript, egress, at } => match run.status {
                 S::Running => {
-                    let denied = egress.iter().filter(|e| !e.allowed);
-                    let mut events: Vec<RunEvent> = denied
-                        .take(MAX_EGRESS_DENIALS)
-                        .map(|e| RunEvent::EgressDenied { target: e.target.clone(), rule: e.rule.clone(), at: *at })
-                        .collect();
-                    let more = egress.iter().filter(|e| !e.allowed).count().saturating_sub(MAX_EGRESS_DENIALS);
-                    if more > 0 {
-                        events.push(RunEvent::EgressDenied {
-                            target: format!("{more} more"),
-                            rule: "denials_truncated".into(),
-                            at: *at,
-                        });
-                    }
+                    let mut events = egress_events(egress, *at);
                     events.push(RunEvent::AgentFinished {
                         exit: exit.clone(),
                         usage: usage.clone(),
@@ -677,7 +715,7 @@ impl Decider for RunDecider {
                 r.transcript = transcript.clone();
                 r.timings.agent_finished_at = Some(*at);
             }
-            RunEvent::EgressDenied { .. } => {}
+            RunEvent::EgressAllowed { .. } | RunEvent::EgressDenied { .. } | RunEvent::EgressTruncated { .. } => {}
             RunEvent::GuardrailPassed { .. } => r.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 r.status = RunStatus::PrFailed;

@@ -474,6 +474,8 @@ impl Projection for RunDetailProjection {
                 d.transcript = transcript.clone();
             }
             RunEvent::EgressDenied { .. } => d.egress_denied += 1,
+            RunEvent::EgressTruncated { denied, .. } => d.egress_denied += denied,
+            RunEvent::EgressAllowed { .. } => {}
             RunEvent::GuardrailPassed { .. } => d.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 d.status = RunStatus::PrFailed;
@@ -576,6 +578,12 @@ impl Projection for AuditLogProjection {
             }
             AnyEvent::Run(RunEvent::EgressDenied { target, rule, .. }) => {
                 ("egress_denied", serde_json::json!({"target": target, "rule": rule}))
+            }
+            AnyEvent::Run(RunEvent::EgressAllowed { target, rule, .. }) => {
+                ("egress_allowed", serde_json::json!({"target": target, "rule": rule}))
+            }
+            AnyEvent::Run(RunEvent::EgressTruncated { allowed, denied, .. }) => {
+                ("egress_truncated", serde_json::json!({"allowed": allowed, "denied": denied}))
             }
             AnyEvent::Run(RunEvent::RunTimedOut { .. }) => ("run_timed_out", serde_json::json!({})),
             _ => return Ok(()),
