@@ -78,6 +78,13 @@ fn tls_config(roots: RootCertStore) -> Result<Arc<ClientConfig>> {
 }
 
 impl ModelRoute {
+    /// The same route with another provider key (e.g. an org's own key,
+    /// decrypted for one run); the key given before is dropped (zeroized).
+    pub fn with_key(mut self, key: SecretString) -> Self {
+        self.key = key;
+        self
+    }
+
     /// A route for an OpenAI-compatible provider.
     pub fn openai_compatible(route_host: &str, upstream_base: &str, key: SecretString) -> Result<Self> {
         Self::new(route_host, upstream_base, ProviderAuth::OpenAiCompatible, key)

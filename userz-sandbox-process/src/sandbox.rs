@@ -20,6 +20,7 @@ use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{
     EgressRecord, Limits, ResourceUsage, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec,
 };
+use userz_core::security::secret::SecretString;
 use userz_core::{Error, Result};
 use userz_egress::{EgressProxy, EgressProxyBuilder, MemoryAudit};
 
@@ -463,14 +464,20 @@ impl ProcessSandbox {
         let dir = dirs.root.join(format!("egress-{}", nonce()));
         mkdir_mode(&dir, 0o711)?;
         let _guard = RemoveOnDrop(dir.clone());
-        let egress = self.start_egress(&dir, allowlist, self.run_uid(&req.run)).await?;
+        let egress = self.start_egress(&dir, allowlist, self.run_uid(&req.run), None).await?;
         let req = req.with_egress_socket(egress.socket.clone());
         let outcome = self.run_command(req).await;
         let records = egress.finish().await;
         Ok((outcome?, records))
     }
 
-    async fn start_egress(&self, dir: &Path, allowlist: &[String], uid: u32) -> Result<RunEgress> {
+    async fn start_egress(
+        &self,
+        dir: &Path,
+        allowlist: &[String],
+        uid: u32,
+        model_key: Option<&SecretString>,
+    ) -> Result<RunEgress> {
         let socket = dir.join("egress.sock");
         let audit = Arc::new(MemoryAudit::new());
         let mut builder = EgressProxyBuilder::new()
@@ -478,7 +485,12 @@ impl ProcessSandbox {
             .with_allowed_targets(allowlist.iter().cloned())
             .with_audit(audit.clone());
         if let Some(model) = &self.config.model {
-            builder = builder.with_model_route(model.route.clone());
+            // The org's own key for this run when it has one, else the deployment's.
+            let route = match model_key {
+                Some(key) => model.route.clone().with_key(key.clone()),
+                None => model.route.clone(),
+            };
+            builder = builder.with_model_route(route);
         }
         if let Some(resolver) = &self.config.resolver {
             builder = builder.with_resolver(resolver.clone());
@@ -648,7 +660,7 @@ impl ProcessSandbox {
         .with_ro_bind(&self.config.agent, INSIDE_AGENT)
         .with_ro_bind(&task_path, INSIDE_TASK)
         .with_out_dir(&out_dir);
-        let egress = self.start_egress(&agent_dir, &spec.egress_allowlist, uid).await?;
+        let egress = self.start_egress(&agent_dir, &spec.egress_allowlist, uid, spec.model_key.as_ref()).await?;
         let req = req.with_egress_socket(egress.socket.clone());
         let outcome = self.run_command(req).await;
         let records = egress.finish().await;

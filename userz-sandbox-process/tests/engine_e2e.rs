@@ -20,12 +20,17 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use serde_json::json;
 use userz_core::agent::ModelApi;
+use userz_core::domain::common::Actor;
 use userz_core::domain::common::{Dedup, ProcessingMode};
 use userz_core::domain::feedback::FeedbackStatus;
 use userz_core::domain::repo::Provider;
 use userz_core::domain::run::RunStatus;
+use userz_core::engine::projections::audit_log;
+use userz_core::engine::secrets::put_secret;
 use userz_core::engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_core::ports::Limits;
+use userz_core::security::envelope::{Envelope, SecretKind, StaticKeyProvider};
+use userz_core::Clock;
 use userz_egress::ModelRoute;
 use userz_git::GitChangeReader;
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
@@ -36,7 +41,11 @@ use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status};
 use userz_vcs_git::GitBranchProvider;
 
-const KEY: &str = "sk-e2e-model-key-0123456789abcdef";
+/// The org's own model key, sealed in its secrets and decrypted per run.
+const KEY: &str = "sk-e2e-org-model-key-0123456789abcdef";
+/// The deployment's fallback key configured in the sandbox: must not be used
+/// for an org that set its own.
+const DEPLOYMENT_KEY: &str = "sk-e2e-deployment-key-fedcba9876543210";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -86,7 +95,8 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     )
     .await;
 
-    let route = ModelRoute::openai_compatible("model.egress.internal", &server.base_url(), KEY.into()).unwrap();
+    let route =
+        ModelRoute::openai_compatible("model.egress.internal", &server.base_url(), DEPLOYMENT_KEY.into()).unwrap();
     let agent = userz_testkit::bins::workspace_bin("userz-agent");
     let config = ProcessSandboxConfig::new(common::EXEC_HELPER, agent)
         .with_bwrap(common::BWRAP)
@@ -101,6 +111,7 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
     let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let sandbox = Arc::new(UploadTranscripts::new(process.clone(), Blobs::new(objects.clone(), bus, clock.clone())));
+    let envelope = Envelope::new(Arc::new(StaticKeyProvider::generate("master-e2e").unwrap()));
     let deps = EngineDeps {
         events: stores.events.clone(),
         read_models: stores.read_models.clone(),
@@ -110,6 +121,7 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
         sandbox,
         vcs: Arc::new(GitBranchProvider::new()),
         changes: Arc::new(GitChangeReader),
+        envelope: Some(envelope.clone()),
     };
     let limits = Limits {
         memory_bytes: 1 << 30,
@@ -122,6 +134,7 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
         run_wall_clock: limits.wall_clock,
         heartbeat_interval: Duration::from_millis(200),
         lease: Duration::from_secs(120),
+        model_secret: Some("openai".into()),
         ..test_config()
     };
     let engine = Engine::start(deps, config);
@@ -132,6 +145,19 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
         Provider::Git { remote: bare.to_str().unwrap().into() },
     )
     .await;
+
+    put_secret(
+        engine.bus(),
+        &envelope,
+        s.org,
+        SecretKind::AiProviderKey,
+        "openai",
+        KEY.as_bytes(),
+        Actor::System,
+        clock.now(),
+    )
+    .await
+    .unwrap();
 
     // 1. A benign report: the agent fixes the file, the branch is pushed.
     let fb = submit(&engine, &s, "Clicking save does nothing").await;
@@ -145,11 +171,18 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
             "RunQueued",
             "ProvisioningStarted",
             "AgentStarted",
+            "SecretDecrypted",
+            "EgressAllowed",
+            "EgressAllowed",
+            "EgressAllowed",
+            "EgressAllowed",
+            "EgressAllowed",
             "AgentFinished",
             "GuardrailPassed",
             "BranchPushed",
             "BranchOnlyCompleted"
-        ]
+        ],
+        "every step is an event: one decryption, one egress decision per model call"
     );
     let branches = git(&bare, &["branch", "--list", "userz/*"]);
     let branch = branches.trim_start_matches(['*', ' ']).to_string();
@@ -159,7 +192,9 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     assert_eq!(git(&bare, &["log", "-1", "--format=%s", &branch]), "Fix save: store the document");
     assert_eq!(detail.usage.model, "scripted-1");
     assert!(detail.usage.tokens_in > 0);
-    // The model saw the key only because the proxy added it: the sandbox never had it.
+    // The model saw the org's key only because the run decrypted it and its
+    // egress proxy added it: the sandbox never had it (and the deployment key
+    // was not used).
     let requests = server.requests();
     assert_eq!(requests.len(), 5);
     assert!(requests.iter().all(|r| r.header("authorization") == Some(&format!("Bearer {KEY}")[..])));
@@ -185,6 +220,16 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     let g = summary.guardrail.expect("guardrail reason");
     assert_eq!((g.file.as_str(), g.rule.as_str()), (".github/workflows/ci.yml", ".github/workflows/**"));
     assert_eq!(git(&bare, &["branch", "--list", "userz/*"]).lines().count(), 1, "no second branch pushed");
+
+    // Each decryption and each egress decision is an audit event.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit = audit_log(stores.read_models.as_ref(), s.org, None, 1000).await.unwrap();
+    let decrypted: Vec<_> = audit.iter().filter(|a| a.kind == "secret_decrypted").collect();
+    assert_eq!(decrypted.len(), 2, "one decryption per run: {decrypted:?}");
+    assert_eq!(decrypted[0].detail["secret_id"], "openai");
+    let allowed = audit.iter().filter(|a| a.kind == "egress_allowed").count();
+    assert!(allowed >= 9, "every model call through the proxy is audited: {allowed}");
+    assert!(!serde_json::to_string(&audit).unwrap().contains(KEY), "a key in the audit log");
 
     // Every run's storage is gone: no state directory, no mount left.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -43,6 +43,7 @@ fn spec(run: &RunGuard, limits: Limits) -> SandboxSpec {
         prompt: "fix the bug".into(),
         limits,
         egress_allowlist: vec!["github.com:443".into()],
+        model_key: None,
     }
 }
 

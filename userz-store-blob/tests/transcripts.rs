@@ -41,6 +41,7 @@ fn spec(org: OrgId, run: RunId) -> SandboxSpec {
         prompt: String::new(),
         limits: Limits::default(),
         egress_allowlist: vec![],
+        model_key: None,
     }
 }
 

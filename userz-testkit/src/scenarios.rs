@@ -95,6 +95,7 @@ impl Rig {
             sandbox,
             vcs: self.host.clone(),
             changes: self.host.clone(),
+            envelope: None,
         };
         Engine::start(deps, test_config())
     }

@@ -55,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sandbox: rig.sandbox.clone(),
         vcs: rig.host.clone(),
         changes: rig.host.clone(),
+        envelope: None,
     };
     let engine = userz_core::engine::Engine::start(deps, userz_testkit::scenarios::test_config());
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;

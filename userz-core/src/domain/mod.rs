@@ -10,7 +10,7 @@
 //! | PullRequest | `pr-<id>` | [`pr::PrDecider`] |
 //! | Timer | `timer-<id>` | [`timer::TimerDecider`] |
 //! | Blob | `blob-<uuid v5 of the key>` | [`blob::BlobDecider`] |
-//! | Blob | `blob-<uuidv5 of key>` | [`blob::BlobDecider`] |
+//! | Org secrets | `secrets-<org id>` | [`secrets::SecretsDecider`] |
 
 pub mod app;
 pub mod blob;
@@ -20,6 +20,7 @@ pub mod org;
 pub mod pr;
 pub mod repo;
 pub mod run;
+pub mod secrets;
 pub mod timer;
 
 pub use common::{Actor, Dedup, ProcessingMode, Role, Severity};

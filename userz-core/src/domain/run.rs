@@ -154,6 +154,15 @@ pub enum RunCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Records that the run decrypted one of its org's secrets (an audit event).
+    RecordSecretUse {
+        /// Secret kind (`ai_provider_key`, …).
+        kind: String,
+        /// Slot id.
+        secret_id: String,
+        /// Now.
+        at: Timestamp,
+    },
     /// The sandbox exited.
     FinishAgent {
         /// How.
@@ -317,6 +326,15 @@ pub enum RunEvent {
         /// Time.
         at: Timestamp,
     },
+    /// The run decrypted one of its org's secrets (an audit event; never the value).
+    SecretDecrypted {
+        /// Secret kind.
+        kind: String,
+        /// Slot id.
+        secret_id: String,
+        /// Time.
+        at: Timestamp,
+    },
     /// The run's egress proxy let a connection through (an audit event).
     EgressAllowed {
         /// What the sandbox asked for.
@@ -419,6 +437,7 @@ event_names!(RunEvent {
     ProvisioningStarted,
     AgentStarted,
     AgentFinished,
+    SecretDecrypted,
     EgressAllowed,
     EgressDenied,
     EgressTruncated,
@@ -507,6 +526,7 @@ fn command_name(c: &RunCommand) -> &'static str {
         RunCommand::Request { .. } => "request",
         RunCommand::Provision { .. } => "provision",
         RunCommand::StartAgent { .. } => "start_agent",
+        RunCommand::RecordSecretUse { .. } => "record_secret_use",
         RunCommand::FinishAgent { .. } => "finish_agent",
         RunCommand::RecordGuardrail { .. } => "record_guardrail",
         RunCommand::RecordPush { .. } => "record_push",
@@ -577,6 +597,12 @@ impl Decider for RunDecider {
             },
             RunCommand::StartAgent { base_commit, at } => match run.status {
                 S::Provisioning => Ok(vec![RunEvent::AgentStarted { base_commit: base_commit.clone(), at: *at }]),
+                _ => Err(refuse()),
+            },
+            RunCommand::RecordSecretUse { kind, secret_id, at } => match run.status {
+                S::Running => {
+                    Ok(vec![RunEvent::SecretDecrypted { kind: kind.clone(), secret_id: secret_id.clone(), at: *at }])
+                }
                 _ => Err(refuse()),
             },
             RunCommand::FinishAgent { exit, usage, transcript, egress, at } => match run.status {
@@ -715,7 +741,10 @@ impl Decider for RunDecider {
                 r.transcript = transcript.clone();
                 r.timings.agent_finished_at = Some(*at);
             }
-            RunEvent::EgressAllowed { .. } | RunEvent::EgressDenied { .. } | RunEvent::EgressTruncated { .. } => {}
+            RunEvent::SecretDecrypted { .. }
+            | RunEvent::EgressAllowed { .. }
+            | RunEvent::EgressDenied { .. }
+            | RunEvent::EgressTruncated { .. } => {}
             RunEvent::GuardrailPassed { .. } => r.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 r.status = RunStatus::PrFailed;

@@ -5,11 +5,11 @@ use bytes::Bytes;
 use crate::decider::{Aggregate, EventName};
 use crate::domain::{
     app::AppDecider, blob::BlobDecider, feedback::FeedbackDecider, org::OrgDecider, pr::PrDecider, repo::RepoDecider,
-    run::RunDecider, timer::TimerDecider,
+    run::RunDecider, secrets::SecretsDecider, timer::TimerDecider,
 };
 use crate::domain::{
     app::AppEvent, blob::BlobEvent, feedback::FeedbackEvent, org::OrgEvent, pr::PrEvent, repo::RepoEvent,
-    run::RunEvent, timer::TimerEvent,
+    run::RunEvent, secrets::SecretsEvent, timer::TimerEvent,
 };
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, RecordedEvent};
@@ -68,6 +68,7 @@ pub enum AnyEvent {
     Pr(PrEvent),
     Timer(TimerEvent),
     Blob(BlobEvent),
+    Secrets(SecretsEvent),
 }
 
 impl AnyEvent {
@@ -82,6 +83,7 @@ impl AnyEvent {
             PrDecider::CATEGORY => AnyEvent::Pr(decode::<PrDecider>(recorded)?),
             TimerDecider::CATEGORY => AnyEvent::Timer(decode::<TimerDecider>(recorded)?),
             BlobDecider::CATEGORY => AnyEvent::Blob(decode::<BlobDecider>(recorded)?),
+            SecretsDecider::CATEGORY => AnyEvent::Secrets(decode::<SecretsDecider>(recorded)?),
             _ => return Ok(None),
         }))
     }

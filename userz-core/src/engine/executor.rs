@@ -9,11 +9,13 @@ use crate::domain::repo::{Provider, Repo, RepoDecider, RepoState};
 use crate::domain::run::{AgentRun, RunCommand, RunDecider, RunKind, RunState, RunStatus};
 use crate::engine::commands::{CommandBus, CommandMeta};
 use crate::engine::pipeline::{exec_tolerant, Job};
+use crate::engine::secrets::open_secret;
 use crate::engine::{queues, Inner};
 use crate::error::{Error, Result};
 use crate::guardrail::Guardrails;
 use crate::ports::sandbox::{SandboxExit, SandboxSpec};
 use crate::ports::{ClaimedJob, ClassifierInput, PrRequest, RepoTarget, Workspace};
+use crate::security::envelope::SecretKind;
 use crate::sensitive::Sensitive;
 use crate::time::Timestamp;
 
@@ -268,6 +270,21 @@ async fn with_workspace(
         return Ok(Done::Ack);
     }
     let prompt = prompt_for(inner, run, fb).await.step("prompt")?;
+    let model_key = match (&inner.deps.envelope, &inner.config.model_secret) {
+        (Some(envelope), Some(slot)) => {
+            let kind = SecretKind::AiProviderKey;
+            let key = open_secret(&inner.bus, envelope, run.org, kind, slot).await.step("decrypt_secret")?;
+            if key.is_some() {
+                let cmd =
+                    RunCommand::RecordSecretUse { kind: kind.as_str().into(), secret_id: slot.clone(), at: now() };
+                if !record(inner, job, run.run, "secret_decrypted", &cmd).await? {
+                    return Ok(Done::Ack);
+                }
+            }
+            key
+        }
+        _ => None,
+    };
     let spec = SandboxSpec {
         run: run.run,
         org: run.org,
@@ -276,6 +293,7 @@ async fn with_workspace(
         system_prompt: prompt.system,
         limits: inner.config.limits,
         egress_allowlist: inner.config.egress_allowlist.clone(),
+        model_key,
     };
     let outcome = {
         let sandbox = inner.deps.sandbox.run(&spec);

@@ -19,6 +19,7 @@ mod executor;
 mod pipeline;
 pub mod projections;
 mod prompt;
+pub mod secrets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,9 @@ pub struct EngineConfig {
     pub limits: crate::ports::Limits,
     /// Egress allowlist handed to the sandbox.
     pub egress_allowlist: Vec<String>,
+    /// The AI-provider key slot (`SecretKind::AiProviderKey`, e.g. `"openai"`)
+    /// a run decrypts from its org's secrets, when the org has set it.
+    pub model_secret: Option<String>,
     /// Worker tasks per queue.
     pub workers: usize,
     /// Worker name prefix (unique per process).
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             run_wall_clock: limits.wall_clock,
             limits,
             egress_allowlist: Vec::new(),
+            model_secret: None,
             workers: 2,
             worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             projection_batch: 256,
@@ -124,6 +129,9 @@ pub struct EngineDeps {
     pub vcs: Arc<dyn VcsProvider>,
     /// Change reader.
     pub changes: Arc<dyn ChangeReader>,
+    /// Opens org secrets for runs (G13); `None`: runs use the deployment's own
+    /// model key configured in the sandbox.
+    pub envelope: Option<crate::security::envelope::Envelope>,
 }
 
 #[derive(Debug)]

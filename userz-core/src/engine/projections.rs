@@ -475,7 +475,7 @@ impl Projection for RunDetailProjection {
             }
             RunEvent::EgressDenied { .. } => d.egress_denied += 1,
             RunEvent::EgressTruncated { denied, .. } => d.egress_denied += denied,
-            RunEvent::EgressAllowed { .. } => {}
+            RunEvent::EgressAllowed { .. } | RunEvent::SecretDecrypted { .. } => {}
             RunEvent::GuardrailPassed { .. } => d.status = RunStatus::Pushing,
             RunEvent::GuardrailRefused { file, rule, .. } => {
                 d.status = RunStatus::PrFailed;
@@ -578,6 +578,9 @@ impl Projection for AuditLogProjection {
             }
             AnyEvent::Run(RunEvent::EgressDenied { target, rule, .. }) => {
                 ("egress_denied", serde_json::json!({"target": target, "rule": rule}))
+            }
+            AnyEvent::Run(RunEvent::SecretDecrypted { kind, secret_id, .. }) => {
+                ("secret_decrypted", serde_json::json!({"kind": kind, "secret_id": secret_id}))
             }
             AnyEvent::Run(RunEvent::EgressAllowed { target, rule, .. }) => {
                 ("egress_allowed", serde_json::json!({"target": target, "rule": rule}))

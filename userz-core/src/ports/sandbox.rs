@@ -55,6 +55,10 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// Hosts (`host:port`) the egress proxy lets through.
     pub egress_allowlist: Vec<String>,
+    /// The org's own model-provider key, decrypted for this run only. The
+    /// sandbox hands it to the run's egress proxy (never into the sandbox);
+    /// `None`: the deployment's configured key. Zeroized when dropped.
+    pub model_key: Option<crate::security::secret::SecretString>,
 }
 
 /// How a run ended inside the sandbox.
