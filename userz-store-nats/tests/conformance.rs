@@ -53,7 +53,7 @@ async fn read_model_conformance() {
 async fn engine_scenarios_on_nats() {
     let Some(url) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
     let mut sets = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..scenarios::SCENARIO_COUNT {
         let clock = Arc::new(ManualClock::at_2026());
         let nats = Arc::new(
             NatsStoreBuilder::new(&url)
