@@ -513,15 +513,25 @@ fn list(s: &State, project: &FakeProject, query: Option<&str>) -> Reply {
 fn create(s: &mut State, project: &FakeProject, body: Option<&Value>) -> Reply {
     let empty = Map::new();
     let b = body.and_then(Value::as_object).unwrap_or(&empty);
-    let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string).filter(|v| !v.is_empty());
-    let missing: Vec<String> = ["title", "source_branch", "target_branch"]
+    let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+    // Grape rejects absent parameters; the model rejects blank ones.
+    let required = ["title", "source_branch", "target_branch"];
+    let missing: Vec<String> =
+        required.into_iter().filter(|k| text(k).is_none()).map(|k| format!("{k} is missing")).collect();
+    if !missing.is_empty() {
+        return reply(400, json!({ "error": missing.join(", ") }));
+    }
+    let blank: Map<String, Value> = required
         .into_iter()
-        .filter(|k| text(k).is_none())
-        .map(|k| format!("{k} is missing"))
+        .filter(|k| text(k).is_some_and(|v| v.trim().is_empty()))
+        .map(|k| (k.to_string(), json!(["can't be blank"])))
         .collect();
+    if !blank.is_empty() {
+        return reply(400, json!({ "message": blank }));
+    }
     let (Some(title), Some(source), Some(target)) = (text("title"), text("source_branch"), text("target_branch"))
     else {
-        return reply(400, json!({ "error": missing.join(", ") }));
+        return reply(400, json!({"error": "title is missing"}));
     };
     if source == target {
         return reply(409, json!({"message": ["You can't use same project/branch for source and target"]}));
