@@ -119,6 +119,8 @@ pub struct FakeMergeRequest {
     pub state: String,
     /// Whether GitLab treats it as a draft (derived from the title).
     pub draft: bool,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
 }
 
 #[derive(Debug, Clone)]
@@ -556,6 +558,7 @@ fn create(s: &mut State, project: &FakeProject, body: Option<&Value>) -> Reply {
         description: text("description").unwrap_or_default(),
         state: "opened".into(),
         draft,
+        created_at: timestamp(),
     };
     s.merge_requests.push(mr.clone());
     reply(201, mr_json(s, project, &mr))
@@ -569,7 +572,6 @@ fn branch_sha(s: &State, project: &FakeProject, branch: &str) -> Option<String> 
 }
 
 fn mr_json(s: &State, project: &FakeProject, m: &FakeMergeRequest) -> Value {
-    let now = timestamp();
     let web_base = s.base_url.clone();
     let mut v = json!({
         "id": m.id,
@@ -578,8 +580,8 @@ fn mr_json(s: &State, project: &FakeProject, m: &FakeMergeRequest) -> Value {
         "title": m.title,
         "description": m.description,
         "state": m.state,
-        "created_at": now,
-        "updated_at": now,
+        "created_at": m.created_at,
+        "updated_at": m.created_at,
         "target_branch": m.target_branch,
         "source_branch": m.source_branch,
         "author": {

@@ -229,8 +229,10 @@ async fn retry_after_mr_created_finds_the_same_mr() {
 
     let first = e.provider.open_or_update_pr(&request).await.unwrap();
     assert!(first.created);
-    // The step dies here, before the event is stored; the retry runs again.
-    let retry = e.provider.open_or_update_pr(&request).await.unwrap();
+    // The step dies here, before the event is stored; the retry runs again
+    // in a fresh process (a new provider: nothing remembered in memory).
+    let restarted = GitLabProvider::builder(e.fake.base_url(), SecretString::from(e.token.clone())).build().unwrap();
+    let retry = restarted.open_or_update_pr(&request).await.unwrap();
     assert!(!retry.created, "found through the source-branch lookup");
     assert_eq!((retry.number, &retry.url), (first.number, &first.url));
     let mrs = e.fake.merge_requests(PROJECT);
