@@ -50,6 +50,14 @@ fn operation(method: &str, path: &str) -> &'static Value {
     op
 }
 
+/// Follows a `#/definitions/...` ref of the document.
+fn deref(v: &Value) -> &Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => deref(doc().pointer(r.trim_start_matches('#')).unwrap_or_else(|| panic!("dangling {r}"))),
+        None => v,
+    }
+}
+
 fn parameter(op: &'static Value, name: &str, location: &str) -> Option<&'static Value> {
     op["parameters"].as_array()?.iter().find(|p| p["name"] == name && p["in"] == location)
 }
@@ -145,6 +153,14 @@ fn check(x: &Exchange) -> Vec<String> {
         (Some(body), Some(p)) => {
             for e in errors(&p["schema"], body) {
                 problems.push(format!("{tag}: request body: {e}"));
+            }
+            // The description does not close its objects; our client must
+            // still send only fields it declares (e.g. no invented `draft`).
+            let declared = deref(&p["schema"])["properties"].as_object();
+            for key in body.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !declared.is_some_and(|d| d.contains_key(key)) {
+                    problems.push(format!("{tag}: request body field {key} is not in the contract"));
+                }
             }
         }
         (None, Some(p)) if p["required"] == true => problems.push(format!("{tag}: required request body missing")),
@@ -305,6 +321,18 @@ fn the_validator_catches_what_breaks_the_contract() {
     for expected in ["no private-token header", "query parameter draft", "does not match", "iid"] {
         assert!(problems.contains(expected), "{expected:?} not flagged:\n{problems}");
     }
+    let invented = Exchange {
+        operation: Some(("post", MERGE_REQUESTS_PATH)),
+        method: "POST".into(),
+        path: "/api/v4/projects/7/merge_requests".into(),
+        api_path: "/api/v4/projects/7/merge_requests".into(),
+        query: None,
+        request_headers: x.request_headers.clone(),
+        request_body: Some(json!({"title": "t", "source_branch": "b", "target_branch": "main", "draft": true})),
+        status: 201,
+        response_body: json!({"iid": 1}),
+    };
+    assert!(check(&invented).join("\n").contains("request body field draft is not in the contract"));
     let error_without_shape = Exchange { status: 404, response_body: json!({"oops": 1}), ..x };
     assert!(check(&error_without_shape).join("\n").contains("not GitLab's error shape"));
 }
