@@ -217,6 +217,26 @@ pub fn is_auth_error(e: &GitError) -> bool {
     }
 }
 
+/// The branch `remote`'s `HEAD` points at (its default branch), asked over
+/// the transport with optional in-memory credentials. No local repository is
+/// created: libgit2 connects an in-memory remote, reads the advertised refs
+/// and disconnects.
+pub fn remote_default_branch(remote: &str, credentials: Option<&HttpCredentials>) -> Result<String> {
+    let mut anon = git2::Remote::create_detached(remote).map_err(GitError::git("remote"))?;
+    let callbacks = credentials.map(HttpCredentials::callbacks);
+    let connection = anon.connect_auth(git2::Direction::Fetch, callbacks, None).map_err(GitError::git("connect"))?;
+    let head = connection.default_branch().map_err(GitError::git("default branch"))?;
+    let name = head
+        .as_str()
+        .map_err(|_| GitError::Invalid { field: "default_branch", message: "the remote's HEAD is not UTF-8".into() })?;
+    let branch = name.strip_prefix("refs/heads/").ok_or_else(|| GitError::Invalid {
+        field: "default_branch",
+        message: format!("the remote's HEAD points at {name:?}, not a branch"),
+    })?;
+    check_branch_name(branch)?;
+    Ok(branch.to_string())
+}
+
 /// [`prepare_workspace`] with optional HTTP credentials for the clone. The
 /// credentials are used for the fetch only; the workspace keeps no remote, no
 /// URL and no credential setting.

@@ -269,3 +269,18 @@ async fn hooks_and_fsmonitor_in_the_workspace_never_run_on_the_host() {
     assert!(!ws.path.exists());
     GitChangeReader.discard(&ws).await.expect("discard twice");
 }
+
+#[test]
+fn the_remote_default_branch_is_read_from_its_head() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bare = remote(tmp.path());
+    let url = bare.to_str().expect("utf8");
+    assert_eq!(userz_git::remote_default_branch(url, None).expect("default branch"), "main");
+    // A remote whose HEAD names another branch reports that one.
+    git(&bare, &["branch", "trunk", "main"]);
+    git(&bare, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    assert_eq!(userz_git::remote_default_branch(url, None).expect("default branch"), "trunk");
+    // An unreachable remote is an error, not a guess.
+    let missing = tmp.path().join("nowhere.git");
+    assert!(userz_git::remote_default_branch(missing.to_str().expect("utf8"), None).is_err());
+}

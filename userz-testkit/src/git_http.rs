@@ -9,8 +9,12 @@
 //! http-backend` sees only `REMOTE_USER`. `scripts/services.sh` installs
 //! lighttpd when missing.
 //!
-//! Repositories live under `/git/<owner>/<name>.git`; [`GitHttpServer::git_base`]
-//! is the base URL a provider is configured with.
+//! Repositories live under `/git/<owner>/<name>.git` (GitLab-style nested
+//! groups, `/git/<group>/<sub>/<name>.git`, work too);
+//! [`GitHttpServer::git_base`] is the base URL a provider is configured with.
+//! The accepted user name is [`GIT_HTTP_USER`] unless the server is started
+//! with [`GitHttpServer::start_with_user`] (GitLab documents `oauth2` for
+//! tokens).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -55,14 +59,15 @@ fn git_http_backend() -> io::Result<PathBuf> {
     }
 }
 
-fn check_location(location: &str) -> io::Result<(&str, &str)> {
+/// `owner/name`, or `group/sub/…/name` (at least two segments).
+fn check_location(location: &str) -> io::Result<()> {
     let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("{location:?} is not owner/name"));
-    let (owner, name) = location.split_once('/').ok_or_else(invalid)?;
     let ok = |s: &str| {
         !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     };
-    if ok(owner) && ok(name) {
-        Ok((owner, name))
+    let segments: Vec<&str> = location.split('/').collect();
+    if segments.len() >= 2 && segments.iter().all(|s| ok(s)) {
+        Ok(())
     } else {
         Err(invalid())
     }
@@ -71,11 +76,19 @@ fn check_location(location: &str) -> io::Result<(&str, &str)> {
 impl GitHttpServer {
     /// Starts a server that accepts `x-access-token:<token>` and nothing else.
     pub async fn start(token: &str) -> io::Result<Self> {
-        let token = token.to_string();
-        tokio::task::spawn_blocking(move || Self::start_blocking(&token)).await.map_err(io::Error::other)?
+        Self::start_with_user(GIT_HTTP_USER, token).await
     }
 
-    fn start_blocking(token: &str) -> io::Result<Self> {
+    /// Starts a server that accepts `<user>:<token>` and nothing else.
+    pub async fn start_with_user(user: &str, token: &str) -> io::Result<Self> {
+        if user.is_empty() || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{user:?} is not a plain user name")));
+        }
+        let (user, token) = (user.to_string(), token.to_string());
+        tokio::task::spawn_blocking(move || Self::start_blocking(&user, &token)).await.map_err(io::Error::other)?
+    }
+
+    fn start_blocking(user: &str, token: &str) -> io::Result<Self> {
         let lighttpd = find_lighttpd()?;
         let backend = git_http_backend()?;
         let root = tempfile::Builder::new().prefix("userz-git-http-").tempdir()?;
@@ -85,7 +98,7 @@ impl GitHttpServer {
         let users = root.path().join("users");
         std::fs::write(
             &users,
-            format!("{GIT_HTTP_USER}:{{SHA}}{}\n", base64::engine::general_purpose::STANDARD.encode(digest)),
+            format!("{user}:{{SHA}}{}\n", base64::engine::general_purpose::STANDARD.encode(digest)),
         )?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let conf = root.path().join("lighttpd.conf");

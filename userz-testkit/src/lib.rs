@@ -15,6 +15,9 @@
 //!   requiring a token;
 //! - [`github_fake`]: a local fake of the GitHub REST operations the GitHub App
 //!   provider uses.
+//! - [`gitlab_fake`]: a local fake of the GitLab merge-request operations the
+//!   GitLab provider uses, mountable under a path prefix, forwarding git
+//!   smart-HTTP to [`git_http`].
 
 pub mod at_rest;
 pub mod bins;
@@ -24,6 +27,7 @@ pub mod crash;
 pub mod doubles;
 pub mod git_http;
 pub mod github_fake;
+pub mod gitlab_fake;
 pub mod model_server;
 pub mod scenarios;
 pub mod services;
