@@ -22,11 +22,12 @@ pub mod clock;
 pub mod conformance;
 pub mod crash;
 pub mod doubles;
-pub mod model_server;
 pub mod git_http;
 pub mod github_fake;
+pub mod model_server;
 pub mod scenarios;
 pub mod services;
 pub mod spec;
+pub mod vcs_webhooks;
 
 pub use clock::{eventually, ManualClock, TimeControl};

@@ -206,7 +206,7 @@ pub async fn wait_run(store: &dyn ReadModelStore, org: OrgId, run: RunId, status
 /// Waits until the pipeline and every projection have processed the whole log.
 pub async fn settle(stores: &StoreSet) {
     eventually("the pipeline and projections to catch up", WAIT, || async {
-        for name in ["pipeline", "feedback_list", "run_detail", "audit_log", "pending_timers"] {
+        for name in ["pipeline", "feedback_list", "run_detail", "audit_log", "pending_timers", "pull_requests"] {
             let cp = stores.read_models.checkpoint(name).await.ok()?;
             if !stores.events.read_all(cp, 1).await.ok()?.is_empty() {
                 return None;
