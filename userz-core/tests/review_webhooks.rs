@@ -143,6 +143,9 @@ async fn github_review_comments_and_close_reach_the_pr_once() {
     let out = deliver_github(&e, "pull_request", "d-4", &merged).await.unwrap();
     assert_eq!(out, ReviewWebhookOutcome::Applied { pr: e.pr, command: "close", duplicate: false });
     assert_eq!(pr_state(&e.engine, e.pr).await.closed, Some(true));
+    // A second close under another delivery id stores nothing new.
+    let again = deliver_github(&e, "pull_request", "d-4b", &merged).await.unwrap();
+    assert_eq!(again, ReviewWebhookOutcome::Applied { pr: e.pr, command: "close", duplicate: true });
     // A comment on a merged PR is refused by the aggregate.
     let late =
         wh::github_review_comment_created("acme/widgets", e.number, &e.branch, 2_506_181_799, "src/app.ts", 3, "late");

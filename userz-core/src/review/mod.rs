@@ -178,7 +178,8 @@ impl ReviewWebhooks {
         let meta = CommandMeta::derived(cause, name, CorrelationId::derived(cause, "webhook"));
         let mut duplicate =
             match self.bus.execute::<PrDecider>(&CommandBus::stream::<PrDecider>(pr), meta, &command).await {
-                Ok(outcome) => outcome.duplicate,
+                // A repeated command id, or a change the PR already has (closing a closed PR).
+                Ok(outcome) => outcome.duplicate || outcome.events.is_empty(),
                 // The same provider comment under another delivery id.
                 Err(CommandError::Rejected(Rejection::AlreadyExists { entity: "comment" })) => true,
                 Err(CommandError::Rejected(r)) => return Err(ReviewWebhookError::Rejected(r)),
