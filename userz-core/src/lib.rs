@@ -47,6 +47,7 @@ pub mod event;
 pub mod guardrail;
 pub mod ids;
 pub mod ports;
+pub mod review;
 pub mod security;
 pub mod sensitive;
 pub mod time;

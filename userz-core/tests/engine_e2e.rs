@@ -57,3 +57,8 @@ async fn crash_after_pr_created_finds_the_pr_on_retry() {
 async fn deadline_set_before_crash_fires_after_restart() {
     scenarios::deadline_fires_after_restart(stores()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_comments_drive_a_revision_on_the_same_branch_and_pr() {
+    scenarios::review_comments_drive_a_revision(stores()).await;
+}

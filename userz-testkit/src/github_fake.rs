@@ -136,6 +136,7 @@ struct State {
     pulls: Vec<FakePull>,
     exchanges: Vec<Exchange>,
     fail_next: Vec<(u16, String)>,
+    hang_after_create: bool,
     git_repos: Option<PathBuf>,
     base_url: String,
     counter: u64,
@@ -208,6 +209,7 @@ impl GitHubFake {
             pulls: Vec::new(),
             exchanges: Vec::new(),
             fail_next: Vec::new(),
+            hang_after_create: false,
             git_repos: None,
             base_url: format!("http://{addr}"),
             counter: 0,
@@ -275,6 +277,13 @@ impl GitHubFake {
         self.state.lock().fail_next.push((status, message.to_string()));
     }
 
+    /// The next successful `POST /repos/{owner}/{repo}/pulls` creates the pull
+    /// request and then never answers (a crash between GitHub's side effect
+    /// and the caller recording it).
+    pub fn hang_after_next_create(&self) {
+        self.state.lock().hang_after_create = true;
+    }
+
     /// Token requests so far.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.state.lock().token_requests.clone()
@@ -328,19 +337,29 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     let request_body = if raw.is_empty() { None } else { Some(serde_json::from_slice(&raw).unwrap_or(Value::Null)) };
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
-    let mut s = state.lock();
-    let (operation, r) = route(&mut s, &parts.method, &path, query.as_deref(), &headers, request_body.as_ref(), &raw);
-    s.exchanges.push(Exchange {
-        operation,
-        method: parts.method.to_string(),
-        path,
-        query,
-        request_headers: headers,
-        request_body,
-        status: r.status,
-        response_body: r.body.clone(),
-    });
-    drop(s);
+    let (r, hang) = {
+        let mut s = state.lock();
+        let (operation, r) =
+            route(&mut s, &parts.method, &path, query.as_deref(), &headers, request_body.as_ref(), &raw);
+        s.exchanges.push(Exchange {
+            operation,
+            method: parts.method.to_string(),
+            path,
+            query,
+            request_headers: headers,
+            request_body,
+            status: r.status,
+            response_body: r.body.clone(),
+        });
+        let hang = s.hang_after_create && r.status == 201 && operation == Some(("post", "/repos/{owner}/{repo}/pulls"));
+        if hang {
+            s.hang_after_create = false;
+        }
+        (r, hang)
+    };
+    if hang {
+        std::future::pending::<()>().await;
+    }
     let mut resp = Response::new(Full::new(Bytes::from(r.body.to_string())));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();

@@ -32,5 +32,6 @@ pub mod model_server;
 pub mod scenarios;
 pub mod services;
 pub mod spec;
+pub mod vcs_webhooks;
 
 pub use clock::{eventually, ManualClock, TimeControl};

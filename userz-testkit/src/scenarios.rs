@@ -12,15 +12,15 @@ use userz_core::domain::app::{AppCommand, AppDecider, AppSettings};
 use userz_core::domain::common::{Actor, Dedup, ProcessingMode};
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackContent, FeedbackDecider, FeedbackStatus};
 use userz_core::domain::org::{OrgCommand, OrgDecider};
-use userz_core::domain::pr::{PrDecider, PrState};
+use userz_core::domain::pr::{CommentSeverity, DiffComment, PrCommand, PrDecider, PrState};
 use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
-use userz_core::domain::run::{RunDecider, RunEvent, RunStatus};
-use userz_core::engine::projections::{audit_log, feedback_summary, run_detail};
+use userz_core::domain::run::{RunDecider, RunEvent, RunKind, RunStatus};
+use userz_core::engine::projections::{audit_log, feedback_summary, pr_by_number, pr_runs, pr_summary, run_detail};
 use userz_core::engine::{
     CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail, NO_CHANGES,
 };
 use userz_core::guardrail::Change;
-use userz_core::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
+use userz_core::ids::{AppId, CommentId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
 use userz_core::ports::EgressRecord;
 use userz_core::ports::{EventStore, Label, ReadModelStore, WorkQueue};
 use userz_core::Sensitive;
@@ -207,7 +207,7 @@ pub async fn wait_run(store: &dyn ReadModelStore, org: OrgId, run: RunId, status
 /// Waits until the pipeline and every projection have processed the whole log.
 pub async fn settle(stores: &StoreSet) {
     eventually("the pipeline and projections to catch up", WAIT, || async {
-        for name in ["pipeline", "feedback_list", "run_detail", "audit_log", "pending_timers"] {
+        for name in ["pipeline", "feedback_list", "run_detail", "audit_log", "pending_timers", "pull_requests"] {
             let cp = stores.read_models.checkpoint(name).await.ok()?;
             if !stores.events.read_all(cp, 1).await.ok()?.is_empty() {
                 return None;
@@ -221,7 +221,7 @@ pub async fn settle(stores: &StoreSet) {
 }
 
 /// How many scenarios [`run_all`] runs (each calls `make()` once).
-pub const SCENARIO_COUNT: usize = 10;
+pub const SCENARIO_COUNT: usize = 11;
 
 /// Runs every scenario, each on fresh data in `make()`'s stores.
 pub async fn run_all<F>(mut make: F)
@@ -238,6 +238,7 @@ where
     crash_mid_run_resumes_with_one_pr(make()).await;
     crash_after_pr_created_finds_it(make()).await;
     deadline_fires_after_restart(make()).await;
+    review_comments_drive_a_revision(make()).await;
 }
 
 /// `auto_pr`: benign report → run → draft PR.
@@ -550,4 +551,79 @@ pub async fn deadline_fires_after_restart(stores: StoreSet) {
     let audit = ok(audit_log(stores.read_models.as_ref(), s.org, None, 100).await, "audit");
     assert!(audit.iter().any(|a| a.kind == "run_timed_out"));
     second.shutdown();
+}
+
+/// The review loop on the PR aggregate and projections: a PR with two
+/// comments (one resolved) gets a revision run on the same branch whose prompt
+/// carries only the unresolved comment; the same PR is updated; the PR's runs
+/// are listed in order with their costs.
+pub async fn review_comments_drive_a_revision(stores: StoreSet) {
+    let rig = Rig::new(stores.clone());
+    let engine = rig.start();
+    let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
+    let fb = submit(&engine, &s, "Dark mode toggle resets on reload").await;
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrOpened).await;
+    let first = summary.latest_run.unwrap_or_else(|| panic!("run"));
+    let number = rig.host.prs()[0].number;
+    let store = stores.read_models.clone();
+    let repo = s.repo;
+    let pr = eventually("the PR to be indexed by (repo, number)", WAIT, || {
+        let store = store.clone();
+        async move { pr_by_number(store.as_ref(), repo, number).await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(pr, PrId::derived(first.as_uuid(), "pr"));
+    let stream = CommandBus::stream::<PrDecider>(pr);
+    let comment = |body: &str, severity| DiffComment {
+        comment: CommentId::new(),
+        path: "src/theme.js".into(),
+        line: 12,
+        body: Sensitive::new(body.to_string()),
+        severity,
+        resolved: false,
+    };
+    let done = comment("Use the existing storage helper", CommentSeverity::Nit);
+    let open = comment("Persist the choice before reloading", CommentSeverity::MustChange);
+    for c in [&done, &open] {
+        let cmd = PrCommand::AddComment { comment: c.clone() };
+        ok(engine.bus().execute::<PrDecider>(&stream, CommandMeta::new(), &cmd).await, "add comment");
+    }
+    let cmd = PrCommand::ResolveComment { comment: done.comment };
+    ok(engine.bus().execute::<PrDecider>(&stream, CommandMeta::new(), &cmd).await, "resolve");
+    let revision = RunId::new();
+    let cmd = PrCommand::RequestRevision { run: revision };
+    ok(engine.bus().execute::<PrDecider>(&stream, CommandMeta::new(), &cmd).await, "request revision");
+    let detail = wait_run(stores.read_models.as_ref(), s.org, revision, RunStatus::PrOpened).await;
+    assert_eq!(detail.branch, rig.host.prs()[0].branch, "same branch");
+    let prepared = rig.host.calls().into_iter().find_map(|c| match c {
+        VcsCall::Prepare { run, existing, .. } if run == revision => Some(existing),
+        _ => None,
+    });
+    assert_eq!(prepared, Some(true), "the revision continues the existing branch");
+    let prs = rig.host.prs();
+    assert_eq!(prs.len(), 1, "the same PR");
+    assert_eq!(prs[0].runs, vec![first, revision], "updated by the revision");
+    let calls = rig.sandbox.calls();
+    let prompt = &calls.iter().find(|c| c.run == revision).unwrap_or_else(|| panic!("revision prompt")).prompt;
+    assert!(prompt.contains("Persist the choice before reloading"));
+    assert!(!prompt.contains("Use the existing storage helper"), "resolved comments stay out");
+    let store = stores.read_models.clone();
+    let org = s.org;
+    let runs = eventually("the PR's runs to be listed", WAIT, || {
+        let store = store.clone();
+        async move {
+            let summary = pr_summary(store.as_ref(), org, pr).await.ok().flatten()?;
+            if summary.revision_in_flight.is_some() || summary.unresolved != 1 {
+                return None;
+            }
+            pr_runs(store.as_ref(), org, pr).await.ok().flatten().filter(|r| r.len() == 2)
+        }
+    })
+    .await;
+    let listed: Vec<(RunId, RunStatus, u64)> = runs.iter().map(|r| (r.run, r.status, r.usage.cost_micros)).collect();
+    assert_eq!(listed, vec![(first, RunStatus::PrOpened, 1_234), (revision, RunStatus::PrOpened, 1_234)]);
+    assert!(matches!(runs[1].kind, RunKind::Revision { pr: p, .. } if p == pr));
+    // Another org sees nothing.
+    assert!(ok(pr_runs(stores.read_models.as_ref(), OrgId::new(), pr).await, "pr runs").is_none());
+    engine.shutdown();
 }

@@ -277,3 +277,74 @@ fn the_validator_catches_what_breaks_the_contract() {
     assert!(errors(&state["schema"], &json!("open")).is_empty());
     assert!(!errors(&state["schema"], &json!("bogus")).is_empty());
 }
+
+/// The `x-webhooks` entry `name`: its body schema and header parameters.
+fn webhook(name: &str) -> (&'static Value, Vec<&'static Value>) {
+    let op = &doc()["x-webhooks"][name]["post"];
+    assert!(op.is_object(), "webhook {name} is not in the contract");
+    let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    let headers = op["parameters"].as_array().unwrap().iter().map(deref).filter(|p| p["in"] == "header").collect();
+    (schema, headers)
+}
+
+/// Validates a delivery built by the testkit (body and headers) against the
+/// published webhook description.
+fn webhook_problems(name: &str, body: &Value, headers: &http::HeaderMap) -> Vec<String> {
+    let (schema, params) = webhook(name);
+    let mut problems: Vec<String> = errors(schema, body).into_iter().map(|e| format!("{name} body: {e}")).collect();
+    for p in params {
+        let header = p["name"].as_str().unwrap();
+        match headers.get(header.to_ascii_lowercase()) {
+            None => problems.push(format!("{name}: header {header} missing")),
+            Some(v) => {
+                for e in errors(&p["schema"], &json!(v.to_str().unwrap())) {
+                    problems.push(format!("{name}: header {header}: {e}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn webhook_deliveries_used_in_tests_match_githubs_published_schemas() {
+    use userz_testkit::vcs_webhooks as wh;
+    for merged in [true, false] {
+        let body = wh::github_pull_request_closed(LOCATION, 12, "userz/fb-1", merged);
+        let raw = serde_json::to_vec(&body).unwrap();
+        let headers = wh::github_headers("pull_request", "72d3162e-cc78-11e3-81ab-4c9367dc0958", b"s", &raw);
+        let problems = webhook_problems("pull-request-closed", &body, &headers);
+        assert!(problems.is_empty(), "merged={merged}:\n{}", problems.join("\n"));
+        // What the mapping reads is where the schema puts it.
+        assert_eq!(body["pull_request"]["merged"], json!(merged));
+        let notice = userz_core::review::parse_github("pull_request", &raw).unwrap().unwrap();
+        assert_eq!(notice.number, 12);
+        assert_eq!(notice.repository.full_name, LOCATION);
+    }
+    let body = wh::github_review_comment_created(LOCATION, 12, "userz/fb-1", 77, "src/a.ts", 3, "[nit] spacing");
+    let raw = serde_json::to_vec(&body).unwrap();
+    let headers = wh::github_headers("pull_request_review_comment", "d-2", b"s", &raw);
+    let problems = webhook_problems("pull-request-review-comment-created", &body, &headers);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let notice = userz_core::review::parse_github("pull_request_review_comment", &raw).unwrap().unwrap();
+    assert!(matches!(
+        notice.change,
+        userz_core::review::InboundChange::DiffComment { provider_comment_id: 77, line: 3, .. }
+    ));
+}
+
+#[test]
+fn the_webhook_schemas_catch_broken_deliveries() {
+    use userz_testkit::vcs_webhooks as wh;
+    let (closed, _) = webhook("pull-request-closed");
+    let mut body = wh::github_pull_request_closed(LOCATION, 12, "b", true);
+    body["action"] = json!("opened");
+    assert!(!errors(closed, &body).is_empty(), "action must be closed");
+    let mut body = wh::github_pull_request_closed(LOCATION, 12, "b", true);
+    body.as_object_mut().unwrap().remove("number");
+    assert!(!errors(closed, &body).is_empty(), "number is required");
+    let (comment, _) = webhook("pull-request-review-comment-created");
+    let mut body = wh::github_review_comment_created(LOCATION, 12, "b", 1, "a", 1, "x");
+    body["comment"]["line"] = json!("one");
+    assert!(!errors(comment, &body).is_empty(), "line is an integer");
+}

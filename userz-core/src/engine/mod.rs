@@ -162,6 +162,7 @@ impl Engine {
             Arc::new(RunDetailProjection),
             Arc::new(AuditLogProjection),
             Arc::new(PendingTimersProjection),
+            Arc::new(projections::PullRequestProjection),
         ];
         for p in projections {
             let inner = inner.clone();

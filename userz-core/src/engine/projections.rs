@@ -14,13 +14,14 @@ use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::feedback::{FeedbackEvent, FeedbackStatus, RunResult};
+use crate::domain::pr::PrEvent;
 use crate::domain::run::{RunEvent, RunKind, RunStatus};
 use crate::domain::timer::TimerEvent;
 use crate::engine::codec::AnyEvent;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::guardrail::Violation;
-use crate::ids::{AppId, FeedbackId, OrgId, RunId, TimerId};
+use crate::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, TimerId};
 use crate::ports::classifier::Label;
 use crate::ports::sandbox::Usage;
 use crate::ports::{CheckpointMove, EventStore, ReadModelCommit, ReadModelOp, ReadModelStore};
@@ -523,6 +524,165 @@ pub async fn run_detail(store: &dyn ReadModelStore, org: OrgId, run: RunId) -> R
     };
     let d: RunDetail = serde_json::from_slice(&raw)?;
     Ok((d.org == org).then_some(d))
+}
+
+// ---------------------------------------------------------------------------
+// Pull requests
+// ---------------------------------------------------------------------------
+
+/// Table of PR summaries, keyed by PR id.
+pub const PR_TABLE: &str = "pull_requests";
+/// Index of PRs by repository and provider number, keyed `repo/number` (number
+/// zero-padded to 20 digits); the value is the PR id.
+pub const PR_BY_NUMBER: &str = "pull_requests_by_number";
+
+/// The PR read model: what a reviewer and the webhook handler need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrSummary {
+    /// Id.
+    pub pr: PrId,
+    /// Org.
+    pub org: OrgId,
+    /// Repo.
+    pub repo: RepoId,
+    /// Lead report.
+    pub feedback: FeedbackId,
+    /// Provider number.
+    pub number: u64,
+    /// URL.
+    pub url: String,
+    /// Head branch.
+    pub branch: String,
+    /// The runs that opened or revised it, in order.
+    pub runs: Vec<RunId>,
+    /// Comments received.
+    pub comments: usize,
+    /// Comments not yet resolved.
+    pub unresolved: usize,
+    /// A revision run in progress.
+    pub revision_in_flight: Option<RunId>,
+    /// `None` while open; `Some(merged)` once closed.
+    pub closed: Option<bool>,
+}
+
+fn pr_number_key(repo: RepoId, number: u64) -> String {
+    format!("{repo}/{number:020}")
+}
+
+/// The PR projection: [`PrSummary`] rows plus the `(repo, number)` index.
+#[derive(Debug, Default)]
+pub struct PullRequestProjection;
+
+#[async_trait]
+impl Projection for PullRequestProjection {
+    fn name(&self) -> &'static str {
+        "pull_requests"
+    }
+
+    async fn apply(&self, event: &RecordedEvent, tx: &mut ProjectionTx<'_>) -> Result<()> {
+        let Some(AnyEvent::Pr(ev)) = AnyEvent::decode(event)? else {
+            return Ok(());
+        };
+        let key = event.stream.as_str().trim_start_matches("pr-").to_string();
+        let mut row: PrSummary = match &ev {
+            PrEvent::PullRequestOpened { pr, org, repo, feedback, run, number, url, branch } => {
+                tx.put(PR_BY_NUMBER, pr_number_key(*repo, *number), Bytes::from(pr.to_string()));
+                PrSummary {
+                    pr: *pr,
+                    org: *org,
+                    repo: *repo,
+                    feedback: *feedback,
+                    number: *number,
+                    url: url.clone(),
+                    branch: branch.clone(),
+                    runs: vec![*run],
+                    comments: 0,
+                    unresolved: 0,
+                    revision_in_flight: None,
+                    closed: None,
+                }
+            }
+            _ => match tx.get_json(PR_TABLE, &key).await? {
+                Some(r) => r,
+                None => return Err(Error::Corrupt(format!("pull requests: no row for {}", event.stream))),
+            },
+        };
+        match &ev {
+            PrEvent::PullRequestOpened { .. } => {}
+            PrEvent::CommentAdded { .. } => {
+                row.comments += 1;
+                row.unresolved += 1;
+            }
+            PrEvent::CommentResolved { .. } => row.unresolved = row.unresolved.saturating_sub(1),
+            PrEvent::RevisionRequested { run, .. } => {
+                if !row.runs.contains(run) {
+                    row.runs.push(*run);
+                }
+                row.revision_in_flight = Some(*run);
+            }
+            PrEvent::RevisionCompleted { .. } => row.revision_in_flight = None,
+            PrEvent::PullRequestClosed { merged } => row.closed = Some(*merged),
+        }
+        tx.put_json(PR_TABLE, key, &row)
+    }
+}
+
+/// The PR of `repo` with provider number `number`, if the projection has seen it.
+pub async fn pr_by_number(store: &dyn ReadModelStore, repo: RepoId, number: u64) -> Result<Option<PrId>> {
+    let Some(raw) = store.get(PR_BY_NUMBER, &pr_number_key(repo, number)).await? else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&raw).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let id = text.parse::<PrId>().map_err(|_| Error::Corrupt(format!("pull requests: bad id {text:?}")))?;
+    Ok(Some(id))
+}
+
+/// Reads one PR summary, only if it belongs to `org`.
+pub async fn pr_summary(store: &dyn ReadModelStore, org: OrgId, pr: PrId) -> Result<Option<PrSummary>> {
+    let Some(raw) = store.get(PR_TABLE, &pr.to_string()).await? else {
+        return Ok(None);
+    };
+    let row: PrSummary = serde_json::from_slice(&raw)?;
+    Ok((row.org == org).then_some(row))
+}
+
+/// One run of a PR with what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrRun {
+    /// Run.
+    pub run: RunId,
+    /// Initial or revision.
+    pub kind: RunKind,
+    /// Status (from the run detail; `queued` until it is projected).
+    pub status: RunStatus,
+    /// Model usage and cost (`cost_micros`, micro-USD).
+    pub usage: Usage,
+}
+
+/// A PR's runs in order (the run that opened it first, then each revision),
+/// with status and cost from the run details. `None` if the PR is unknown or
+/// belongs to another org.
+pub async fn pr_runs(store: &dyn ReadModelStore, org: OrgId, pr: PrId) -> Result<Option<Vec<PrRun>>> {
+    let Some(summary) = pr_summary(store, org, pr).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(summary.runs.len());
+    for (i, run) in summary.runs.iter().enumerate() {
+        let row = match run_detail(store, org, *run).await? {
+            Some(d) => PrRun { run: *run, kind: d.kind, status: d.status, usage: d.usage },
+            None => {
+                // Not projected yet: the first run opened the PR, later ones are revisions.
+                let kind = if i == 0 {
+                    RunKind::Initial
+                } else {
+                    RunKind::Revision { pr, pr_number: summary.number, comments: Vec::new() }
+                };
+                PrRun { run: *run, kind, status: RunStatus::Queued, usage: Usage::default() }
+            }
+        };
+        out.push(row);
+    }
+    Ok(Some(out))
 }
 
 // ---------------------------------------------------------------------------

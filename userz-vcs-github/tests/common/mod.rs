@@ -59,6 +59,18 @@ pub async fn env() -> Env {
     Env { fake, git, provider, token }
 }
 
+/// Another provider instance for the same App, fake and git server (a new
+/// process after a crash: no cached tokens).
+pub fn fresh_provider(e: &Env) -> GitHubAppProvider {
+    let (private, _) = app_key();
+    GitHubAppProvider::builder(APP_ID, INSTALLATION, SecretString::from(private.clone()))
+        .with_api_base(e.fake.base_url())
+        .with_git_base(e.git.git_base())
+        .with_user_agent("userz-tests")
+        .build()
+        .unwrap()
+}
+
 /// What the agent does in the sandbox: edit a file and commit on the branch.
 pub fn agent_commit(ws: &Workspace, file: &str, content: &str, message: &str) -> String {
     let repo = git2::Repository::open(&ws.path).unwrap();
