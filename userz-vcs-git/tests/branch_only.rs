@@ -40,6 +40,7 @@ async fn pushes_the_branch_and_opens_no_pr() {
         repo: RepoId::new(),
         location: bare.to_str().expect("utf8").into(),
         base_branch: Some("main".into()),
+        provider: userz_core::domain::repo::Provider::Git { remote: bare.to_str().expect("utf8").into() },
     };
     let dir = tmp.path().join("ws");
     std::fs::create_dir(&dir).expect("mkdir");

@@ -135,7 +135,13 @@ fn repo_target(repo: &Repo) -> RepoTarget {
         Provider::Gitlab { project, .. } => project.clone(),
         Provider::Git { remote } => remote.clone(),
     };
-    RepoTarget { org: repo.org, repo: repo.repo, location, base_branch: repo.base_branch.clone() }
+    RepoTarget {
+        org: repo.org,
+        repo: repo.repo,
+        location,
+        base_branch: repo.base_branch.clone(),
+        provider: repo.provider.clone(),
+    }
 }
 
 async fn load_run(inner: &Inner, run: crate::ids::RunId) -> Result<Option<AgentRun>> {
@@ -359,7 +365,10 @@ async fn finish_push(
     target: &RepoTarget,
 ) -> std::result::Result<Done, StepError> {
     let now = inner.deps.clock.now();
-    if !inner.deps.vcs.capabilities().pull_requests {
+    // Asked per repository: with a `VcsRouter` one engine serves branch-only
+    // and PR-capable repositories at once.
+    let capabilities = inner.deps.vcs.capabilities_for(target).await.step("capabilities")?;
+    if !capabilities.pull_requests {
         record(inner, job, run.run, "branch_only", &RunCommand::CompleteBranchOnly { at: now }).await?;
         return Ok(Done::Ack);
     }

@@ -21,5 +21,8 @@ pub use key_provider::{KeyProvider, WrappedKey};
 pub use model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall, ToolSpec};
 pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
 pub use sandbox::{EgressRecord, Limits, ResourceUsage, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
-pub use vcs::{ChangeReader, PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, VcsProvider, Workspace};
+pub use vcs::{
+    provider_kind, ByKindResolver, ChangeReader, PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities,
+    VcsProvider, VcsResolver, VcsRouter, Workspace,
+};
 pub use work_queue::{ClaimedJob, Enqueued, LeaseToken, NewJob, WorkQueue};

@@ -38,6 +38,10 @@ pub fn target(base_branch: Option<&str>) -> RepoTarget {
         repo: RepoId::new(),
         location: LOCATION.into(),
         base_branch: base_branch.map(str::to_string),
+        provider: userz_core::domain::repo::Provider::Github {
+            installation_id: INSTALLATION,
+            full_name: LOCATION.into(),
+        },
     }
 }
 

@@ -29,6 +29,11 @@ pub fn target(base_branch: Option<&str>) -> RepoTarget {
         repo: RepoId::new(),
         location: PROJECT.into(),
         base_branch: base_branch.map(str::to_string),
+        // The base URL the adapter uses is its own; this records the Repo's.
+        provider: userz_core::domain::repo::Provider::Gitlab {
+            base_url: "http://127.0.0.1".into(),
+            project: PROJECT.into(),
+        },
     }
 }
 
