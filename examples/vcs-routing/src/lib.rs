@@ -168,20 +168,16 @@ impl SealedVcsResolver {
         };
         let pem = match &app.key {
             GithubAppKey::Pem(pem) => pem.clone(),
-            GithubAppKey::Sealed { org, slot } => open_secret(
-                &self.bus,
-                &self.envelope,
-                *org,
-                SecretKind::GithubAppPrivateKey,
-                slot,
-            )
-            .await?
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "repo {}: no GitHub App private key set (SecretKind::GithubAppPrivateKey, org {org}, slot {slot})",
-                    target.repo
-                ))
-            })?,
+            GithubAppKey::Sealed { org, slot } => {
+                let kind = SecretKind::GithubAppPrivateKey;
+                let opened = open_secret(&self.bus, &self.envelope, *org, kind, slot).await?;
+                opened.ok_or_else(|| {
+                    let repo = target.repo;
+                    Error::Invalid(format!(
+                        "repo {repo}: no GitHub App private key set (SecretKind::GithubAppPrivateKey, org {org}, slot {slot})"
+                    ))
+                })?
+            }
         };
         // The GitHub adapter holds its key as a `secrecy` string.
         let pem = secrecy::SecretString::from(pem.expose_secret().to_owned());
