@@ -316,3 +316,42 @@ async fn github_app_key_is_opened_from_its_sealed_slot_per_installation() {
     let ws = provider.prepare_workspace(&t, RunId::new(), "userz/t", false, dir.path()).await.unwrap();
     assert_eq!(ws.branch, "userz/t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_repo_without_a_sealed_token_fails_its_run_naming_the_missing_secret() {
+    let stores = stores();
+    let resolver = SealedVcsResolver::new(bus(&stores), envelope());
+    let deps = EngineDeps {
+        events: stores.events.clone(),
+        read_models: stores.read_models.clone(),
+        queue: stores.queue.clone(),
+        clock: stores.clock.clone(),
+        classifier: ScriptedClassifier::new(),
+        sandbox: Arc::new(CommittingSandbox::default()),
+        vcs: Arc::new(VcsRouter::new(Arc::new(resolver))),
+        changes: Arc::new(GitChangeReader),
+        envelope: None,
+    };
+    let engine = Engine::start(deps, test_config());
+    // Nothing listens here: the run must fail before any request is made.
+    let gl = seed_with_provider(
+        engine.bus(),
+        ProcessingMode::AutoPr,
+        Dedup::Off,
+        Provider::Gitlab { base_url: "http://127.0.0.1:9/gitlab".into(), project: PROJECT.into() },
+    )
+    .await;
+    let fb = submit(&engine, &gl, "The save button does nothing on Safari").await;
+    let rm = stores.read_models.as_ref();
+    let s = wait_status(rm, gl.org, fb, FeedbackStatus::Failed).await;
+    let run = wait_run(rm, gl.org, s.latest_run.unwrap(), RunStatus::Failed).await;
+    assert_eq!(
+        run.failure.as_deref(),
+        Some(
+            format!("prepare_workspace: invalid: repo {}: no repository token set (SecretKind::RepoToken)", gl.repo)
+                .as_str()
+        ),
+        "a clear, non-retried failure naming the missing secret"
+    );
+    engine.shutdown();
+}
