@@ -142,6 +142,21 @@ struct State {
     counter: u64,
 }
 
+/// Revokes the fake's tokens; see [`GitHubFake::revoker`].
+#[derive(Debug, Clone)]
+pub struct TokenRevoker {
+    state: Arc<Mutex<State>>,
+}
+
+impl TokenRevoker {
+    /// Revokes every token issued so far.
+    pub fn revoke_all_tokens(&self) {
+        for t in &mut self.state.lock().tokens {
+            t.revoked = true;
+        }
+    }
+}
+
 /// The running fake. Stops when dropped.
 #[derive(Debug)]
 pub struct GitHubFake {
@@ -266,9 +281,13 @@ impl GitHubFake {
     /// Revokes every token issued so far (`DELETE /installation/token`, or an
     /// admin suspending the installation).
     pub fn revoke_all_tokens(&self) {
-        for t in &mut self.state.lock().tokens {
-            t.revoked = true;
-        }
+        self.revoker().revoke_all_tokens();
+    }
+
+    /// A handle that revokes tokens from elsewhere (e.g. from inside a test
+    /// double while a run is under way).
+    pub fn revoker(&self) -> TokenRevoker {
+        TokenRevoker { state: self.state.clone() }
     }
 
     /// The next request gets `status` with GitHub's error body carrying

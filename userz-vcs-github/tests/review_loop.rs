@@ -21,7 +21,7 @@ use userz_core::domain::pr::{PrCommand, PrDecider, PrEvent, PrState};
 use userz_core::domain::repo::Provider;
 use userz_core::domain::run::{RunDecider, RunEvent, RunKind, RunStatus};
 use userz_core::engine::projections::{pr_by_number, pr_runs, pr_summary};
-use userz_core::engine::{CommandBus, CommandMeta, Engine, EngineDeps};
+use userz_core::engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps};
 use userz_core::ids::{PrId, RunId};
 use userz_core::ports::sandbox::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
 use userz_core::review::{ReviewWebhookOutcome, ReviewWebhooks};
@@ -56,6 +56,8 @@ struct CommittingSandbox {
     prompts: Mutex<Vec<(RunId, String)>>,
     dirs: Mutex<HashMap<RunId, tempfile::TempDir>>,
     released: Mutex<Vec<PathBuf>>,
+    /// Revokes every installation token while the agent runs (mid-run revocation).
+    revoke_during_run: Mutex<Option<userz_testkit::github_fake::TokenRevoker>>,
 }
 
 impl CommittingSandbox {
@@ -65,6 +67,7 @@ impl CommittingSandbox {
             prompts: Mutex::new(Vec::new()),
             dirs: Mutex::new(HashMap::new()),
             released: Mutex::new(Vec::new()),
+            revoke_during_run: Mutex::new(None),
         })
     }
 
@@ -100,6 +103,9 @@ impl Sandbox for CommittingSandbox {
 
     async fn run(&self, spec: &SandboxSpec) -> userz_core::Result<SandboxOutcome> {
         self.prompts.lock().unwrap().push((spec.run, spec.prompt.clone()));
+        if let Some(fake) = self.revoke_during_run.lock().unwrap().take() {
+            fake.revoke_all_tokens();
+        }
         let edit = {
             let mut edits = self.edits.lock().unwrap();
             if edits.is_empty() {
@@ -400,4 +406,84 @@ async fn crash_after_github_created_the_pr_finds_it_on_restart() {
     assert_eq!(pushes, 1, "the branch was pushed once and not again");
     assert_eq!(sandbox.prompts().len(), 1, "the agent did not run again");
     second.shutdown();
+}
+
+/// The run's installation token is revoked while the agent works: the PR call
+/// fails with GitHub's own error (recorded on the run), and the retry mints a
+/// fresh token and opens the PR. With no attempts left, the run ends
+/// `failed{reason}` naming GitHub's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_revoked_mid_run_is_a_clear_error_and_the_retry_mints_a_fresh_token() {
+    for attempts in [4u32, 1] {
+        let e = env().await;
+        // One token for clone and push (the git server accepts it); the next
+        // mint gets a fresh random token.
+        e.fake.queue_token(&e.token);
+        let (stores, _mem) = stores();
+        let sandbox = CommittingSandbox::new(vec![Edit {
+            file: "src/export.ts",
+            content: "export const csv = true;\n",
+            message: "Export as CSV",
+            cost_micros: 5_000,
+        }]);
+        *sandbox.revoke_during_run.lock().unwrap() = Some(e.fake.revoker());
+        let deps = EngineDeps {
+            events: stores.events.clone(),
+            read_models: stores.read_models.clone(),
+            queue: stores.queue.clone(),
+            clock: stores.clock.clone(),
+            classifier: ScriptedClassifier::new(),
+            sandbox: sandbox.clone(),
+            vcs: Arc::new(e.provider.clone()),
+            changes: Arc::new(GitChangeReader),
+            envelope: None,
+        };
+        let engine = Engine::start(deps, EngineConfig { max_attempts: attempts, ..test_config() });
+        let s = seed_with_provider(engine.bus(), ProcessingMode::AutoPr, Dedup::Off, github_repo()).await;
+        let fb = submit(&engine, &s, "Export is missing").await;
+        let bus = engine.bus().clone();
+        let read_models = stores.read_models.clone();
+        let org = s.org;
+        let run = eventually("the run to exist", WAIT, || {
+            let read_models = read_models.clone();
+            async move {
+                userz_core::engine::projections::feedback_summary(read_models.as_ref(), org, fb)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|f| f.latest_run)
+            }
+        })
+        .await;
+        let stream = CommandBus::stream::<RunDecider>(run);
+        let failure = eventually("the PR step to fail on the revoked token", WAIT, || {
+            let bus = bus.clone();
+            let stream = stream.clone();
+            async move {
+                bus.read::<RunDecider>(&stream).await.ok()?.into_iter().find_map(|(_, ev)| match ev {
+                    RunEvent::RetryScheduled { step, error, .. } => Some(format!("{step}: {error}")),
+                    RunEvent::RunFailed { reason, .. } => Some(reason),
+                    _ => None,
+                })
+            }
+        })
+        .await;
+        assert!(failure.starts_with("open_pr"), "{failure}");
+        assert!(failure.contains("401") && failure.contains("Bad credentials"), "GitHub's error is named: {failure}");
+        assert!(!failure.contains(&e.token), "the token is not in the recorded error");
+        if attempts == 1 {
+            let d = wait_run(stores.read_models.as_ref(), org, run, RunStatus::Failed).await;
+            assert_eq!(d.failure.as_deref(), Some(failure.as_str()), "failed{{reason}} names GitHub's error");
+            assert!(e.fake.pulls(LOCATION).is_empty());
+        } else {
+            stores.clock.advance(Duration::from_secs(120));
+            let d = wait_run(stores.read_models.as_ref(), org, run, RunStatus::PrOpened).await;
+            assert!(d.pr_url.is_some());
+            let tokens = e.fake.token_requests();
+            assert_eq!(tokens.len(), 2, "the retry minted a fresh token: {tokens:?}");
+            assert_eq!(e.fake.pulls(LOCATION).len(), 1);
+            assert_eq!(sandbox.prompts().len(), 1, "the pushed branch was kept: the agent did not run again");
+        }
+        engine.shutdown();
+    }
 }
