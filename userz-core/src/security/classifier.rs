@@ -480,6 +480,47 @@ impl Classifier for HeuristicClassifier {
     }
 }
 
+/// The heuristic and a model together, failing closed: the heuristic runs
+/// first and any non-benign verdict of it stands (the model is not asked, so a
+/// report that already looks like an injection never reaches a model either);
+/// otherwise the model decides, and it can only keep `benign` or refuse. A
+/// model that answers `benign` cannot overrule pre-filter evidence.
+#[derive(Debug, Clone)]
+pub struct LayeredClassifier {
+    heuristic: HeuristicClassifier,
+    model: std::sync::Arc<dyn Classifier>,
+}
+
+impl LayeredClassifier {
+    /// The heuristic in front of `model` (e.g. `userz_model::ModelClassifier`).
+    pub fn new(model: std::sync::Arc<dyn Classifier>) -> Self {
+        Self { heuristic: HeuristicClassifier::new(), model }
+    }
+}
+
+#[async_trait]
+impl Classifier for LayeredClassifier {
+    async fn classify(&self, input: &ClassifierInput) -> Result<Classification> {
+        let (first, _) = self.heuristic.classify_sync(input);
+        if first.label != Label::Benign {
+            return Ok(first);
+        }
+        let second = self.model.classify(input).await?;
+        let mut signals = first.signals;
+        for s in second.signals {
+            if !signals.contains(&s) {
+                signals.push(s);
+            }
+        }
+        Ok(Classification {
+            label: second.label,
+            confidence: second.confidence,
+            signals,
+            classifier: format!("{}+{}", first.classifier, second.classifier),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
