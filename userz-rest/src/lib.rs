@@ -243,9 +243,8 @@ impl RestClient {
                     .map(|b| b.with_root_certificates(roots).with_no_client_auth());
             config.map(|c| tokio_rustls::TlsConnector::from(Arc::new(c)))
         });
-        let tls = tls
-            .transpose()
-            .map_err(|e| RestError::Config { field: FIELD_BASE, message: format!("TLS setup: {e}") })?;
+        let tls =
+            tls.transpose().map_err(|e| RestError::Config { field: FIELD_BASE, message: format!("TLS setup: {e}") })?;
         Ok(Self { base, user_agent, default_headers, tls, timeout: DEFAULT_TIMEOUT, max_body: DEFAULT_MAX_BODY })
     }
 
@@ -293,7 +292,8 @@ impl RestClient {
                 Some(v) => Bytes::from(serde_json::to_vec(v).map_err(|e| transport(format!("encode body: {e}")))?),
                 None => Bytes::new(),
             };
-            let mut builder = Request::builder().method(method).uri(uri).header(http::header::HOST, self.base.host_header());
+            let mut builder =
+                Request::builder().method(method).uri(uri).header(http::header::HOST, self.base.host_header());
             for (name, value) in &self.default_headers {
                 builder = builder.header(name, value.clone());
             }

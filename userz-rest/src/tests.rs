@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -35,12 +37,8 @@ async fn serve_once(status: u16, answer: Vec<u8>) -> (SocketAddr, mpsc::Unbounde
             async move {
                 let (parts, body) = req.into_parts();
                 let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                let _ = tx.send(Seen {
-                    method: parts.method,
-                    path: parts.uri.to_string(),
-                    headers: parts.headers,
-                    body,
-                });
+                let _ =
+                    tx.send(Seen { method: parts.method, path: parts.uri.to_string(), headers: parts.headers, body });
                 let resp = Response::builder().status(status).body(Full::new(Bytes::from(answer))).unwrap();
                 Ok::<_, Infallible>(resp)
             }
@@ -193,7 +191,9 @@ async fn silent_server_times_out_and_closed_port_fails_to_connect() {
         .unwrap()
         .with_timeout(Duration::from_millis(200));
     let e = client.send("slow", Method::GET, "/", None, None).await.unwrap_err();
-    assert!(matches!(&e, RestError::Transport { operation: "slow", message } if message.starts_with("no answer within")));
+    assert!(
+        matches!(&e, RestError::Transport { operation: "slow", message } if message.starts_with("no answer within"))
+    );
     drop(listener);
 
     let e = client.send("gone", Method::GET, "/", None, None).await.unwrap_err();

@@ -37,8 +37,6 @@
 //! # let _ = provider; Ok(()) }
 //! ```
 
-mod http;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,7 +52,7 @@ use userz_core::ids::RunId;
 use userz_core::ports::{PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, VcsProvider, Workspace};
 use userz_git::{prepare_workspace_with, GitError, HttpCredentials, UntrustedWorkspace};
 
-use crate::http::{ApiBase, ApiClient, ApiResponse};
+use userz_rest::{ApiBase, ApiResponse, Credential, RestClient, RestError};
 
 /// The REST API version the provider speaks.
 pub const API_VERSION: &str = "2022-11-28";
@@ -137,6 +135,19 @@ impl GitHubError {
     }
 }
 
+/// Maps the shared client's errors onto this provider's: the API base is
+/// configured as `api_base`.
+impl From<RestError> for GitHubError {
+    fn from(e: RestError) -> Self {
+        match e {
+            RestError::Config { field, message } => {
+                GitHubError::Config { field: if field == userz_rest::FIELD_BASE { "api_base" } else { field }, message }
+            }
+            RestError::Transport { operation, message } => GitHubError::Transport { operation, message },
+        }
+    }
+}
+
 impl From<GitHubError> for Error {
     fn from(e: GitHubError) -> Self {
         match e {
@@ -191,7 +202,11 @@ impl GitHubAppProviderBuilder {
         EncodingKey::from_rsa_pem(self.private_key_pem.expose_secret().as_bytes()).map_err(|e| {
             GitHubError::Config { field: "private_key_pem", message: format!("not an RSA private key PEM ({e})") }
         })?;
-        let api = ApiClient::new(ApiBase::parse(&self.api_base)?, &self.user_agent)?;
+        let default_headers = vec![
+            (::http::header::ACCEPT, ::http::HeaderValue::from_static("application/vnd.github+json")),
+            (::http::HeaderName::from_static("x-github-api-version"), ::http::HeaderValue::from_static(API_VERSION)),
+        ];
+        let api = RestClient::new(ApiBase::parse(&self.api_base, "")?, &self.user_agent, default_headers)?;
         let git_base = self.git_base.trim_end_matches('/').to_string();
         let git_uri: ::http::Uri = git_base
             .parse()
@@ -229,7 +244,7 @@ struct Inner {
     app_id: String,
     installation_id: u64,
     private_key_pem: SecretString,
-    api: ApiClient,
+    api: RestClient,
     git_base: String,
     tokens: Mutex<HashMap<(RunId, String), CachedToken>>,
     /// Serialises minting, so concurrent steps of one run share one token.
@@ -386,7 +401,11 @@ impl GitHubAppProvider {
         let body = json!({"repositories": [name], "permissions": permissions});
         const OP: &str = "apps/create-installation-access-token";
         let path = format!("/app/installations/{}/access_tokens", self.inner.installation_id);
-        let resp = self.inner.api.send(OP, ::http::Method::POST, &path, &jwt, Some(&body)).await?;
+        let resp = self
+            .inner
+            .api
+            .send(OP, ::http::Method::POST, &path, Some(Credential::bearer(jwt.expose_secret())), Some(&body))
+            .await?;
         if resp.status != 201 {
             return Err(api_error(OP, &resp));
         }
@@ -453,7 +472,8 @@ impl GitHubAppProvider {
         body: Option<&Value>,
     ) -> std::result::Result<ApiResponse, GitHubError> {
         let token = self.installation_token(run, location).await?;
-        let resp = self.inner.api.send(operation, method, path, &token, body).await?;
+        let resp =
+            self.inner.api.send(operation, method, path, Some(Credential::bearer(token.expose_secret())), body).await?;
         if resp.status == 401 {
             self.drop_token(run, location);
             return Err(GitHubError::TokenRejected {

@@ -46,8 +46,6 @@
 //! # let _ = provider; Ok(()) }
 //! ```
 
-mod http;
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,7 +57,10 @@ use userz_core::ports::{PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilit
 use userz_core::security::secret::SecretString;
 use userz_git::{prepare_workspace_with, GitError, HttpCredentials, UntrustedWorkspace};
 
-use crate::http::{ApiBase, ApiClient, ApiResponse};
+use userz_rest::{ApiBase, ApiResponse, Credential, RestClient, RestError};
+
+/// The header carrying the project access token on API calls.
+const PRIVATE_TOKEN: ::http::HeaderName = ::http::HeaderName::from_static("private-token");
 
 /// User name sent with the token over git smart-HTTP (GitLab accepts any
 /// non-empty user with a project access token and documents `oauth2`).
@@ -132,6 +133,19 @@ impl GitLabError {
     }
 }
 
+/// Maps the shared client's errors onto this provider's: the API base is
+/// configured as `base_url`.
+impl From<RestError> for GitLabError {
+    fn from(e: RestError) -> Self {
+        match e {
+            RestError::Config { field, message } => {
+                GitLabError::Config { field: if field == userz_rest::FIELD_BASE { "base_url" } else { field }, message }
+            }
+            RestError::Transport { operation, message } => GitLabError::Transport { operation, message },
+        }
+    }
+}
+
 impl From<GitLabError> for Error {
     fn from(e: GitLabError) -> Self {
         match e {
@@ -190,8 +204,9 @@ impl GitLabProviderBuilder {
         {
             return Err(GitLabError::Config { field: "git_user", message: "must be a plain user name".into() });
         }
-        let base = ApiBase::parse(&self.base_url)?;
-        let api = ApiClient::new(base, &self.user_agent)?;
+        let base = ApiBase::parse(&self.base_url, "/api/v4")?;
+        let accept = (::http::header::ACCEPT, ::http::HeaderValue::from_static("application/json"));
+        let api = RestClient::new(base, &self.user_agent, vec![accept])?;
         Ok(GitLabProvider {
             inner: Arc::new(Inner {
                 api,
@@ -205,7 +220,7 @@ impl GitLabProviderBuilder {
 }
 
 struct Inner {
-    api: ApiClient,
+    api: RestClient,
     git_base: String,
     token: SecretString,
     project_id: Option<u64>,
@@ -378,7 +393,17 @@ impl GitLabProvider {
         path: &str,
         body: Option<&Value>,
     ) -> std::result::Result<ApiResponse, GitLabError> {
-        let resp = self.inner.api.send(operation, method, path, &self.inner.token, body).await?;
+        let resp = self
+            .inner
+            .api
+            .send(
+                operation,
+                method,
+                path,
+                Some(Credential::header(PRIVATE_TOKEN, self.inner.token.expose_secret())),
+                body,
+            )
+            .await?;
         if resp.status == 401 {
             return Err(GitLabError::TokenRejected {
                 operation,
