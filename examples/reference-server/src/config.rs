@@ -1,0 +1,363 @@
+//! Server configuration: a TOML file (optional) with `USERZ_*` environment
+//! overrides on top. Every field has an embedded default, so the server starts
+//! with no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded. The message names the file, the
+/// variable or the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the field.
+        message: String,
+    },
+    /// An environment variable holds an unusable value.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("config field {field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which classifier labels reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    /// Pre-filter + heuristics only (no model call).
+    #[default]
+    Heuristic,
+    /// Heuristics in front of the configured model, failing closed.
+    Layered,
+}
+
+/// Which wire format the model provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelApiKind {
+    /// OpenAI Chat Completions (any compatible server: llama.cpp, vLLM, …).
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// The model provider the agent (and the layered classifier) use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Wire format.
+    pub api: ModelApiKind,
+    /// Base URL (`https://host/v1` for OpenAI-compatible servers).
+    pub base_url: String,
+    /// Model id.
+    pub model: String,
+    /// Name of the environment variable holding the deployment's API key
+    /// (never the key itself in the file). Orgs may set their own key as a
+    /// secret (`ai_provider_key` slot `model`), which wins.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// Process-sandbox settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Run agents at all (needs root and bubblewrap).
+    pub enabled: bool,
+    /// bubblewrap binary.
+    pub bwrap: PathBuf,
+    /// Directory holding `userz-agent` and `userz-sandbox-exec` (default: next
+    /// to the server binary).
+    pub bin_dir: Option<PathBuf>,
+    /// Memory cap per run, MiB.
+    pub memory_mib: u64,
+    /// Disk cap per run, MiB.
+    pub disk_mib: u64,
+    /// CPU cap per run in milli-CPUs.
+    pub cpu_millis: u32,
+    /// Wall clock per run, seconds.
+    pub wall_clock_secs: u64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bwrap: PathBuf::from("/usr/bin/bwrap"),
+            bin_dir: None,
+            memory_mib: 4096,
+            disk_mib: 8192,
+            cpu_millis: 2000,
+            wall_clock_secs: 20 * 60,
+        }
+    }
+}
+
+/// Outgoing mail for e-mail sign-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `host:port` of the SMTP server.
+    pub addr: String,
+    /// Sender address.
+    #[serde(default = "default_from")]
+    pub from: String,
+}
+
+fn default_from() -> String {
+    "Userz <userz@localhost>".into()
+}
+
+/// Google sign-in (OAuth 2.0 / OpenID Connect).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleConfig {
+    /// OAuth client id.
+    pub client_id: String,
+    /// Name of the environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// Authorization endpoint (default Google's).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// Token endpoint.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Userinfo endpoint.
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The URL users reach the server at (default `http://<listen>`).
+    pub public_url: Option<String>,
+    /// Where the database, blobs, master key and demo repository live.
+    pub data_dir: PathBuf,
+    /// Mark cookies `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// E-mail of the demo org's owner created on first start.
+    pub admin_email: String,
+    /// Create a demo org/app/repo on first start with no data.
+    pub bootstrap_demo: bool,
+    /// Classifier.
+    pub classifier: ClassifierKind,
+    /// Model provider; without one, runs fail with a clear reason.
+    pub model: Option<ModelConfig>,
+    /// Sandbox.
+    pub sandbox: SandboxSettings,
+    /// SMTP; without it, sign-in links are printed to the server log.
+    pub smtp: Option<SmtpConfig>,
+    /// Google sign-in.
+    pub google: Option<GoogleConfig>,
+    /// Engine worker tasks per queue.
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from(".userz-data"),
+            secure_cookies: false,
+            admin_email: "admin@localhost".into(),
+            bootstrap_demo: true,
+            classifier: ClassifierKind::Heuristic,
+            model: None,
+            sandbox: SandboxSettings::default(),
+            smtp: None,
+            google: None,
+            workers: 2,
+        }
+    }
+}
+
+fn env_var(var: &'static str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_env<T: std::str::FromStr>(var: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    env_var(var).map(|v| v.parse::<T>().map_err(|e| ConfigError::Env { var, message: e.to_string() })).transpose()
+}
+
+impl Config {
+    /// Reads `file` (when given) and applies the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Applies `USERZ_LISTEN`, `USERZ_PUBLIC_URL`, `USERZ_DATA_DIR`,
+    /// `USERZ_SECURE_COOKIES`, `USERZ_ADMIN_EMAIL`, `USERZ_BOOTSTRAP_DEMO`,
+    /// `USERZ_MODEL_API` + `USERZ_MODEL_BASE_URL` + `USERZ_MODEL`
+    /// (+ `USERZ_MODEL_API_KEY_ENV`), `USERZ_SMTP_ADDR`, `USERZ_SANDBOX`
+    /// (`0` disables) and `USERZ_WORKERS`.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(v) = parse_env("USERZ_LISTEN")? {
+            self.listen = v;
+        }
+        if let Some(v) = env_var("USERZ_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = env_var("USERZ_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = parse_env("USERZ_SECURE_COOKIES")? {
+            self.secure_cookies = v;
+        }
+        if let Some(v) = env_var("USERZ_ADMIN_EMAIL") {
+            self.admin_email = v;
+        }
+        if let Some(v) = parse_env("USERZ_BOOTSTRAP_DEMO")? {
+            self.bootstrap_demo = v;
+        }
+        if let Some(v) = parse_env::<u8>("USERZ_SANDBOX")? {
+            self.sandbox.enabled = v != 0;
+        }
+        if let Some(v) = parse_env("USERZ_WORKERS")? {
+            self.workers = v;
+        }
+        if let Some(api) = env_var("USERZ_MODEL_API") {
+            let api = match api.as_str() {
+                "openai" => ModelApiKind::Openai,
+                "anthropic" => ModelApiKind::Anthropic,
+                other => {
+                    return Err(ConfigError::Env {
+                        var: "USERZ_MODEL_API",
+                        message: format!("{other:?}: expected openai or anthropic"),
+                    })
+                }
+            };
+            let base_url = env_var("USERZ_MODEL_BASE_URL").ok_or(ConfigError::Env {
+                var: "USERZ_MODEL_BASE_URL",
+                message: "required when USERZ_MODEL_API is set".into(),
+            })?;
+            let model = env_var("USERZ_MODEL").ok_or(ConfigError::Env {
+                var: "USERZ_MODEL",
+                message: "required when USERZ_MODEL_API is set".into(),
+            })?;
+            self.model = Some(ModelConfig { api, base_url, model, api_key_env: env_var("USERZ_MODEL_API_KEY_ENV") });
+        }
+        if let Some(addr) = env_var("USERZ_SMTP_ADDR") {
+            let from = self.smtp.as_ref().map(|s| s.from.clone()).unwrap_or_else(default_from);
+            self.smtp = Some(SmtpConfig { addr, from });
+        }
+        Ok(())
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    field: "public_url",
+                    message: format!("{url:?}: must be an http(s) URL without a trailing slash"),
+                });
+            }
+        }
+        if let Some(m) = &self.model {
+            if !(m.base_url.starts_with("http://") || m.base_url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    field: "model.base_url",
+                    message: format!("{:?}: must be an http(s) URL", m.base_url),
+                });
+            }
+            if m.model.is_empty() {
+                return Err(ConfigError::Invalid { field: "model.model", message: "must not be empty".into() });
+            }
+        }
+        if !self.admin_email.contains('@') {
+            return Err(ConfigError::Invalid { field: "admin_email", message: "must be an e-mail address".into() });
+        }
+        if self.workers == 0 || self.workers > 64 {
+            return Err(ConfigError::Invalid { field: "workers", message: "must be 1-64".into() });
+        }
+        Ok(())
+    }
+
+    /// The public URL, defaulting to `http://<listen>`.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_embedded_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert!(c.bootstrap_demo);
+        assert!(c.model.is_none());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let e = toml::from_str::<Config>("listne = \"127.0.0.1:1\"").unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn model_section_parses_and_bad_urls_name_the_field() {
+        let c: Config = toml::from_str("[model]\napi = \"openai\"\nbase_url = \"ftp://x\"\nmodel = \"m\"\n").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("model.base_url"), "{e}");
+        let e = toml::from_str::<Config>("[model]\napi = \"gemini\"\nbase_url = \"http://x\"\nmodel = \"m\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("gemini"), "{e}");
+    }
+
+    #[test]
+    fn public_url_must_not_end_with_a_slash() {
+        let c = Config { public_url: Some("http://x/".into()), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("public_url"));
+    }
+}

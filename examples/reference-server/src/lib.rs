@@ -1,0 +1,433 @@
+//! # userz-reference-server
+//!
+//! A complete Userz deployment on embedded defaults: the SQLite store, blobs on
+//! the local filesystem, the process sandbox running the real agent, a VCS
+//! provider per repository, the model provider from configuration, the `/v1`
+//! API, webhooks, the dashboard and the widget, all in one process.
+//!
+//! [`start`] assembles and serves it; the `userz-server` binary adds
+//! configuration loading and the admin CLI.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use userz_core::agent::ModelApi;
+use userz_core::engine::{CommandBus, Engine, EngineConfig, EngineDeps};
+use userz_core::ids::RunId;
+use userz_core::ports::sandbox::{Limits, Sandbox, SandboxOutcome, SandboxSpec};
+use userz_core::ports::{Classifier, VcsRouter};
+use userz_core::security::envelope::{Envelope, StaticKeyProvider};
+use userz_core::security::secret::SecretString;
+use userz_core::{Clock, SystemClock};
+use userz_egress::ModelRoute;
+use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
+use userz_store_blob::{BlobStoreBuilder, Blobs, UploadTranscripts};
+use userz_store_sqlite::{SqliteStore, SqliteStoreBuilder};
+
+pub mod config;
+pub mod demo;
+
+pub use config::Config;
+pub use demo::DemoInfo;
+
+/// The org secret slot (`ai_provider_key`) an org sets to use its own model key.
+pub const MODEL_SECRET_SLOT: &str = "model";
+
+/// The host name the agent uses for the model inside the sandbox (the egress
+/// proxy's route; never resolved).
+const MODEL_ROUTE_HOST: &str = "model.userz.internal";
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A set-up step failed; the message names it.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] userz_core::Error),
+    /// Binding or serving failed.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A running server. Dropping it stops serving and the engine.
+#[derive(Debug)]
+pub struct Server {
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// The URL users reach it at.
+    pub public_url: String,
+    /// What the first start created, when the demo is enabled.
+    pub demo: Option<DemoInfo>,
+    /// Why agent runs cannot execute here, if they cannot (printed at start).
+    pub sandbox_unavailable: Option<String>,
+    /// The store (tests read read models from it).
+    pub store: SqliteStore,
+    engine: Option<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    serve: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// The engine.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// A `curl` line that submits feedback to the demo App.
+    pub fn curl_line(&self) -> Option<String> {
+        let d = self.demo.as_ref()?;
+        Some(format!(
+            "curl -sS -X POST {url}/v1/feedback -H 'Content-Type: application/json' -H 'Origin: {url}' \
+             -H 'X-Userz-Public-Key: {key}' -d '{{\"text\":\"The Save button does nothing\",\"severity\":\"high\"}}'",
+            url = self.public_url,
+            key = d.public_key
+        ))
+    }
+
+    /// Serves until ctrl-c or until the serving task ends.
+    pub async fn run_until_signal(mut self) -> Result<(), ServerError> {
+        let addr = self.addr;
+        let serve = self.serve.take();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                Ok(())
+            }
+            res = async move { match serve { Some(h) => h.await, None => Ok(Ok(())) } } => match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(source)) => Err(ServerError::Listen { addr, source }),
+                Err(e) => Err(ServerError::Setup(format!("server task: {e}"))),
+            },
+        }
+    }
+
+    /// Stops serving and the engine.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serve) = self.serve.take() {
+            serve.abort();
+        }
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// The master key: `USERZ_MASTER_KEYS` when set, else `<data_dir>/master.key`
+/// (created with mode 0600 on first start).
+fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
+    if std::env::var_os(userz_core::security::envelope::MASTER_KEYS_ENV).is_some() {
+        return StaticKeyProvider::from_env().map_err(|e| ServerError::Setup(format!("master key: {e}")));
+    }
+    let path = data_dir.join("master.key");
+    if !path.exists() {
+        use base64::Engine as _;
+        use rand::RngCore;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut key = zeroize::Zeroizing::new(vec![0u8; userz_core::security::envelope::SIV_KEY_LEN]);
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let line = SecretString::new(format!("master-1:{}", base64::engine::general_purpose::STANDARD.encode(&*key)));
+        let fresh = StaticKeyProvider::from_env_value(line.expose_secret())
+            .map_err(|e| ServerError::Setup(format!("master key: {e}")))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))?;
+        f.write_all(line.expose_secret().as_bytes())
+            .map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))?;
+        return Ok(fresh);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))?;
+    let text = SecretString::new(text);
+    StaticKeyProvider::from_env_value(text.expose_secret().trim())
+        .map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))
+}
+
+/// A sandbox that cannot run anything here; every run fails with `reason`.
+#[derive(Debug)]
+struct UnavailableSandbox {
+    reason: String,
+}
+
+#[async_trait]
+impl Sandbox for UnavailableSandbox {
+    async fn allocate_workspace(&self, _run: RunId, _limits: &Limits) -> userz_core::Result<PathBuf> {
+        Err(self.error())
+    }
+    async fn run(&self, _spec: &SandboxSpec) -> userz_core::Result<SandboxOutcome> {
+        Err(self.error())
+    }
+    async fn release_workspace(&self, _run: RunId) -> userz_core::Result<()> {
+        Ok(())
+    }
+}
+
+impl UnavailableSandbox {
+    fn error(&self) -> userz_core::Error {
+        userz_core::Error::Effect {
+            port: "sandbox",
+            message: format!("agent runs are unavailable on this server: {}", self.reason),
+            retryable: false,
+        }
+    }
+}
+
+fn bin_dir(config: &Config) -> Option<PathBuf> {
+    config
+        .sandbox
+        .bin_dir
+        .clone()
+        .or_else(|| std::env::var_os("USERZ_BIN_DIR").map(PathBuf::from))
+        .or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)))
+}
+
+/// The process sandbox when this host can run it, or the reason it cannot.
+fn process_sandbox(config: &Config) -> Result<ProcessSandbox, String> {
+    if !config.sandbox.enabled {
+        return Err("the sandbox is disabled in the configuration (sandbox.enabled = false)".into());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the process sandbox needs root (cgroups, loop mounts, per-run uids)".into());
+    }
+    if !config.sandbox.bwrap.is_file() {
+        return Err(format!("bubblewrap not found at {}", config.sandbox.bwrap.display()));
+    }
+    let dir = bin_dir(config).ok_or("cannot locate the agent binaries (set sandbox.bin_dir)")?;
+    let (exec, agent) = (dir.join("userz-sandbox-exec"), dir.join("userz-agent"));
+    for b in [&exec, &agent] {
+        if !b.is_file() {
+            return Err(format!(
+                "{} is missing; build it with `cargo build --bins -p userz-agent -p userz-sandbox-process`",
+                b.display()
+            ));
+        }
+    }
+    let Some(model) = &config.model else {
+        return Err("no model provider is configured ([model] or USERZ_MODEL_API)".into());
+    };
+    let key = match &model.api_key_env {
+        Some(var) => std::env::var(var).map_err(|_| format!("model.api_key_env names {var}, which is not set"))?,
+        None => String::from("none"),
+    };
+    let key = SecretString::new(key);
+    let (api, route) = match model.api {
+        config::ModelApiKind::Openai => {
+            (ModelApi::OpenaiCompatible, ModelRoute::openai_compatible(MODEL_ROUTE_HOST, &model.base_url, key))
+        }
+        config::ModelApiKind::Anthropic => {
+            (ModelApi::Anthropic, ModelRoute::anthropic(MODEL_ROUTE_HOST, &model.base_url, key))
+        }
+    };
+    let route = route.map_err(|e| format!("model.base_url: {e}"))?;
+    let mut sb = ProcessSandboxConfig::new(exec, agent)
+        .with_bwrap(config.sandbox.bwrap.clone())
+        .with_state_root(config.data_dir.join("sandboxes"))
+        .with_cgroup_parent("userz-server")
+        .with_model(AgentModel { api, model: model.model.clone(), route });
+    // A model server on a loopback or private address literal (a local
+    // llama.cpp, a test server) must be allowed explicitly: the proxy refuses
+    // such addresses by default.
+    if let Some(addr) = literal_socket_addr(&model.base_url) {
+        sb = sb.with_egress_allow_socket_addr(addr);
+    }
+    ProcessSandbox::new(sb).map_err(|e| e.to_string())
+}
+
+/// `http://127.0.0.1:8000/v1` → `127.0.0.1:8000`; `None` for host names.
+fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    if let Ok(a) = authority.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let port = if scheme == "https" { 443 } else { 80 };
+    let ip = authority.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+const DEMO_PAGE: &str = include_str!("../assets/demo.html");
+
+/// Assembles and starts the server.
+pub async fn start(config: Config) -> Result<Server, ServerError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServerError::Setup(format!("{}: {e}", config.data_dir.display())))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = SqliteStoreBuilder::new(config.data_dir.join("userz.db")).with_clock(clock.clone()).build().await?;
+    let envelope = Envelope::new(Arc::new(master_keys(&config.data_dir)?));
+    let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store.clone()));
+    let objects = BlobStoreBuilder::local(config.data_dir.join("blobs"))
+        .build()
+        .map_err(|e| ServerError::Setup(format!("blob storage: {e}")))?;
+    let blobs = Blobs::new(objects.clone(), bus.clone(), clock.clone());
+
+    let (sandbox, sandbox_unavailable): (Arc<dyn Sandbox>, Option<String>) = match process_sandbox(&config) {
+        Ok(p) => (Arc::new(UploadTranscripts::new(Arc::new(p), blobs.clone())), None),
+        Err(reason) => (Arc::new(UnavailableSandbox { reason: reason.clone() }), Some(reason)),
+    };
+    let classifier: Arc<dyn Classifier> = match (config.classifier, &config.model) {
+        (config::ClassifierKind::Heuristic, _) => {
+            Arc::new(userz_core::security::classifier::HeuristicClassifier::new())
+        }
+        (config::ClassifierKind::Layered, None) => {
+            return Err(ServerError::Setup("classifier = \"layered\" needs a [model] section".into()))
+        }
+        (config::ClassifierKind::Layered, Some(m)) => {
+            let key = m.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()).map(SecretString::new);
+            let provider: Arc<dyn userz_core::ports::model::ModelProvider> = match m.api {
+                config::ModelApiKind::Openai => Arc::new(
+                    userz_model::OpenAiCompatible::new(&m.base_url, key, userz_model::Transport::Tcp)
+                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?,
+                ),
+                config::ModelApiKind::Anthropic => Arc::new(
+                    userz_model::Anthropic::new(&m.base_url, key, userz_model::Transport::Tcp)
+                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?,
+                ),
+            };
+            let model = userz_model::ModelClassifier::new(provider, m.model.clone());
+            Arc::new(userz_core::security::classifier::LayeredClassifier::new(Arc::new(model)))
+        }
+    };
+    let resolver = userz_vcs_routing::SealedVcsResolver::new(bus.clone(), envelope.clone());
+    let vcs = Arc::new(VcsRouter::new(Arc::new(resolver)));
+    let deps = EngineDeps {
+        events: Arc::new(store.clone()),
+        read_models: Arc::new(store.clone()),
+        queue: Arc::new(store.clone()),
+        clock: clock.clone(),
+        classifier,
+        sandbox,
+        vcs,
+        changes: Arc::new(userz_git::GitChangeReader),
+        envelope: Some(envelope.clone()),
+    };
+    let limits = Limits {
+        cpu_millis: config.sandbox.cpu_millis,
+        memory_bytes: config.sandbox.memory_mib << 20,
+        disk_bytes: config.sandbox.disk_mib << 20,
+        wall_clock: Duration::from_secs(config.sandbox.wall_clock_secs),
+        ..Limits::default()
+    };
+    let engine_config = EngineConfig {
+        limits,
+        run_wall_clock: limits.wall_clock,
+        model_secret: Some(MODEL_SECRET_SLOT.into()),
+        workers: config.workers,
+        poll_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(deps, engine_config);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let public_url = config.public_url(addr);
+
+    let demo = match demo::load(&config.data_dir)? {
+        Some(d) => Some(d),
+        None if config.bootstrap_demo => {
+            Some(demo::create(engine.bus(), &config.data_dir, &config.admin_email, &public_url).await?)
+        }
+        None => None,
+    };
+
+    let app = router(&demo, &public_url);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(Server {
+        addr,
+        public_url,
+        demo,
+        sandbox_unavailable,
+        store,
+        engine: Some(engine),
+        stop: Some(stop),
+        serve: Some(serve),
+    })
+}
+
+fn router(demo: &Option<DemoInfo>, public_url: &str) -> Router {
+    let page = demo.as_ref().map(|d| {
+        DEMO_PAGE.replace("{{PUBLIC_URL}}", &html_attr(public_url)).replace("{{PUBLIC_KEY}}", &html_attr(&d.public_key))
+    });
+    let mut r = Router::new().route("/healthz", get(|| async { "ok" }));
+    if let Some(page) = page {
+        r = r.route("/demo", get(move || async move { Html(page.clone()).into_response() }));
+    }
+    r
+}
+
+/// Escapes a value for a double-quoted HTML attribute.
+fn html_attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn literal_model_addresses_are_allowed_and_names_are_not() {
+        assert_eq!(literal_socket_addr("http://127.0.0.1:8000/v1"), Some("127.0.0.1:8000".parse().unwrap()));
+        assert_eq!(literal_socket_addr("http://[::1]:9/v1"), Some("[::1]:9".parse().unwrap()));
+        assert_eq!(literal_socket_addr("https://10.0.0.5/v1"), Some("10.0.0.5:443".parse().unwrap()));
+        assert_eq!(literal_socket_addr("https://api.example.invalid/v1"), None);
+    }
+
+    #[test]
+    fn attributes_are_escaped() {
+        assert_eq!(html_attr("a\"><script>"), "a&quot;&gt;&lt;script&gt;");
+    }
+}
