@@ -140,7 +140,9 @@ svc_start_smtp() {
   local port dir
   "$SVC_TOOLS/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || svc_pip_install aiosmtpd
   port="$(svc_free_port)"; dir="$SVC_ROOT/maildir"
-  rm -rf "$dir"; mkdir -p "$dir"
+  # A maildir needs its three subdirectories (Python's Maildir only creates
+  # them when the top directory is missing).
+  rm -rf "$dir"; mkdir -p "$dir/tmp" "$dir/new" "$dir/cur"
   "$SVC_TOOLS/venv/bin/python" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir" \
     >"$SVC_ROOT/smtp.log" 2>&1 &
   SVC_PIDS+=("$!")

@@ -150,8 +150,7 @@ impl Projection for DirectoryProjection {
                         put_member(tx, &Membership { user, org, role, email: normalize_email(email.expose()) })?;
                     }
                     OrgEvent::MemberRoleChanged { user, role } => {
-                        if let Some(mut m) =
-                            tx.get_json::<Membership>(MEMBERS_BY_ORG, &format!("{org}/{user}")).await?
+                        if let Some(mut m) = tx.get_json::<Membership>(MEMBERS_BY_ORG, &format!("{org}/{user}")).await?
                         {
                             m.role = role;
                             put_member(tx, &m)?;
@@ -198,8 +197,9 @@ impl Projection for DirectoryProjection {
             }
             AnyEvent::Repo(ev) => {
                 let repo: RepoId = id_from(event, "repo-")?;
-                if let RepoEvent::RepoCreated { org, app, provider, base_branch, branch_prefix, forbidden_paths, .. } =
-                    &ev
+                if let RepoEvent::RepoCreated {
+                    org, app, provider, base_branch, branch_prefix, forbidden_paths, ..
+                } = &ev
                 {
                     tx.put_json(REPO_ORG, repo.to_string(), org)?;
                     let row = RepoRow {

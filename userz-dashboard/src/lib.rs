@@ -162,8 +162,10 @@ impl DashboardConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let url = var(env::PUBLIC_URL).unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let addr = var(env::SMTP_ADDR)
-            .ok_or_else(|| ConfigError { field: env::SMTP_ADDR, message: "required (host:port of the SMTP relay)".into() })?;
+        let addr = var(env::SMTP_ADDR).ok_or_else(|| ConfigError {
+            field: env::SMTP_ADDR,
+            message: "required (host:port of the SMTP relay)".into(),
+        })?;
         let from = var(env::SMTP_FROM).unwrap_or_else(|| "Userz <no-reply@localhost>".into());
         let mut cfg = Self::new(url, SmtpSettings::from_addr(&addr, &from)?)?;
         if let Some(v) = var(env::SECURE_COOKIES) {

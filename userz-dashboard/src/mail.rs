@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -69,6 +70,15 @@ impl Mailer {
              Open this link within {minutes} minutes to sign in. It works once:\r\n\r\n{link}\r\n\r\n\
              If you did not ask for it, ignore this mail.\r\n"
         );
+        // 7bit keeps the link on one line, intact for every client and for tests
+        // reading the raw mail (lettre would pick quoted-printable for lines over
+        // 76 characters). RFC 5322 allows 998; anything else takes lettre's choice.
+        let seven_bit = body.is_ascii() && body.split("\r\n").all(|l| l.len() <= 998);
+        let body = if seven_bit {
+            Body::dangerous_pre_encoded(body.into_bytes(), ContentTransferEncoding::SevenBit)
+        } else {
+            Body::new(body)
+        };
         let msg = Message::builder()
             .from(from)
             .to(to)

@@ -213,7 +213,7 @@ pub(crate) async fn finish(
         serde_json::from_slice(&answer.body).map_err(|_| fail("token_malformed", "unexpected token response"))?;
     let id_token = tokens.id_token.ok_or_else(|| fail("id_token_missing", "no id_token in the token response"))?;
     let claims = decode_claims(&id_token)?;
-    if !g.issuers.iter().any(|i| *i == claims.iss) {
+    if !g.issuers.contains(&claims.iss) {
         return Err(fail("id_token_issuer", "id_token issuer is not Google"));
     }
     let aud_ok = match &claims.aud {
@@ -241,8 +241,8 @@ pub(crate) async fn finish(
     if info.sub != claims.sub {
         return Err(fail("subject_mismatch", "userinfo is for another account"));
     }
-    let verified = matches!(&info.email_verified, serde_json::Value::Bool(true))
-        || info.email_verified.as_str() == Some("true");
+    let verified =
+        matches!(&info.email_verified, serde_json::Value::Bool(true)) || info.email_verified.as_str() == Some("true");
     let email = info.email.filter(|e| !e.is_empty()).ok_or_else(|| fail("email_missing", "no e-mail address"))?;
     if !verified {
         return Err(fail("email_unverified", "the Google account's e-mail address is not verified"));

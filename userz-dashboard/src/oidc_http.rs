@@ -58,11 +58,12 @@ pub(crate) async fn exchange(
         let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connect {host}:{port}: {e}"))?;
         if tls {
             let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS setup: {e}"))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("TLS setup: {e}"))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
             let name = ServerName::try_from(host.clone()).map_err(|_| format!("{host:?}: bad TLS name"))?;
             let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(name, tcp)
@@ -86,10 +87,7 @@ where
     });
     let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
     let status = resp.status().as_u16();
-    let body = Limited::new(resp.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("read body: {e}"))?
-        .to_bytes();
+    let body =
+        Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|e| format!("read body: {e}"))?.to_bytes();
     Ok(Answer { status, body })
 }

@@ -113,10 +113,8 @@ async fn queue(
     );
     for row in &page_rows.items {
         let label = row.label.map(|l| l.as_str()).unwrap_or("");
-        let run = row
-            .latest_run
-            .map(|r| format!("<a href=\"/runs/{r}\" class=\"run-link\">{r}</a>"))
-            .unwrap_or_default();
+        let run =
+            row.latest_run.map(|r| format!("<a href=\"/runs/{r}\" class=\"run-link\">{r}</a>")).unwrap_or_default();
         let _ = write!(
             body,
             "<tr class=\"feedback-row lead\" data-feedback-id=\"{id}\" data-status=\"{st}\"><td>{at}</td>\
@@ -489,13 +487,12 @@ async fn run_events(
     let id: RunId = parse_id(&id)?;
     run_detail(state.read_models.as_ref(), ctx.org, id).await?.ok_or(DashError::NotFound)?;
     // A reconnecting EventSource resumes after the last timeline entry it saw.
-    let last_position = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let last_position =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let follow = Follow { state, org: ctx.org, run: id, last_position, last_status: None, first: true, done: false };
-    Ok(Sse::new(run_events_stream(follow)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+    Ok(Sse::new(run_events_stream(follow))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }
 
 // ------------------------------------------------------------------ PRs
@@ -643,8 +640,11 @@ async fn pr_add_comment(
 ) -> Result<Response, DashError> {
     ctx.check_csrf(&f.csrf)?;
     let (id, _) = load_pr(&state, &ctx, &id).await?;
-    let line: u32 =
-        f.line.trim().parse().map_err(|_| DashError::Invalid { field: "line", message: "a line number ≥ 1".into() })?;
+    let line: u32 = f
+        .line
+        .trim()
+        .parse()
+        .map_err(|_| DashError::Invalid { field: "line", message: "a line number ≥ 1".into() })?;
     let severity = match f.severity.as_str() {
         "nit" => CommentSeverity::Nit,
         "suggestion" => CommentSeverity::Suggestion,
@@ -741,8 +741,10 @@ async fn settings_page(
     b.push_str("<h2>API keys</h2>");
     match &state.keys {
         Some(keys) => {
-            b.push_str("<table id=\"settings-keys\"><thead><tr><th>Prefix</th><th>Name</th><th>Created</th>\
-                        <th>State</th></tr></thead><tbody>");
+            b.push_str(
+                "<table id=\"settings-keys\"><thead><tr><th>Prefix</th><th>Name</th><th>Created</th>\
+                        <th>State</th></tr></thead><tbody>",
+            );
             for k in keys.list(ctx.org).await? {
                 let _ = write!(
                     b,
@@ -855,9 +857,11 @@ async fn settings_app(
     };
     state
         .bus
-        .execute::<AppDecider>(&CommandBus::stream::<AppDecider>(id), CommandMeta::new(), &AppCommand::Configure {
-            patch,
-        })
+        .execute::<AppDecider>(
+            &CommandBus::stream::<AppDecider>(id),
+            CommandMeta::new(),
+            &AppCommand::Configure { patch },
+        )
         .await?;
     Ok(Redirect::to("/settings").into_response())
 }
@@ -900,4 +904,3 @@ async fn settings_secret(
     .await?;
     Ok(Redirect::to("/settings").into_response())
 }
-
