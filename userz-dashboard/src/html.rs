@@ -2,6 +2,7 @@
 //! text, console logs and comment bodies (all hostile) can never become markup.
 
 use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,19 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// A timestamp as `2026-01-01 12:00:00 UTC` (milliseconds dropped).
+pub fn when(t: userz_core::Timestamp) -> String {
+    let secs = t.as_millis().div_euclid(1000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(dt) => {
+            let (y, m, d) = (dt.year(), u8::from(dt.month()), dt.day());
+            let (hh, mm, ss) = (dt.hour(), dt.minute(), dt.second());
+            format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+        }
+        Err(_) => format!("{}ms", t.as_millis()),
+    }
+}
+
 /// A rendered page: status + body, served as `text/html` with a strict CSP.
 #[derive(Debug)]
 pub struct Page {
@@ -45,19 +59,52 @@ pub struct Page {
     pub body: String,
 }
 
-/// The Content-Security-Policy every page carries: no third-party anything,
-/// inline script only for the run page's live updates (by hash would be
-/// stricter; the script is static, the data it handles is set with
-/// `textContent`, never `innerHTML`).
-pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
-connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The run page's live-update script: listens to `/runs/{id}/events` and
+/// writes what arrives with `textContent` (never as markup).
+pub(crate) const RUN_SCRIPT: &str = r#"(function(){
+  var root=document.getElementById('run');if(!root||!window.EventSource)return;
+  var st=document.getElementById('run-status');if(st.dataset.terminal==='true')return;
+  var list=document.getElementById('run-timeline');
+  var es=new EventSource('/runs/'+root.dataset.runId+'/events');
+  function set(id,v){var e=document.getElementById(id);if(e){e.textContent=v==null?'':String(v);}}
+  es.addEventListener('timeline',function(m){var d=JSON.parse(m.data);
+    if(list.querySelector('[data-position="'+d.position+'"]'))return;
+    var li=document.createElement('li');li.dataset.position=d.position;li.dataset.event=d.event;
+    li.textContent=d.at+' '+d.event;list.appendChild(li);});
+  es.addEventListener('status',function(m){var d=JSON.parse(m.data);
+    st.textContent=d.status;st.dataset.status=d.status;st.dataset.terminal=String(d.terminal);
+    set('run-tokens-in',d.tokens_in);set('run-tokens-out',d.tokens_out);set('run-cost',d.cost);
+    set('run-guardrail-file',d.guardrail_file);set('run-guardrail-rule',d.guardrail_rule);
+    set('run-failure',d.failure);
+    var pr=document.getElementById('run-pr-url');if(pr&&d.pr_url){pr.textContent=d.pr_url;pr.setAttribute('href',d.pr_url);}});
+  es.addEventListener('end',function(){es.close();root.dataset.live='ended';});
+  root.dataset.live='connected';
+})();
+"#;
+
+/// The Content-Security-Policy every page carries: nothing from elsewhere,
+/// and the only script allowed is the run page's live-update script, by its
+/// SHA-256 — so even
+/// markup that slipped past escaping could not run.
+pub fn csp() -> &'static str {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(RUN_SCRIPT.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; connect-src 'self'; \
+             img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    })
+}
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
         let mut resp = (self.status, self.body).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp()));
         h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -130,5 +177,10 @@ mod tests {
         let s = esc("<script>alert(\"x\" & 'y')</script>`").to_string();
         assert_eq!(s, "&lt;script&gt;alert(&quot;x&quot; &amp; &#x27;y&#x27;)&lt;/script&gt;&#x60;");
         assert_eq!(esc("plain ünïcode").to_string(), "plain ünïcode");
+    }
+
+    #[test]
+    fn formats_times_in_utc() {
+        assert_eq!(when(userz_core::Timestamp::from_millis(1_767_225_600_123)), "2026-01-01 00:00:00 UTC");
     }
 }

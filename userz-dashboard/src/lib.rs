@@ -136,6 +136,9 @@ pub struct DashboardConfig {
     pub email_token_lifetime: Duration,
     /// How often the SSE stream of a run re-reads the read model.
     pub sse_poll_interval: Duration,
+    /// At most one sign-in mail per address in this interval (mail-bombing
+    /// defence; extra requests get the same page and send nothing).
+    pub sign_in_mail_interval: Duration,
 }
 
 impl DashboardConfig {
@@ -155,6 +158,7 @@ impl DashboardConfig {
             session: SessionConfig::default(),
             email_token_lifetime: userz_core::security::session::DEFAULT_EMAIL_TOKEN_LIFETIME,
             sse_poll_interval: Duration::from_millis(250),
+            sign_in_mail_interval: Duration::from_secs(60),
         })
     }
 

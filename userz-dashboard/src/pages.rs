@@ -31,7 +31,7 @@ use userz_core::Sensitive;
 use crate::auth::{require_session, Ctx};
 use crate::directory::{org_app, org_apps, org_repos, org_secrets};
 use crate::error::DashError;
-use crate::html::{csrf_input, document, esc};
+use crate::html::{csrf_input, document, esc, when, RUN_SCRIPT};
 use crate::DashboardState;
 
 pub(crate) fn routes(state: DashboardState) -> Router {
@@ -122,7 +122,7 @@ async fn queue(
              <td><a href=\"/feedback/{id}\" class=\"feedback-link\">{id}</a>{dups}</td><td>{run}</td></tr>",
             id = row.id,
             st = row.status.as_str(),
-            at = esc(&row.received_at.to_string()),
+            at = esc(&when(row.received_at)),
             label = esc(label),
             dups = if row.duplicates.is_empty() {
                 String::new()
@@ -140,7 +140,7 @@ async fn queue(
                     id = d.id,
                     lead = row.id,
                     st = d.status.as_str(),
-                    at = esc(&d.received_at.to_string()),
+                    at = esc(&when(d.received_at)),
                 );
             }
         }
@@ -174,7 +174,7 @@ async fn feedback_detail(
         fb.feedback,
         status_badge("feedback-status", fb.stage.status().as_str()),
         c.severity,
-        esc(&fb.received_at.to_string())
+        esc(&when(fb.received_at))
     );
     let _ = write!(b, "<h2>Report</h2><pre id=\"feedback-text\">{}</pre>", esc(c.text.expose()));
     if let Some(url) = &c.url {
@@ -314,28 +314,6 @@ async fn feedback_archive_action(
 
 // ------------------------------------------------------------------ runs
 
-const RUN_SCRIPT: &str = r#"<script>
-(function(){
-  var root=document.getElementById('run');if(!root||!window.EventSource)return;
-  var st=document.getElementById('run-status');if(st.dataset.terminal==='true')return;
-  var list=document.getElementById('run-timeline');
-  var es=new EventSource('/runs/'+root.dataset.runId+'/events');
-  function set(id,v){var e=document.getElementById(id);if(e){e.textContent=v==null?'':String(v);}}
-  es.addEventListener('timeline',function(m){var d=JSON.parse(m.data);
-    if(list.querySelector('[data-position="'+d.position+'"]'))return;
-    var li=document.createElement('li');li.dataset.position=d.position;li.dataset.event=d.event;
-    li.textContent=d.at+' '+d.event;list.appendChild(li);});
-  es.addEventListener('status',function(m){var d=JSON.parse(m.data);
-    st.textContent=d.status;st.dataset.status=d.status;st.dataset.terminal=String(d.terminal);
-    set('run-tokens-in',d.tokens_in);set('run-tokens-out',d.tokens_out);set('run-cost',d.cost);
-    set('run-guardrail-file',d.guardrail_file);set('run-guardrail-rule',d.guardrail_rule);
-    set('run-failure',d.failure);
-    var pr=document.getElementById('run-pr-url');if(pr&&d.pr_url){pr.textContent=d.pr_url;pr.setAttribute('href',d.pr_url);}});
-  es.addEventListener('end',function(){es.close();root.dataset.live='ended';});
-  root.dataset.live='connected';
-})();
-</script>"#;
-
 fn safe_href(url: &str) -> &str {
     if url.starts_with("https://") || url.starts_with("http://") {
         url
@@ -365,7 +343,7 @@ fn timeline_item(t: &TimelineEntry) -> String {
         "<li data-position=\"{}\" data-event=\"{}\">{} {}</li>",
         t.position,
         esc(&t.event),
-        esc(&t.at.to_string()),
+        esc(&when(t.at)),
         esc(&t.event)
     )
 }
@@ -425,7 +403,7 @@ async fn run_page(
         b.push_str(&timeline_item(t));
     }
     b.push_str("</ol></div>");
-    b.push_str(RUN_SCRIPT);
+    let _ = write!(b, "<script>{RUN_SCRIPT}</script>");
     Ok(page(&ctx, "Run", &b))
 }
 
@@ -453,7 +431,7 @@ fn run_events_stream(f: Follow) -> impl Stream<Item = Result<Event, Infallible>>
             Ok(Some(d)) => {
                 let seen = f.last_position;
                 for t in d.timeline.iter().filter(|t| t.position > seen) {
-                    let data = serde_json::json!({"event": t.event, "at": t.at.to_string(), "position": t.position});
+                    let data = serde_json::json!({"event": t.event, "at": when(t.at), "position": t.position});
                     out.push(Event::default().event("timeline").id(t.position.to_string()).data(data.to_string()));
                     f.last_position = t.position;
                 }
@@ -751,7 +729,7 @@ async fn settings_page(
                     "<tr><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&k.prefix),
                     esc(k.name.as_deref().unwrap_or("")),
-                    esc(&k.created_at.map(|t| t.to_string()).unwrap_or_default()),
+                    esc(&k.created_at.map(when).unwrap_or_default()),
                     if k.revoked { "revoked" } else { "active" }
                 );
             }
@@ -790,7 +768,7 @@ async fn settings_page(
             "<tr class=\"secret-row\" data-kind=\"{0}\" data-slot=\"{1}\"><td>{0}</td><td>{1}</td><td>{2}</td></tr>",
             esc(&s.kind),
             esc(&s.secret_id),
-            esc(&s.at.to_string())
+            esc(&when(s.at))
         );
     }
     b.push_str("</tbody></table>");

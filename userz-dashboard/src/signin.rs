@@ -70,7 +70,7 @@ async fn signin_submit(
         return Err(DashError::Invalid { field: "email", message: "not an e-mail address".into() });
     }
     let members = memberships_by_email(state.read_models.as_ref(), &email).await?;
-    if !members.is_empty() {
+    if !members.is_empty() && first_mail_in_interval(&state, &email).await? {
         let now = state.clock.now();
         let issued = EmailSignInToken::issue(&email, now, state.config.email_token_lifetime);
         store_email_token(state.cache.as_ref(), &issued.record, now)
@@ -84,6 +84,18 @@ async fn signin_submit(
         }
     }
     Ok(check_inbox(&email))
+}
+
+/// Whether no sign-in mail went to `email` within the configured interval
+/// (and records this one).
+async fn first_mail_in_interval(state: &DashboardState, email: &str) -> Result<bool, DashError> {
+    use sha2::Digest as _;
+    let key = format!("userz:signin-mail:{}", hex::encode(sha2::Sha256::digest(email.as_bytes())));
+    state
+        .cache
+        .set_if_absent(&key, bytes::Bytes::from_static(b"1"), Some(state.config.sign_in_mail_interval))
+        .await
+        .map_err(|e| DashError::Unavailable(e.to_string()))
 }
 
 #[derive(Deserialize)]

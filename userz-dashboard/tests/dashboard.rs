@@ -513,6 +513,22 @@ async fn unknown_email_gets_the_same_page_and_no_mail() {
     assert_eq!(r.body.replace(&stranger, "X"), member.body.replace(&h.a.member.email, "X"), "no enumeration");
     mailed_link(&h.a.member.email).await; // the member's mail arrived…
     assert!(maildir_link(&stranger).is_none(), "…the stranger's never exists");
+    // Asking again within a minute answers the same page and sends nothing more.
+    let again = h.post("/signin", None, &[("email", &h.a.member.email)], &same_site()).await;
+    assert_eq!(again.body, member.body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mails_to(&h.a.member.email), 1, "one mail per address per minute");
+}
+
+fn mails_to(email: &str) -> usize {
+    let dir = std::env::var("USERZ_SMTP_MAILDIR").unwrap();
+    ["new", "cur"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(std::path::Path::new(&dir).join(sub)).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(email))
+        .count()
 }
 
 // ------------------------------------------------------------------ Google sign-in (local fake)
@@ -733,7 +749,9 @@ async fn hostile_feedback_text_is_escaped_everywhere() {
     assert!(!r.body.contains("<script>alert(1)"));
     assert!(r.body.contains("&lt;img src=x onerror=alert(2)&gt;"), "console logs escaped");
     assert!(!r.body.contains("<img src=x"));
-    assert!(r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
+    let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(!csp.contains("unsafe-inline'; connect") && !csp.contains("script-src 'unsafe-inline'"));
     // Detail shows label, signals, status.
     assert!(r.body.contains("data-label=\"benign\""));
     assert!(r.body.contains("role_tag"));
@@ -894,4 +912,27 @@ async fn secrets_are_write_only() {
         .unwrap();
     assert!(!secrets.is_empty());
     assert!(secrets.iter().all(|(r, _)| !String::from_utf8_lossy(&r.payload).contains(value)), "sealed at rest");
+}
+
+#[tokio::test]
+async fn role_changes_apply_at_the_next_request_and_removed_members_are_signed_out() {
+    let h = harness().await;
+    let cookie = h.session(h.a.member.user).await;
+    assert!(h.get("/settings", Some(&cookie)).await.body.contains("data-role=\"member\""));
+    let stream = CommandBus::stream::<OrgDecider>(h.a.org);
+    let promote = OrgCommand::ChangeRole { actor: h.a.owner.user, user: h.a.member.user, role: Role::Admin };
+    h.bus.execute::<OrgDecider>(&stream, CommandMeta::new(), &promote).await.unwrap();
+    let page = h.wait_projected("/settings", &cookie, "data-role=\"admin\"").await;
+    assert!(page.body.contains("id=\"secret-form\""), "admins get the settings forms");
+
+    let remove = OrgCommand::RemoveMember { actor: h.a.owner.user, user: h.a.member.user };
+    h.bus.execute::<OrgDecider>(&stream, CommandMeta::new(), &remove).await.unwrap();
+    let rm = h.read_models.clone();
+    let email = h.a.member.email.clone();
+    wait_for(|| {
+        let (rm, email) = (rm.clone(), email.clone());
+        async move { memberships_by_email(rm.as_ref(), &email).await.unwrap().is_empty() }
+    })
+    .await;
+    assert_eq!(h.get("/", Some(&cookie)).await.location(), "/signin");
 }
