@@ -162,7 +162,7 @@ impl DashboardConfig {
         })
     }
 
-    /// Reads the variables of [`env`].
+    /// Reads the variables of [`mod@env`].
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let url = var(env::PUBLIC_URL).unwrap_or_else(|| "http://127.0.0.1:8080".into());

@@ -49,7 +49,7 @@ pub(crate) fn routes(state: DashboardState) -> Router {
         .route("/settings", get(settings_page))
         .route("/settings/apps/{id}", post(settings_app))
         .route("/settings/secrets", post(settings_secret))
-        .layer(middleware::from_fn_with_state(state.clone(), require_session))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_session))
         .with_state(state)
 }
 

@@ -424,8 +424,11 @@ async fn session_idle_31_days_is_refused_with_a_redirect_to_sign_in() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/signin");
     assert!(r.set_cookies().iter().any(|c| c.contains("Max-Age=0")), "cookie cleared");
-    // No cookie at all: also to sign-in.
+    // No cookie at all: also to sign-in; paths the dashboard does not own stay 404
+    // (the server nests `/v1` and `/widget.js` beside it).
     assert_eq!(h.get("/feedback/x", None).await.location(), "/signin");
+    assert_eq!(h.get("/v1/feedback", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.get("/signin", None).await.status, StatusCode::OK);
 }
 
 // ------------------------------------------------------------------ e-mail sign-in (real SMTP sink)
