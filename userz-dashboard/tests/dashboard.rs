@@ -137,7 +137,8 @@ async fn make_org(bus: &CommandBus, name: &str) -> Org {
 }
 
 fn smtp() -> SmtpSettings {
-    let addr = std::env::var("USERZ_SMTP_ADDR").unwrap_or_else(|_| "127.0.0.1:9".into());
+    // Tests that send no mail run without the sink: any address will do for them.
+    let addr = std::env::var("USERZ_SMTP_ADDR").ok().filter(|a| !a.is_empty()).unwrap_or_else(|| "127.0.0.1:9".into());
     SmtpSettings::from_addr(&addr, "Userz <no-reply@dash.test>").unwrap()
 }
 
