@@ -6,6 +6,8 @@
 #   USERZ_NATS_URL     nats://127.0.0.1:PORT           (JetStream enabled)
 #   USERZ_REDIS_URL    redis://127.0.0.1:PORT
 #   USERZ_S3_ENDPOINT  http://127.0.0.1:PORT           (S3-compatible, moto)
+#   USERZ_SMTP_ADDR    127.0.0.1:PORT                  (SMTP sink, aiosmtpd)
+#   USERZ_SMTP_MAILDIR DIR                             (where the sink writes each mail)
 #
 # Usage (from the repository root):
 #   source scripts/services.sh && services_start && trap services_stop EXIT
@@ -13,14 +15,14 @@
 # It also installs (when missing) the sandbox tools the process-sandbox tests
 # run for real: bubblewrap (no service to start; the tests need root).
 #
-# USERZ_SERVICES="postgres nats redis s3 sandbox" picks a subset.
+# USERZ_SERVICES="postgres nats redis s3 smtp sandbox" picks a subset.
 #
 # svc_build_prereqs installs what building the workspace needs (OpenSSL
 # headers for libgit2's HTTPS transport); svc_test_tools installs the
 # programs tests start themselves (lighttpd in front of `git http-backend`
 # for the git smart-HTTP server, openssl for test key pairs).
 
-USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 sandbox}"
+USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 smtp sandbox}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
 SVC_TOOLS="${USERZ_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userz-tools}"
 SVC_PIDS=()
@@ -132,6 +134,24 @@ svc_start_s3() {
   svc_log "s3 (moto) on 127.0.0.1:$port"
 }
 
+svc_start_smtp() {
+  # An SMTP sink: accepts every message and writes it to a maildir
+  # (new/ holds one file per mail), which the dashboard's sign-in tests read.
+  local port dir
+  "$SVC_TOOLS/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || svc_pip_install aiosmtpd
+  port="$(svc_free_port)"; dir="$SVC_ROOT/maildir"
+  # A maildir needs its three subdirectories (Python's Maildir only creates
+  # them when the top directory is missing).
+  rm -rf "$dir"; mkdir -p "$dir/tmp" "$dir/new" "$dir/cur"
+  "$SVC_TOOLS/venv/bin/python" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir" \
+    >"$SVC_ROOT/smtp.log" 2>&1 &
+  SVC_PIDS+=("$!")
+  svc_wait smtp 100 python3 -c "import socket; s=socket.create_connection(('127.0.0.1',$port),1); assert s.recv(3)==b'220'"
+  export USERZ_SMTP_ADDR="127.0.0.1:$port"
+  export USERZ_SMTP_MAILDIR="$dir"
+  svc_log "smtp sink (aiosmtpd) on 127.0.0.1:$port, maildir $dir"
+}
+
 svc_install_sandbox() {
   # bubblewrap runs per test, not as a service: only the package is needed.
   command -v bwrap >/dev/null || svc_apt_install bubblewrap >/dev/null || return 1
@@ -168,6 +188,7 @@ services_start() {
       nats) svc_start_nats ;;
       redis) svc_start_redis ;;
       s3) svc_start_s3 ;;
+      smtp) svc_start_smtp ;;
       sandbox) svc_install_sandbox ;;
       *) svc_log "unknown service $s"; return 1 ;;
     esac || return 1

@@ -3,7 +3,7 @@
 # missing. This is the README's test command; .ci/run calls it.
 #
 # Real services (PostgreSQL, NATS with JetStream, Redis, an S3-compatible
-# server) are installed when missing and started on loopback with throwaway
+# server, an SMTP sink for the dashboard's sign-in mails) are installed when missing and started on loopback with throwaway
 # data directories by scripts/services.sh, and stopped on exit. The same script
 # installs bubblewrap for the process-sandbox escape suite (run as root).
 set -euo pipefail

@@ -28,6 +28,7 @@ pub mod doubles;
 pub mod git_http;
 pub mod github_fake;
 pub mod gitlab_fake;
+pub mod google_fake;
 pub mod model_server;
 pub mod scenarios;
 pub mod services;
