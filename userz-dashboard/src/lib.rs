@@ -125,8 +125,10 @@ pub struct DashboardConfig {
     pub public_base_url: String,
     /// Whether cookies carry `Secure` (true in production).
     pub secure_cookies: bool,
-    /// SMTP relay for sign-in links.
-    pub smtp: SmtpSettings,
+    /// SMTP relay for sign-in links; `None` prints each link to the server's
+    /// standard output instead (local development with no relay: anyone who
+    /// can read that output can sign in as anyone who asks).
+    pub smtp: Option<SmtpSettings>,
     /// Google sign-in, when configured.
     pub google: Option<GoogleSettings>,
     /// Session policy (cookie name, 30-day idle expiry, 24 h refresh); its
@@ -145,6 +147,16 @@ impl DashboardConfig {
     /// Production defaults for `public_base_url` and `smtp`; `Secure` cookies
     /// unless the URL is plain `http://`.
     pub fn new(public_base_url: impl Into<String>, smtp: SmtpSettings) -> Result<Self, ConfigError> {
+        Self::build(public_base_url, Some(smtp))
+    }
+
+    /// Like [`new`](Self::new) with no SMTP relay: sign-in links are printed to
+    /// standard output (local development only).
+    pub fn printing_sign_in_links(public_base_url: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::build(public_base_url, None)
+    }
+
+    fn build(public_base_url: impl Into<String>, smtp: Option<SmtpSettings>) -> Result<Self, ConfigError> {
         let url = public_base_url.into().trim_end_matches('/').to_string();
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() <= "https://".len() {
             return Err(ConfigError { field: "public_base_url", message: format!("{url:?} is not an http(s) URL") });
@@ -256,7 +268,7 @@ impl DashboardState {
         cache: Arc<dyn Cache>,
         config: DashboardConfig,
     ) -> Self {
-        let mailer = mail::Mailer::new(&config.smtp);
+        let mailer = mail::Mailer::new(config.smtp.as_ref());
         Self {
             bus,
             read_models,

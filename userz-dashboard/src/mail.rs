@@ -39,10 +39,11 @@ impl SmtpSettings {
     }
 }
 
-/// Sends mails through the configured relay.
+/// Sends mails through the configured relay, or prints the link when there is
+/// none.
 #[derive(Clone)]
 pub(crate) struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: String,
 }
 
@@ -53,16 +54,24 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    pub(crate) fn new(s: &SmtpSettings) -> Self {
+    pub(crate) fn new(s: Option<&SmtpSettings>) -> Self {
+        let Some(s) = s else {
+            return Self { transport: None, from: String::new() };
+        };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
             .port(s.port)
             .timeout(Some(s.timeout))
             .build();
-        Self { transport, from: s.from.clone() }
+        Self { transport: Some(transport), from: s.from.clone() }
     }
 
     /// Sends the sign-in link to `to`.
     pub(crate) async fn send_sign_in_link(&self, to: &str, link: &str, minutes: u64) -> Result<(), String> {
+        let Some(transport) = &self.transport else {
+            // No relay configured (local development): the operator reads it here.
+            println!("sign-in link for {to} (valid {minutes} minutes, works once): {link}");
+            return Ok(());
+        };
         let from: Mailbox = self.from.parse().map_err(|e| format!("from: {e}"))?;
         let to: Mailbox = to.parse().map_err(|e| format!("to: {e}"))?;
         let body = format!(
@@ -86,6 +95,6 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| format!("build: {e}"))?;
-        self.transport.send(msg).await.map(|_| ()).map_err(|e| format!("smtp: {e}"))
+        transport.send(msg).await.map(|_| ()).map_err(|e| format!("smtp: {e}"))
     }
 }

@@ -81,6 +81,7 @@ pub struct Server {
     /// The store (tests read read models from it).
     pub store: SqliteStore,
     engine: Option<Engine>,
+    background: Vec<JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -130,6 +131,9 @@ impl Server {
         }
         if let Some(serve) = self.serve.take() {
             serve.abort();
+        }
+        for task in self.background.drain(..) {
+            task.abort();
         }
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
@@ -365,7 +369,47 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         None => None,
     };
 
-    let app = router(&demo, &public_url);
+    let mut dash_config = match &config.smtp {
+        Some(smtp) => userz_dashboard::DashboardConfig::new(
+            public_url.clone(),
+            userz_dashboard::SmtpSettings::from_addr(&smtp.addr, &smtp.from)
+                .map_err(|e| ServerError::Setup(format!("smtp: {e}")))?,
+        ),
+        None => userz_dashboard::DashboardConfig::printing_sign_in_links(public_url.clone()),
+    }
+    .map_err(|e| ServerError::Setup(format!("dashboard: {e}")))?
+    .with_secure_cookies(config.secure_cookies);
+    if let Some(g) = &config.google {
+        let secret = std::env::var(&g.client_secret_env).map_err(|_| {
+            ServerError::Setup(format!("google.client_secret_env names {}, which is not set", g.client_secret_env))
+        })?;
+        let mut settings = userz_dashboard::GoogleSettings::google(g.client_id.clone(), secret);
+        if let Some(u) = &g.authorize_url {
+            settings.authorize_url = u.clone();
+        }
+        if let Some(u) = &g.token_url {
+            settings.token_url = u.clone();
+        }
+        if let Some(u) = &g.userinfo_url {
+            settings.userinfo_url = u.clone();
+        }
+        dash_config = dash_config.with_google(settings);
+    }
+    let cache: Arc<dyn userz_core::ports::Cache> = Arc::new(store.clone());
+    let dashboard = userz_dashboard::DashboardState::new(
+        engine.bus().clone(),
+        engine.read_models().clone(),
+        clock.clone(),
+        cache.clone(),
+        dash_config,
+    )
+    .with_envelope(envelope.clone());
+    let mut background = vec![userz_dashboard::spawn_directory_projection(
+        engine.deps().events.clone(),
+        engine.read_models().clone(),
+    )];
+
+    let app = router(&demo, &public_url).merge(userz_dashboard::router(dashboard));
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -381,6 +425,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         sandbox_unavailable,
         store,
         engine: Some(engine),
+        background: std::mem::take(&mut background),
         stop: Some(stop),
         serve: Some(serve),
     })
