@@ -275,7 +275,11 @@ impl OrgState {
 pub struct OrgDecider;
 
 /// `actor: None` (the operator) may administer; a member needs an admin role.
-fn require_admin_or_operator(state: &OrgState, actor: Option<UserId>, command: &'static str) -> Result<Actor, Rejection> {
+fn require_admin_or_operator(
+    state: &OrgState,
+    actor: Option<UserId>,
+    command: &'static str,
+) -> Result<Actor, Rejection> {
     match actor {
         None => Ok(Actor::System),
         Some(user) => require_admin(state, user, command).map(|_| Actor::User { user }),
