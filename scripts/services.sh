@@ -156,6 +156,9 @@ svc_test_tools() {
   if [ ! -x "$(git --exec-path)/git-http-backend" ]; then
     svc_apt_install git >/dev/null || return 1
   fi
+  # OpenAPI 3.1 validator for userz-http's /openapi.json test.
+  [ -x "$SVC_TOOLS/venv/bin/openapi-spec-validator" ] || svc_pip_install openapi-spec-validator || return 1
+  export USERZ_OPENAPI_VALIDATOR="$SVC_TOOLS/venv/bin/openapi-spec-validator"
 }
 
 services_start() {

@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod cors;
 pub mod directory;
 pub mod error;
 pub mod openapi;

@@ -325,6 +325,7 @@ pub fn api_router(state: ApiState) -> Router {
                 run = tracing::field::Empty,
             )
         }))
+        .layer(axum::middleware::from_fn(crate::cors::widget_cors))
         .with_state(state)
 }
 

@@ -16,8 +16,8 @@ use userz_core::engine::projections::{audit_log, feedback_summary, run_detail};
 use userz_core::engine::{CommandBus, CommandMeta};
 use userz_core::ids::{FeedbackId, RepoId, RunId};
 use userz_core::ports::classifier::{Classification, Label};
-use userz_core::security::widget_auth::{mint_user_token, MintRequest};
 use userz_core::security::secret::{SecretBytes, SecretString};
+use userz_core::security::widget_auth::{mint_user_token, MintRequest};
 use userz_http::ApiConfig;
 use userz_testkit::eventually;
 
@@ -150,8 +150,10 @@ async fn missing_authorization_on_absent_malformed_unknown_and_revoked_keys() {
     let kinds = eventually("audit entries", Duration::from_secs(5), || {
         let rm = rm.clone();
         async move {
-            let kinds: Vec<String> = audit_log(rm.as_ref(), org, None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
-            (kinds.contains(&"api_key_revoked".to_string()) && kinds.contains(&"auth_failure".to_string())).then_some(kinds)
+            let kinds: Vec<String> =
+                audit_log(rm.as_ref(), org, None, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+            (kinds.contains(&"api_key_revoked".to_string()) && kinds.contains(&"auth_failure".to_string()))
+                .then_some(kinds)
         }
     })
     .await;
@@ -209,7 +211,12 @@ async fn invalid_user_token_and_rotation_invalidates_outstanding_tokens() {
     let before = userz_http::directory::signing_secret_version(h.stores.read_models.as_ref(), t.app).await.unwrap();
     let new_secret = "n".repeat(48);
     h.admin
-        .set_app_signing_secret(t.org, t.app, Some(SecretString::new(new_secret.clone())), userz_core::domain::common::Actor::System)
+        .set_app_signing_secret(
+            t.org,
+            t.app,
+            Some(SecretString::new(new_secret.clone())),
+            userz_core::domain::common::Actor::System,
+        )
         .await
         .unwrap();
     let rm = h.stores.read_models.clone();
@@ -370,9 +377,11 @@ async fn rate_limited_on_the_101st_request_then_exactly_ten_per_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_submissions_are_limited_per_ip_and_private_ones_per_user() {
-    let mut config = ApiConfig::default();
-    config.public_per_ip = userz_http::ratelimit::BucketConfig { capacity: 2, refill_per_minute: 60 };
-    config.private_per_user = userz_http::ratelimit::BucketConfig { capacity: 1, refill_per_minute: 60 };
+    let config = ApiConfig {
+        public_per_ip: userz_http::ratelimit::BucketConfig { capacity: 2, refill_per_minute: 60 },
+        private_per_user: userz_http::ratelimit::BucketConfig { capacity: 1, refill_per_minute: 60 },
+        ..ApiConfig::default()
+    };
     let h = start_with(config).await;
     let t = h.tenant("Acme").await;
     for _ in 0..2 {
@@ -394,7 +403,12 @@ async fn drive_to_awaiting_manual(h: &Harness, id: FeedbackId) {
     let stream = CommandBus::stream::<FeedbackDecider>(id);
     h.bus.execute::<FeedbackDecider>(&stream, CommandMeta::new(), &FeedbackCommand::StartSanitizing).await.unwrap();
     let classify = FeedbackCommand::Classify {
-        classification: Classification { label: Label::Benign, confidence: 0.9, signals: vec![], classifier: "test".into() },
+        classification: Classification {
+            label: Label::Benign,
+            confidence: 0.9,
+            signals: vec![],
+            classifier: "test".into(),
+        },
         routing: Routing { mode: ProcessingMode::Manual, dedup: Dedup::Off, now: h.now() },
     };
     h.bus.execute::<FeedbackDecider>(&stream, CommandMeta::new(), &classify).await.unwrap();
@@ -444,7 +458,11 @@ async fn bad_query_parameters_are_invalid_body_naming_the_parameter() {
     ] {
         let r = h.get(&format!("/v1/feedback?{q}"), &t.key).await;
         r.assert_error(400, "invalid_body");
-        assert_eq!((r.body["error"]["details"]["field"].as_str(), r.body["error"]["details"]["rule"].as_str()), (Some(field), Some(rule)), "{q}");
+        assert_eq!(
+            (r.body["error"]["details"]["field"].as_str(), r.body["error"]["details"]["rule"].as_str()),
+            (Some(field), Some(rule)),
+            "{q}"
+        );
     }
     // Paging with a real cursor.
     let mut ids = Vec::new();
@@ -494,13 +512,22 @@ async fn agent_run_detail_and_token_mint() {
     assert_eq!(r.body["branch"], "userz/fix-1");
     assert!(r.body["timings"]["queuedAt"].is_i64());
     // Mint: the token works for a private submission; the mint is audited.
-    let r = h.send_json("POST", "/v1/tokens/mint", &t.key, &json!({"appId": t.app.to_string(), "sub": "user-7", "expiresIn": 600})).await;
+    let r = h
+        .send_json(
+            "POST",
+            "/v1/tokens/mint",
+            &t.key,
+            &json!({"appId": t.app.to_string(), "sub": "user-7", "expiresIn": 600}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let token = r.body["token"].as_str().unwrap().to_string();
     assert_eq!(r.body["expiresAt"].as_i64().unwrap() - r.body["issuedAt"].as_i64().unwrap(), 600_000);
     let s = h.submit(&t, &[("origin", ORIGIN), ("x-userz-user-token", &token)], &report("minted")).await;
     assert_eq!(s.status, 201, "{}", s.body);
-    let r = h.send_json("POST", "/v1/tokens/mint", &t.key, &json!({"appId": t.app.to_string(), "sub": "u", "expiresIn": 5})).await;
+    let r = h
+        .send_json("POST", "/v1/tokens/mint", &t.key, &json!({"appId": t.app.to_string(), "sub": "u", "expiresIn": 5}))
+        .await;
     r.assert_error(400, "invalid_body");
     assert_eq!(r.body["error"]["details"]["field"], "expiresIn");
     let r = h.send_json("POST", "/v1/tokens/mint", &t.key, &json!({"sub": "u"})).await;
@@ -624,4 +651,35 @@ async fn not_found_for_unknown_ids_and_routes() {
     h.get(&format!("/v1/feedback/{}", FeedbackId::new()), &t.key).await.assert_error(404, "not_found");
     h.get("/v1/feedback/not-an-id", &t.key).await.assert_error(404, "not_found");
     h.get(&format!("/v1/agent-runs/{}", RunId::new()), &t.key).await.assert_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widget_cors_preflight_and_response_headers() {
+    let h = start().await;
+    let t = h.tenant("Acme").await;
+    let r = h
+        .request(
+            "OPTIONS",
+            "/v1/feedback",
+            &[
+                ("origin", ORIGIN),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type, x-userz-public-key"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+    assert!(r.header("access-control-allow-headers").unwrap().contains("x-userz-user-token"));
+    let r = h.submit(&t, &[("origin", ORIGIN)], &report("cors")).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("access-control-allow-origin"), Some(ORIGIN));
+    // Error answers are readable by the widget too; the org API gets no CORS headers.
+    let r = h.submit(&t, &[("origin", "https://evil.example")], &report("x")).await;
+    r.assert_error(403, "origin_not_allowed");
+    let r = h
+        .request("GET", "/v1/apps", &[("origin", ORIGIN), ("authorization", &format!("Bearer {}", t.key))], None)
+        .await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
 }

@@ -149,8 +149,13 @@ impl Harness {
 
     pub async fn send_json(&self, method: &str, path: &str, key: &str, body: &Value) -> Resp {
         let auth = format!("Bearer {key}");
-        self.request(method, path, &[("authorization", &auth), ("content-type", "application/json")], Some(body.to_string().as_bytes()))
-            .await
+        self.request(
+            method,
+            path,
+            &[("authorization", &auth), ("content-type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+        .await
     }
 
     pub async fn submit(&self, t: &Tenant, extra: &[(&str, &str)], body: &Value) -> Resp {
