@@ -39,5 +39,5 @@ mod wire;
 
 pub use auth::{PUBLIC_KEY_HEADER, USER_TOKEN_HEADER};
 pub use error::{ApiError, ErrorCode};
-pub use routes::{api_router, route_table, RouteSpec};
+pub use routes::{api_router, not_found_fallback, route_table, RouteSpec};
 pub use state::{ApiConfig, ApiDeps, ApiState, IngestStats};

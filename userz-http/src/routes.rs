@@ -329,6 +329,13 @@ pub fn api_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// A fallback answering unknown paths with the API's `not_found` body. Not
+/// installed by [`api_router`] (axum refuses to merge two routers that both
+/// have a fallback); set it on the outermost router if the API owns it.
+pub async fn not_found_fallback() -> ApiError {
+    ApiError::not_found("route")
+}
+
 fn record(field: &str, value: impl std::fmt::Display) {
     tracing::Span::current().record(field, tracing::field::display(value));
 }
