@@ -103,6 +103,7 @@ pub async fn authenticate_key(state: &ApiState, headers: &HeaderMap) -> Result<O
     let cached = state.0.verified_keys.lock().get(&prefix).copied();
     let known = cached.is_some_and(|c| bool::from(c.ct_eq(&digest)));
     if !known {
+        let _permit = state.0.argon2_permits.acquire().await.map_err(ApiError::internal)?;
         let stored = row.stored.clone();
         let verified = tokio::task::spawn_blocking(move || stored.verify(&key))
             .await

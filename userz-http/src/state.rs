@@ -114,6 +114,9 @@ pub(crate) struct Inner {
     /// Last audit time (ms) per throttle key.
     pub(crate) audit_seen: Mutex<HashMap<String, i64>>,
     pub(crate) stats: Arc<IngestStats>,
+    /// Bounds concurrent Argon2id verifications (uncached keys), so a flood of
+    /// well-formed wrong keys cannot take every core.
+    pub(crate) argon2_permits: tokio::sync::Semaphore,
 }
 
 /// Everything the routes share; cheap to clone.
@@ -134,6 +137,7 @@ impl ApiState {
             verifiers: Mutex::new(HashMap::new()),
             audit_seen: Mutex::new(HashMap::new()),
             stats: Arc::new(IngestStats::default()),
+            argon2_permits: tokio::sync::Semaphore::new(2),
         }))
     }
 

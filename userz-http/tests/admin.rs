@@ -87,7 +87,7 @@ async fn admin_creates_tenants_and_refuses_with_clear_errors() {
     assert!(generated.expose_secret().len() >= 32);
 
     // Without an envelope, secrets are refused with a message saying what is missing.
-    let no_env = Admin::new(h.bus.clone(), h.stores.read_models.clone(), h.clock.clone(), None);
+    let no_env = Admin::new(h.bus.clone(), h.read_models.clone(), h.clock.clone(), None);
     let err = no_env.set_app_signing_secret(org, app.app, None, Actor::System).await.unwrap_err();
     assert!(matches!(err, AdminError::NoEnvelope), "{err}");
     assert!(err.to_string().contains("master key"));

@@ -39,7 +39,7 @@ async fn submit_ok(h: &Harness, t: &Tenant, text: &str) -> FeedbackId {
 }
 
 async fn wait_listed(h: &Harness, t: &Tenant, id: FeedbackId) {
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let org = t.org;
     eventually("feedback projected", Duration::from_secs(5), || {
         let rm = rm.clone();
@@ -134,7 +134,7 @@ async fn missing_authorization_on_absent_malformed_unknown_and_revoked_keys() {
     // Revocation is immediate (the directory row is read on every request).
     assert_eq!(h.get("/v1/apps", &t.key).await.status, 200);
     h.admin.revoke_api_key(t.org, &t.prefix, None).await.unwrap();
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let prefix = t.prefix.clone();
     eventually("revocation projected", Duration::from_secs(5), || {
         let (rm, prefix) = (rm.clone(), prefix.clone());
@@ -145,7 +145,7 @@ async fn missing_authorization_on_absent_malformed_unknown_and_revoked_keys() {
     r.assert_error(401, "missing_authorization");
     assert_eq!(r.body["error"]["details"]["rule"], "revoked");
     // Key issue and revocation, and the refusal, are audit events.
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let org = t.org;
     let kinds = eventually("audit entries", Duration::from_secs(5), || {
         let rm = rm.clone();
@@ -208,7 +208,7 @@ async fn invalid_user_token_and_rotation_invalidates_outstanding_tokens() {
     let fresh = private_token(&t, &h, &t.signing_secret);
     let r = h.submit(&t, &[("origin", ORIGIN), ("x-userz-user-token", &fresh)], &report("before")).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let before = userz_http::directory::signing_secret_version(h.stores.read_models.as_ref(), t.app).await.unwrap();
+    let before = userz_http::directory::signing_secret_version(h.read_models.as_ref(), t.app).await.unwrap();
     let new_secret = "n".repeat(48);
     h.admin
         .set_app_signing_secret(
@@ -219,7 +219,7 @@ async fn invalid_user_token_and_rotation_invalidates_outstanding_tokens() {
         )
         .await
         .unwrap();
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let app = t.app;
     eventually("rotation projected", Duration::from_secs(5), || {
         let rm = rm.clone();
@@ -263,7 +263,7 @@ async fn public_disabled_refuses_key_only_submissions_but_not_private_ones() {
         )
         .await
         .unwrap();
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let app = t.app;
     eventually("settings projected", Duration::from_secs(5), || {
         let rm = rm.clone();
@@ -498,7 +498,7 @@ async fn agent_run_detail_and_token_mint() {
         at: h.now(),
     };
     h.bus.execute::<RunDecider>(&CommandBus::stream::<RunDecider>(run), CommandMeta::new(), &cmd).await.unwrap();
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let org = t.org;
     eventually("run projected", Duration::from_secs(5), || {
         let rm = rm.clone();
@@ -533,7 +533,7 @@ async fn agent_run_detail_and_token_mint() {
     let r = h.send_json("POST", "/v1/tokens/mint", &t.key, &json!({"sub": "u"})).await;
     r.assert_error(400, "invalid_body");
     assert_eq!(r.body["error"]["details"]["field"], "appId");
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     eventually("token_minted audited", Duration::from_secs(5), || {
         let rm = rm.clone();
         async move {
@@ -549,7 +549,7 @@ async fn not_configured_when_an_app_has_no_signing_secret() {
     let h = start().await;
     let t = h.tenant("Acme").await;
     let bare = h.admin.create_app(t.org, userz_http::admin::NewApp::named("bare")).await.unwrap();
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     eventually("app projected", Duration::from_secs(5), || {
         let rm = rm.clone();
         async move { userz_http::directory::app(rm.as_ref(), bare.app).await.unwrap() }
@@ -580,7 +580,7 @@ async fn tenant_isolation_on_every_v1_route() {
         at: h.now(),
     };
     h.bus.execute::<RunDecider>(&CommandBus::stream::<RunDecider>(run_b), CommandMeta::new(), &cmd).await.unwrap();
-    let rm = h.stores.read_models.clone();
+    let rm = h.read_models.clone();
     let org_b = b.org;
     eventually("B projected", Duration::from_secs(5), || {
         let rm = rm.clone();

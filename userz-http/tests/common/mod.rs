@@ -15,6 +15,7 @@ use userz_core::engine::projections::{
 };
 use userz_core::engine::CommandBus;
 use userz_core::ids::{AppId, OrgId, UserId};
+use userz_core::ports::{EventStore, ReadModelStore};
 use userz_core::security::api_key::HashParams;
 use userz_core::security::envelope::{Envelope, StaticKeyProvider};
 use userz_core::Clock;
@@ -26,15 +27,22 @@ use userz_testkit::{eventually, ManualClock};
 
 pub const ORIGIN: &str = "https://shop.example";
 
-#[derive(Debug)]
 pub struct Harness {
     pub addr: SocketAddr,
     pub clock: Arc<ManualClock>,
-    pub stores: MemoryStores,
+    pub events: Arc<dyn EventStore>,
+    pub read_models: Arc<dyn ReadModelStore>,
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
     pub bus: CommandBus,
     pub admin: Admin,
     pub state: ApiState,
     tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("addr", &self.addr).finish_non_exhaustive()
+    }
 }
 
 impl Drop for Harness {
@@ -62,7 +70,18 @@ pub async fn start() -> Harness {
 pub async fn start_with(config: ApiConfig) -> Harness {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
-    let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
+    start_on(config, clock, stores.events.clone(), stores.read_models.clone(), None).await
+}
+
+/// The harness over any event and read-model store (`keep` is dropped with it).
+pub async fn start_on(
+    config: ApiConfig,
+    clock: Arc<ManualClock>,
+    events: Arc<dyn EventStore>,
+    read_models: Arc<dyn ReadModelStore>,
+    keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+) -> Harness {
+    let bus = CommandBus::new(events.clone(), read_models.clone());
     let envelope = Envelope::new(Arc::new(StaticKeyProvider::generate("test-master").unwrap()));
     let mut tasks = Vec::new();
     let projections: Vec<Arc<dyn Projection>> = vec![
@@ -72,7 +91,7 @@ pub async fn start_with(config: ApiConfig) -> Harness {
         Arc::new(AuditLogProjection),
     ];
     for p in projections {
-        let (ev, rm) = (stores.events.clone(), stores.read_models.clone());
+        let (ev, rm) = (events.clone(), read_models.clone());
         tasks.push(tokio::spawn(async move {
             run_projection(p, ev, rm, 64).await.unwrap();
         }));
@@ -80,13 +99,13 @@ pub async fn start_with(config: ApiConfig) -> Harness {
     let state = ApiState::new(
         ApiDeps {
             bus: bus.clone(),
-            read_models: stores.read_models.clone(),
+            read_models: read_models.clone(),
             clock: clock.clone(),
             envelope: Some(envelope.clone()),
         },
         config,
     );
-    let admin = Admin::new(bus.clone(), stores.read_models.clone(), clock.clone(), Some(envelope))
+    let admin = Admin::new(bus.clone(), read_models.clone(), clock.clone(), Some(envelope))
         .with_hash_params(HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -94,7 +113,7 @@ pub async fn start_with(config: ApiConfig) -> Harness {
     tasks.push(tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
     }));
-    Harness { addr, clock, stores, bus, admin, state, tasks }
+    Harness { addr, clock, events, read_models, _keep: keep, bus, admin, state, tasks }
 }
 
 impl Harness {
@@ -125,7 +144,7 @@ impl Harness {
     }
 
     pub async fn wait_directory(&self, t: &Tenant) {
-        let rm = self.stores.read_models.clone();
+        let rm = self.read_models.clone();
         let (pk, prefix, app) = (t.public_key.clone(), t.prefix.clone(), t.app);
         eventually("directory rows", Duration::from_secs(5), || {
             let (rm, pk, prefix) = (rm.clone(), pk.clone(), prefix.clone());
