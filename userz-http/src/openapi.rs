@@ -35,7 +35,7 @@ fn schemas() -> Value {
         },
         "FeedbackSubmission": {
             "type": "object",
-            "required": ["text"],
+            "required": ["text", "severity"],
             "additionalProperties": false,
             "properties": {
                 "text": {"type": "string", "minLength": 1, "maxLength": 8192},
