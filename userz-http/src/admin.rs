@@ -312,6 +312,12 @@ impl Admin {
             .collect())
     }
 
+    /// Every organization, from the directory projection (trails writes
+    /// slightly). An empty list on a started server means a fresh install.
+    pub async fn list_orgs(&self) -> Result<Vec<directory::OrgRow>, AdminError> {
+        Ok(directory::orgs(self.read_models.as_ref()).await?)
+    }
+
     /// The org's Apps, from the directory projection (trails writes slightly).
     pub async fn list_apps(&self, org: OrgId) -> Result<Vec<AppRow>, AdminError> {
         Ok(directory::apps_of_org(self.read_models.as_ref(), org).await?)

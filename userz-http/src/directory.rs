@@ -41,6 +41,17 @@ pub const KEYS: &str = "dir_keys";
 pub const ORG_KEYS: &str = "dir_org_keys";
 /// Signing-secret versions by App id.
 pub const APP_SECRETS: &str = "dir_app_secrets";
+/// Organizations by id.
+pub const ORGS: &str = "dir_orgs";
+
+/// An organization in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRow {
+    /// Id.
+    pub org: OrgId,
+    /// Name.
+    pub name: String,
+}
 
 /// An App as the HTTP layer needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +107,9 @@ impl Projection for DirectoryProjection {
             Some(AnyEvent::Org(ev)) => {
                 let org: OrgId = entity_id(event)?;
                 match ev {
+                    OrgEvent::OrgCreated { name, .. } => {
+                        tx.put_json(ORGS, org.to_string(), &OrgRow { org, name })?;
+                    }
                     OrgEvent::ApiKeyIssued { name, stored, at, .. } => {
                         tx.put(ORG_KEYS, format!("{org}/{}", stored.prefix), Bytes::from(stored.prefix.clone()));
                         let prefix = stored.prefix.clone();
@@ -159,6 +173,22 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     match store.get(table, key).await? {
         Some(raw) => Ok(Some(serde_json::from_slice(&raw)?)),
         None => Ok(None),
+    }
+}
+
+/// Every organization (oldest first), e.g. to tell a fresh install from a used one.
+pub async fn orgs(store: &dyn ReadModelStore) -> Result<Vec<OrgRow>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let rows = store.scan(ORGS, "", after.as_deref(), 200).await?;
+        for (_, v) in &rows {
+            out.push(serde_json::from_slice(v)?);
+        }
+        if rows.len() < 200 {
+            return Ok(out);
+        }
+        after = rows.last().map(|(k, _)| k.clone());
     }
 }
 

@@ -99,6 +99,12 @@ async fn admin_creates_tenants_and_refuses_with_clear_errors() {
     .await;
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].public_key, app.public_key);
+    let orgs = eventually("orgs listed", Duration::from_secs(5), || {
+        let a = a.clone();
+        async move { a.list_orgs().await.ok().filter(|v| v.len() == 2) }
+    })
+    .await;
+    assert_eq!(orgs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["Acme", "Other"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
