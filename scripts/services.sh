@@ -18,7 +18,9 @@
 # svc_build_prereqs installs what building the workspace needs (OpenSSL
 # headers for libgit2's HTTPS transport); svc_test_tools installs the
 # programs tests start themselves (lighttpd in front of `git http-backend`
-# for the git smart-HTTP server, openssl for test key pairs).
+# for the git smart-HTTP server, openssl for test key pairs, PyPI
+# openapi-spec-validator for the OpenAPI 3.1 check, exported as
+# USERZ_OPENAPI_VALIDATOR).
 
 USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 sandbox}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
