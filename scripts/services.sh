@@ -20,7 +20,9 @@
 # svc_build_prereqs installs what building the workspace needs (OpenSSL
 # headers for libgit2's HTTPS transport); svc_test_tools installs the
 # programs tests start themselves (lighttpd in front of `git http-backend`
-# for the git smart-HTTP server, openssl for test key pairs).
+# for the git smart-HTTP server, openssl for test key pairs, PyPI
+# openapi-spec-validator for the OpenAPI 3.1 check, exported as
+# USERZ_OPENAPI_VALIDATOR).
 
 USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 smtp sandbox}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
@@ -176,6 +178,9 @@ svc_test_tools() {
   if [ ! -x "$(git --exec-path)/git-http-backend" ]; then
     svc_apt_install git >/dev/null || return 1
   fi
+  # OpenAPI 3.1 validator for userz-http's /openapi.json test.
+  [ -x "$SVC_TOOLS/venv/bin/openapi-spec-validator" ] || svc_pip_install openapi-spec-validator || return 1
+  export USERZ_OPENAPI_VALIDATOR="$SVC_TOOLS/venv/bin/openapi-spec-validator"
 }
 
 services_start() {

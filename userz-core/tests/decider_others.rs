@@ -480,3 +480,54 @@ fn timer_lifecycle() {
         .then_rejects("invalid_transition");
     Spec::<TimerDecider>::new().when(TimerCommand::Fire { now: at }).then_rejects("not_found");
 }
+
+// --- Organization API keys -------------------------------------------------
+
+fn stored(prefix: &str) -> userz_core::security::api_key::StoredApiKey {
+    userz_core::security::api_key::StoredApiKey {
+        prefix: prefix.into(),
+        salt: vec![1; 16],
+        hash: vec![2; 32],
+        params: userz_core::security::api_key::HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 },
+    }
+}
+
+#[test]
+fn org_api_keys_issue_and_revoke_by_admins_or_the_operator() {
+    use userz_core::domain::common::Actor;
+    let (f, given) = org_fixture();
+    let at = Timestamp::from_millis(5);
+    let issue = |actor| OrgCommand::IssueApiKey { actor, name: " ci ".into(), stored: stored("abcdefghijkl"), at };
+    Spec::<OrgDecider>::new().given(given.clone()).when(issue(Some(f.admin))).then(vec![OrgEvent::ApiKeyIssued {
+        name: "ci".into(),
+        stored: stored("abcdefghijkl"),
+        by: Actor::User { user: f.admin },
+        at,
+    }]);
+    Spec::<OrgDecider>::new().given(given.clone()).when(issue(None)).then(vec![OrgEvent::ApiKeyIssued {
+        name: "ci".into(),
+        stored: stored("abcdefghijkl"),
+        by: Actor::System,
+        at,
+    }]);
+    Spec::<OrgDecider>::new().given(given.clone()).when(issue(Some(f.member))).then_rejects("not_permitted");
+    let issued = OrgEvent::ApiKeyIssued { name: "ci".into(), stored: stored("abcdefghijkl"), by: Actor::System, at };
+    let mut with_key = given.clone();
+    with_key.push(issued);
+    Spec::<OrgDecider>::new().given(with_key.clone()).when(issue(None)).then_rejects("already_exists");
+    let bad = OrgCommand::IssueApiKey { actor: None, name: "x".into(), stored: stored("short"), at };
+    Spec::<OrgDecider>::new().given(given.clone()).when(bad).then_rejects("invalid_input");
+    let revoke = OrgCommand::RevokeApiKey { actor: Some(f.owner), prefix: "abcdefghijkl".into(), at };
+    Spec::<OrgDecider>::new().given(with_key.clone()).when(revoke.clone()).then(vec![OrgEvent::ApiKeyRevoked {
+        prefix: "abcdefghijkl".into(),
+        by: Actor::User { user: f.owner },
+        at,
+    }]);
+    let mut revoked = with_key.clone();
+    revoked.push(OrgEvent::ApiKeyRevoked { prefix: "abcdefghijkl".into(), by: Actor::System, at });
+    // Revoking twice is a no-op; unknown prefixes are refused.
+    Spec::<OrgDecider>::new().given(revoked).when(revoke).then(vec![]);
+    let unknown = OrgCommand::RevokeApiKey { actor: None, prefix: "zzzzzzzzzzzz".into(), at };
+    Spec::<OrgDecider>::new().given(with_key).when(unknown).then_rejects("not_found");
+    let _ = f.org;
+}

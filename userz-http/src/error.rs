@@ -44,11 +44,14 @@ pub enum ErrorCode {
     Unavailable,
     /// Anything else; the details are in the server log, never in the body (500).
     InternalError,
+    /// The App lacks what the request needs (e.g. no signing secret for
+    /// private mode or token minting) (409).
+    NotConfigured,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidBody,
         ErrorCode::MissingAuthorization,
         ErrorCode::UnknownApp,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::InvalidSignature,
         ErrorCode::Unavailable,
         ErrorCode::InternalError,
+        ErrorCode::NotConfigured,
     ];
 
     /// The stable wire string.
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::NotConfigured => "not_configured",
         }
     }
 
@@ -97,7 +102,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::InvalidTransition => StatusCode::CONFLICT,
+            ErrorCode::InvalidTransition | ErrorCode::NotConfigured => StatusCode::CONFLICT,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

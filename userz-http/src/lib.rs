@@ -5,8 +5,39 @@
 //! `/v1` API, inbound webhooks and signed outbound webhooks. An existing axum or
 //! tower service nests the routers; the reference server
 //! (`examples/reference-server`) assembles everything.
+//!
+//! The HTTP layer needs only the command bus and the read models: workers can
+//! run in another process. Three projections must run somewhere against the
+//! same stores: the core's feedback list, run detail and audit log (started by
+//! `Engine::start`) and this crate's [`directory::DirectoryProjection`].
+//!
+//! ```ignore
+//! let state = userz_http::ApiState::new(
+//!     userz_http::ApiDeps { bus, read_models, clock, envelope: Some(envelope) },
+//!     userz_http::ApiConfig::default(),
+//! );
+//! let app = axum::Router::new().merge(userz_http::api_router(state));
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! ```
+//!
+//! Serve with `into_make_service_with_connect_info::<SocketAddr>()` so the
+//! per-IP limit on public submissions sees client addresses (without it every
+//! public submitter shares one bucket).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod cors;
+pub mod directory;
 pub mod error;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+mod state;
+mod wire;
 
+pub use auth::{PUBLIC_KEY_HEADER, USER_TOKEN_HEADER};
 pub use error::{ApiError, ErrorCode};
+pub use routes::{api_router, not_found_fallback, route_table, RouteSpec};
+pub use state::{ApiConfig, ApiDeps, ApiState, IngestStats};

@@ -154,6 +154,12 @@ impl Engine {
     ///
     /// Must be called inside a Tokio runtime.
     pub fn start(deps: EngineDeps, config: EngineConfig) -> Engine {
+        Self::start_with_projections(deps, config, Vec::new())
+    }
+
+    /// As [`Engine::start`], also running `extra` projections (e.g. the HTTP
+    /// layer's directory) under the same supervision.
+    pub fn start_with_projections(deps: EngineDeps, config: EngineConfig, extra: Vec<Arc<dyn Projection>>) -> Engine {
         let bus = CommandBus::new(deps.events.clone(), deps.read_models.clone());
         let inner = Arc::new(Inner { bus, deps, config });
         let mut tasks = Vec::new();
@@ -164,6 +170,7 @@ impl Engine {
             Arc::new(PendingTimersProjection),
             Arc::new(projections::PullRequestProjection),
         ];
+        let projections: Vec<Arc<dyn Projection>> = projections.into_iter().chain(extra).collect();
         for p in projections {
             let inner = inner.clone();
             tasks.push(tokio::spawn(async move {

@@ -14,6 +14,7 @@ use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::feedback::{FeedbackEvent, FeedbackStatus, RunResult};
+use crate::domain::org::OrgEvent;
 use crate::domain::pr::PrEvent;
 use crate::domain::run::{RunEvent, RunKind, RunStatus};
 use crate::domain::timer::TimerEvent;
@@ -725,9 +726,26 @@ impl Projection for AuditLogProjection {
         };
         let (kind, detail) = match &any {
             AnyEvent::Feedback(FeedbackEvent::FeedbackReceived { org, .. })
-            | AnyEvent::Run(RunEvent::RunQueued { org, .. }) => {
+            | AnyEvent::Run(RunEvent::RunQueued { org, .. })
+            | AnyEvent::Org(OrgEvent::OrgCreated { org, .. }) => {
                 tx.put_json("audit_streams", event.stream.as_str(), org)?;
                 return Ok(());
+            }
+            AnyEvent::Org(OrgEvent::ApiKeyIssued { name, stored, by, .. }) => {
+                ("api_key_issued", serde_json::json!({"prefix": stored.prefix, "name": name, "by": by}))
+            }
+            AnyEvent::Org(OrgEvent::ApiKeyRevoked { prefix, by, .. }) => {
+                ("api_key_revoked", serde_json::json!({"prefix": prefix, "by": by}))
+            }
+            AnyEvent::Org(OrgEvent::UserTokenMinted { app, by, expires_at }) => {
+                ("token_minted", serde_json::json!({"app": app, "by": by, "expires_at": expires_at}))
+            }
+            AnyEvent::Org(OrgEvent::AuthFailed { code, reason, app, credential }) => (
+                "auth_failure",
+                serde_json::json!({"code": code, "reason": reason, "app": app, "credential": credential}),
+            ),
+            AnyEvent::Org(OrgEvent::SecretOpened { kind, secret_id, purpose }) => {
+                ("secret_decrypted", serde_json::json!({"kind": kind, "secret_id": secret_id, "purpose": purpose}))
             }
             AnyEvent::Feedback(FeedbackEvent::Classified { label, confidence, signals, classifier }) => (
                 "classifier_label",

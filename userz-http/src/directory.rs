@@ -1,0 +1,259 @@
+//! The directory of tenants: which org owns an `sk_` key, which App a `pub_`
+//! key names, the Apps of an org, and the version of each App's signing secret.
+//!
+//! [`DirectoryProjection`] builds it from the org, App and secrets streams; run
+//! it like any core projection:
+//!
+//! ```ignore
+//! tokio::spawn(userz_core::engine::projections::run_projection(
+//!     std::sync::Arc::new(userz_http::directory::DirectoryProjection),
+//!     events, read_models, 256,
+//! ));
+//! ```
+//!
+//! Rows hold no secret: keys are stored as prefix + salt + Argon2id hash (G14),
+//! and the signing secret is only referenced by the log position that last set
+//! it (its sealed value stays in the org's secrets stream, G13).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use userz_core::domain::app::{AppEvent, AppSettings};
+use userz_core::domain::org::OrgEvent;
+use userz_core::domain::secrets::SecretsEvent;
+use userz_core::engine::codec::AnyEvent;
+use userz_core::engine::projections::{Projection, ProjectionTx};
+use userz_core::ids::{AppId, OrgId, RepoId};
+use userz_core::ports::ReadModelStore;
+use userz_core::security::api_key::StoredApiKey;
+use userz_core::security::envelope::SecretKind;
+use userz_core::{Error, RecordedEvent, Result, Timestamp};
+
+/// Apps by id.
+pub const APPS: &str = "dir_apps";
+/// App ids by `pub_` key.
+pub const APPS_BY_PUBLIC_KEY: &str = "dir_apps_by_pub";
+/// App ids keyed `org/app`.
+pub const ORG_APPS: &str = "dir_org_apps";
+/// API keys by prefix.
+pub const KEYS: &str = "dir_keys";
+/// Key prefixes keyed `org/prefix`.
+pub const ORG_KEYS: &str = "dir_org_keys";
+/// Signing-secret versions by App id.
+pub const APP_SECRETS: &str = "dir_app_secrets";
+/// Organizations by id.
+pub const ORGS: &str = "dir_orgs";
+
+/// An organization in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRow {
+    /// Id.
+    pub org: OrgId,
+    /// Name.
+    pub name: String,
+}
+
+/// An App as the HTTP layer needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRow {
+    /// Id.
+    pub app: AppId,
+    /// Org.
+    pub org: OrgId,
+    /// Name.
+    pub name: String,
+    /// `pub_` key.
+    pub public_key: String,
+    /// Settings.
+    pub settings: AppSettings,
+    /// Linked repo.
+    pub repo: Option<RepoId>,
+    /// Archived (takes no submissions).
+    pub archived: bool,
+}
+
+/// An API key as the HTTP layer needs it (no plaintext).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRow {
+    /// Owning org.
+    pub org: OrgId,
+    /// Label.
+    pub name: String,
+    /// Prefix, salt, hash.
+    pub stored: StoredApiKey,
+    /// Issued.
+    pub issued_at: Timestamp,
+    /// Revoked, once revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Builds the directory tables.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DirectoryProjection;
+
+fn entity_id<T: std::str::FromStr>(event: &RecordedEvent) -> Result<T> {
+    let id = event.stream.as_str().split_once('-').map(|(_, id)| id).unwrap_or_default();
+    id.parse().map_err(|_| Error::Corrupt(format!("directory: bad stream id {}", event.stream)))
+}
+
+#[async_trait]
+impl Projection for DirectoryProjection {
+    fn name(&self) -> &'static str {
+        "http_directory"
+    }
+
+    async fn apply(&self, event: &RecordedEvent, tx: &mut ProjectionTx<'_>) -> Result<()> {
+        match AnyEvent::decode(event)? {
+            Some(AnyEvent::Org(ev)) => {
+                let org: OrgId = entity_id(event)?;
+                match ev {
+                    OrgEvent::OrgCreated { name, .. } => {
+                        tx.put_json(ORGS, org.to_string(), &OrgRow { org, name })?;
+                    }
+                    OrgEvent::ApiKeyIssued { name, stored, at, .. } => {
+                        tx.put(ORG_KEYS, format!("{org}/{}", stored.prefix), Bytes::from(stored.prefix.clone()));
+                        let prefix = stored.prefix.clone();
+                        let row = KeyRow { org, name, stored, issued_at: at, revoked_at: None };
+                        tx.put_json(KEYS, prefix, &row)?;
+                    }
+                    OrgEvent::ApiKeyRevoked { prefix, at, .. } => {
+                        if let Some(mut row) = tx.get_json::<KeyRow>(KEYS, &prefix).await? {
+                            row.revoked_at = Some(at);
+                            tx.put_json(KEYS, prefix, &row)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(AnyEvent::App(ev)) => {
+                let id: AppId = entity_id(event)?;
+                let key = id.to_string();
+                let mut row = match ev {
+                    AppEvent::AppCreated { app, org, name, public_key, settings } => {
+                        tx.put(APPS_BY_PUBLIC_KEY, public_key.clone(), Bytes::from(key.clone()));
+                        tx.put(ORG_APPS, format!("{org}/{app}"), Bytes::from(key.clone()));
+                        AppRow { app, org, name, public_key, settings, repo: None, archived: false }
+                    }
+                    other => {
+                        let Some(mut row) = tx.get_json::<AppRow>(APPS, &key).await? else {
+                            return Err(Error::Corrupt(format!("directory: no row for {}", event.stream)));
+                        };
+                        match other {
+                            AppEvent::AppConfigured { settings } => row.settings = settings,
+                            AppEvent::RepoLinked { repo } => row.repo = Some(repo),
+                            AppEvent::AppArchived {} => row.archived = true,
+                            AppEvent::AppCreated { .. } => {}
+                        }
+                        row
+                    }
+                };
+                row.app = id;
+                tx.put_json(APPS, key, &row)?;
+            }
+            Some(AnyEvent::Secrets(ev)) => match ev {
+                SecretsEvent::SecretStored { sealed, .. } if sealed.kind == SecretKind::AppSigningSecret => {
+                    tx.put_json(APP_SECRETS, sealed.secret_id, &event.position)?;
+                }
+                SecretsEvent::SecretRemoved { kind: SecretKind::AppSigningSecret, secret_id, .. } => {
+                    tx.delete(APP_SECRETS, secret_id);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn ReadModelStore,
+    table: &str,
+    key: &str,
+) -> Result<Option<T>> {
+    match store.get(table, key).await? {
+        Some(raw) => Ok(Some(serde_json::from_slice(&raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every organization (oldest first), e.g. to tell a fresh install from a used one.
+pub async fn orgs(store: &dyn ReadModelStore) -> Result<Vec<OrgRow>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let rows = store.scan(ORGS, "", after.as_deref(), 200).await?;
+        for (_, v) in &rows {
+            out.push(serde_json::from_slice(v)?);
+        }
+        if rows.len() < 200 {
+            return Ok(out);
+        }
+        after = rows.last().map(|(k, _)| k.clone());
+    }
+}
+
+/// The App `id`, if the directory has seen it.
+pub async fn app(store: &dyn ReadModelStore, id: AppId) -> Result<Option<AppRow>> {
+    get_json(store, APPS, &id.to_string()).await
+}
+
+/// The App `id` only if it belongs to `org` (else `None`, like a missing App).
+pub async fn app_of_org(store: &dyn ReadModelStore, org: OrgId, id: AppId) -> Result<Option<AppRow>> {
+    Ok(app(store, id).await?.filter(|a| a.org == org))
+}
+
+/// The App whose public key is `public_key`.
+pub async fn app_by_public_key(store: &dyn ReadModelStore, public_key: &str) -> Result<Option<AppRow>> {
+    let Some(raw) = store.get(APPS_BY_PUBLIC_KEY, public_key).await? else {
+        return Ok(None);
+    };
+    let id = std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|s| s.parse::<AppId>().ok())
+        .ok_or_else(|| Error::Corrupt("directory: bad app id".into()))?;
+    app(store, id).await
+}
+
+/// Every App of `org`, oldest first (ids are time-ordered).
+pub async fn apps_of_org(store: &dyn ReadModelStore, org: OrgId) -> Result<Vec<AppRow>> {
+    let prefix = format!("{org}/");
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let rows = store.scan(ORG_APPS, &prefix, after.as_deref(), 200).await?;
+        for (_, id) in &rows {
+            let id = std::str::from_utf8(id).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if let Some(row) = get_json::<AppRow>(store, APPS, id).await? {
+                out.push(row);
+            }
+        }
+        if rows.len() < 200 {
+            return Ok(out);
+        }
+        after = rows.last().map(|(k, _)| k.clone());
+    }
+}
+
+/// The API key with `prefix`.
+pub async fn key(store: &dyn ReadModelStore, prefix: &str) -> Result<Option<KeyRow>> {
+    get_json(store, KEYS, prefix).await
+}
+
+/// Every API key of `org` (revoked ones included, marked).
+pub async fn keys_of_org(store: &dyn ReadModelStore, org: OrgId) -> Result<Vec<KeyRow>> {
+    let prefix = format!("{org}/");
+    let mut out = Vec::new();
+    for (_, p) in store.scan(ORG_KEYS, &prefix, None, 10_000).await? {
+        let p = std::str::from_utf8(&p).map_err(|e| Error::Corrupt(e.to_string()))?;
+        if let Some(row) = key(store, p).await? {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// The log position that last set `app`'s signing secret (`None`: none set).
+/// A different value than a cached one means the secret was rotated.
+pub async fn signing_secret_version(store: &dyn ReadModelStore, app: AppId) -> Result<Option<u64>> {
+    get_json(store, APP_SECRETS, &app.to_string()).await
+}
