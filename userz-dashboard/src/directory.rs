@@ -163,6 +163,12 @@ impl Projection for DirectoryProjection {
                             tx.delete(MEMBERS_BY_ORG, format!("{org}/{user}"));
                         }
                     }
+                    // Keys and security audit events do not change membership.
+                    OrgEvent::ApiKeyIssued { .. }
+                    | OrgEvent::ApiKeyRevoked { .. }
+                    | OrgEvent::UserTokenMinted { .. }
+                    | OrgEvent::AuthFailed { .. }
+                    | OrgEvent::SecretOpened { .. } => {}
                 }
             }
             AnyEvent::App(ev) => {

@@ -180,6 +180,38 @@ pub struct Config {
     pub google: Option<GoogleConfig>,
     /// Engine worker tasks per queue.
     pub workers: usize,
+    /// Request limits of the `/v1` API.
+    pub limits: LimitSettings,
+}
+
+/// Rate limits of the `/v1` API (token buckets: burst, then per minute).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Public (widget, `pub_` key only) submissions per client IP: burst.
+    pub public_per_ip_burst: u32,
+    /// … and sustained per minute.
+    pub public_per_ip_per_minute: u32,
+    /// Private (user token) submissions per user: burst.
+    pub private_per_user_burst: u32,
+    /// … and sustained per minute.
+    pub private_per_user_per_minute: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let ip = userz_http::ratelimit::BucketConfig::PUBLIC_PER_IP;
+        let user = userz_http::ratelimit::BucketConfig::PRIVATE_PER_USER;
+        Self {
+            public_per_ip_burst: ip.capacity,
+            public_per_ip_per_minute: ip.refill_per_minute,
+            private_per_user_burst: user.capacity,
+            private_per_user_per_minute: user.refill_per_minute,
+            trust_forwarded_for: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -197,6 +229,7 @@ impl Default for Config {
             smtp: None,
             google: None,
             workers: 2,
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -258,6 +291,12 @@ impl Config {
         if let Some(v) = parse_env::<u8>("USERZ_SANDBOX")? {
             self.sandbox.enabled = v != 0;
         }
+        if let Some(v) = parse_env("USERZ_PUBLIC_PER_IP_PER_MINUTE")? {
+            self.limits.public_per_ip_per_minute = v;
+        }
+        if let Some(v) = parse_env("USERZ_PUBLIC_PER_IP_BURST")? {
+            self.limits.public_per_ip_burst = v;
+        }
         if let Some(v) = parse_env("USERZ_WORKERS")? {
             self.workers = v;
         }
@@ -317,6 +356,24 @@ impl Config {
             return Err(ConfigError::Invalid { field: "workers", message: "must be 1-64".into() });
         }
         Ok(())
+    }
+
+    /// The `/v1` API settings (the `sk_` key limit is fixed by the product:
+    /// capacity 100, 10/s).
+    pub fn api_config(&self) -> userz_http::ApiConfig {
+        use userz_http::ratelimit::BucketConfig;
+        userz_http::ApiConfig {
+            public_per_ip: BucketConfig {
+                capacity: self.limits.public_per_ip_burst,
+                refill_per_minute: self.limits.public_per_ip_per_minute,
+            },
+            private_per_user: BucketConfig {
+                capacity: self.limits.private_per_user_burst,
+                refill_per_minute: self.limits.private_per_user_per_minute,
+            },
+            trust_forwarded_for: self.limits.trust_forwarded_for,
+            ..userz_http::ApiConfig::default()
+        }
     }
 
     /// The public URL, defaulting to `http://<listen>`.

@@ -5,13 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use userz_core::domain::app::{AppCommand, AppDecider, AppSettings};
-use userz_core::domain::org::{OrgCommand, OrgDecider};
-use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
-use userz_core::engine::{CommandBus, CommandMeta};
+use userz_core::domain::repo::Provider;
 use userz_core::ids::{AppId, OrgId, RepoId, UserId};
-use userz_core::security::api_key::PublicKey;
-use userz_core::Sensitive;
+use userz_http::admin::{NewApp, NewRepo};
 
 use crate::ServerError;
 
@@ -48,10 +44,10 @@ pub fn load(data_dir: &Path) -> Result<Option<DemoInfo>, ServerError> {
     }
 }
 
-/// Creates the demo data. Idempotent per command id, so a crash half-way and a
-/// restart finish the same records.
+/// Creates the demo data through the admin API (on first start only: the
+/// marker file written at the end says it is done).
 pub async fn create(
-    bus: &CommandBus,
+    admin: &userz_http::admin::Admin,
     data_dir: &Path,
     owner_email: &str,
     allowed_origin: &str,
@@ -60,45 +56,35 @@ pub async fn create(
     if !repository.exists() {
         seed_repository(&repository)?;
     }
-    let (org, owner, app, repo) = (OrgId::new(), UserId::new(), AppId::new(), RepoId::new());
-    let public_key = PublicKey::generate().as_str().to_string();
-    let fail = |what: &str, e: userz_core::engine::CommandError| ServerError::Setup(format!("demo {what}: {e}"));
-    bus.execute::<OrgDecider>(
-        &CommandBus::stream::<OrgDecider>(org),
-        CommandMeta::new(),
-        &OrgCommand::Create { org, name: "Demo".into(), owner, owner_email: Sensitive::new(owner_email.to_string()) },
-    )
-    .await
-    .map_err(|e| fail("org", e))?;
-    let settings = AppSettings { allowed_origins: vec![allowed_origin.to_string()], ..AppSettings::default() };
-    let app_stream = CommandBus::stream::<AppDecider>(app);
-    bus.execute::<AppDecider>(
-        &app_stream,
-        CommandMeta::new(),
-        &AppCommand::Create { app, org, name: "Demo web app".into(), public_key: public_key.clone(), settings },
-    )
-    .await
-    .map_err(|e| fail("app", e))?;
+    let fail = |what: &str, e: userz_http::admin::AdminError| ServerError::Setup(format!("demo {what}: {e}"));
+    let owner = UserId::new();
+    let org = admin.create_org("Demo", owner, owner_email).await.map_err(|e| fail("org", e))?;
+    let mut new_app = NewApp::named("Demo web app");
+    new_app.allowed_origins = vec![allowed_origin.to_string()];
+    let created = admin.create_app(org, new_app).await.map_err(|e| fail("app", e))?;
     let remote = repository.to_str().ok_or_else(|| ServerError::Setup("data dir path is not UTF-8".into()))?;
-    bus.execute::<RepoDecider>(
-        &CommandBus::stream::<RepoDecider>(repo),
-        CommandMeta::new(),
-        &RepoCommand::Create {
-            repo,
+    let repo = admin
+        .create_repo(
             org,
-            app,
-            provider: Provider::Git { remote: remote.to_string() },
-            base_branch: Some("main".into()),
-            branch_prefix: None,
-            forbidden_paths: Vec::new(),
-        },
-    )
-    .await
-    .map_err(|e| fail("repo", e))?;
-    bus.execute::<AppDecider>(&app_stream, CommandMeta::new(), &AppCommand::LinkRepo { repo })
+            created.app,
+            NewRepo {
+                provider: Provider::Git { remote: remote.to_string() },
+                base_branch: Some("main".into()),
+                branch_prefix: None,
+                forbidden_paths: Vec::new(),
+            },
+        )
         .await
-        .map_err(|e| fail("repo link", e))?;
-    let info = DemoInfo { org, owner, owner_email: owner_email.to_string(), app, public_key, repo, repository };
+        .map_err(|e| fail("repo", e))?;
+    let info = DemoInfo {
+        org,
+        owner,
+        owner_email: owner_email.to_string(),
+        app: created.app,
+        public_key: created.public_key,
+        repo,
+        repository,
+    };
     let path = data_dir.join(MARKER);
     let bytes = serde_json::to_vec_pretty(&info).map_err(|e| ServerError::Setup(e.to_string()))?;
     std::fs::write(&path, bytes).map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))?;

@@ -180,6 +180,26 @@ fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
         .map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))
 }
 
+/// The dashboard's key listing, from the org aggregate through the admin API.
+#[derive(Debug)]
+struct AdminKeys(userz_http::admin::Admin);
+
+#[async_trait]
+impl userz_dashboard::ApiKeyDirectory for AdminKeys {
+    async fn list(&self, org: userz_core::ids::OrgId) -> userz_core::Result<Vec<userz_dashboard::ApiKeyInfo>> {
+        let keys = self.0.list_api_keys(org).await.map_err(|e| userz_core::Error::Unavailable(e.to_string()))?;
+        Ok(keys
+            .into_iter()
+            .map(|k| userz_dashboard::ApiKeyInfo {
+                prefix: k.prefix,
+                name: Some(k.name),
+                created_at: Some(k.issued_at),
+                revoked: k.revoked_at.is_some(),
+            })
+            .collect())
+    }
+}
+
 /// A sandbox that cannot run anything here; every run fails with `reason`.
 #[derive(Debug)]
 struct UnavailableSandbox {
@@ -353,7 +373,14 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         poll_interval: Duration::from_millis(100),
         ..EngineConfig::default()
     };
-    let engine = Engine::start(deps, engine_config);
+    let engine =
+        Engine::start_with_projections(deps, engine_config, vec![Arc::new(userz_http::directory::DirectoryProjection)]);
+    let admin = userz_http::admin::Admin::new(
+        engine.bus().clone(),
+        engine.read_models().clone(),
+        clock.clone(),
+        Some(envelope.clone()),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -364,7 +391,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     let demo = match demo::load(&config.data_dir)? {
         Some(d) => Some(d),
         None if config.bootstrap_demo => {
-            Some(demo::create(engine.bus(), &config.data_dir, &config.admin_email, &public_url).await?)
+            Some(demo::create(&admin, &config.data_dir, &config.admin_email, &public_url).await?)
         }
         None => None,
     };
@@ -403,13 +430,24 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         cache.clone(),
         dash_config,
     )
-    .with_envelope(envelope.clone());
-    let mut background = vec![userz_dashboard::spawn_directory_projection(
-        engine.deps().events.clone(),
-        engine.read_models().clone(),
-    )];
+    .with_envelope(envelope.clone())
+    .with_api_keys(Arc::new(AdminKeys(admin.clone())));
+    let api = userz_http::ApiState::new(
+        userz_http::ApiDeps {
+            bus: engine.bus().clone(),
+            read_models: engine.read_models().clone(),
+            clock: clock.clone(),
+            envelope: Some(envelope.clone()),
+        },
+        config.api_config(),
+    );
+    let mut background =
+        vec![userz_dashboard::spawn_directory_projection(engine.deps().events.clone(), engine.read_models().clone())];
 
-    let app = router(&demo, &public_url).merge(userz_dashboard::router(dashboard));
+    let app = router(&demo, &public_url)
+        .merge(userz_http::api_router(api))
+        .merge(userz_dashboard::router(dashboard))
+        .fallback(userz_http::not_found_fallback);
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
