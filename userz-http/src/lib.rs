@@ -8,5 +8,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
+pub mod outbound;
+pub mod upload;
+pub mod webhooks;
 
 pub use error::{ApiError, ErrorCode};

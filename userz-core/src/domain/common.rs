@@ -115,8 +115,12 @@ pub enum Actor {
     },
     /// A chat-ops button or command.
     ChatOps {
-        /// Integration name.
+        /// Integration name (`slack`, `discord`).
         integration: String,
+        /// The chat user who pressed the button (the integration's user id),
+        /// when the integration names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
 }
 
