@@ -306,8 +306,7 @@ impl OutboundWebhooks {
         let Some(AnyEvent::Feedback(ev)) = AnyEvent::decode(rec)? else {
             return Ok(false);
         };
-        let Some(id) = rec.stream.as_str().strip_prefix("feedback-").and_then(|s| s.parse::<FeedbackId>().ok())
-        else {
+        let Some(id) = rec.stream.as_str().strip_prefix("feedback-").and_then(|s| s.parse::<FeedbackId>().ok()) else {
             return Ok(false);
         };
         let key = id.to_string();

@@ -286,9 +286,7 @@ impl UploadState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, userz_core::Error> {
         if config.secret.len() < MIN_SECRET_BYTES {
-            return Err(userz_core::Error::Invalid(format!(
-                "{ENV_UPLOAD_SECRET}: at least {MIN_SECRET_BYTES} bytes"
-            )));
+            return Err(userz_core::Error::Invalid(format!("{ENV_UPLOAD_SECRET}: at least {MIN_SECRET_BYTES} bytes")));
         }
         let base = config.public_base_url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -402,7 +400,9 @@ impl UploadState {
                 ErrorCode::InvalidBody,
                 format!("Content-Type: must be {} as signed", claims.content_type),
             )
-            .with_details(json!({ "field": "Content-Type", "rule": "content_type_mismatch", "expected": claims.content_type })));
+            .with_details(
+                json!({ "field": "Content-Type", "rule": "content_type_mismatch", "expected": claims.content_type }),
+            ));
         }
         let too_big = || {
             ApiError::new(ErrorCode::PayloadTooLarge, format!("body: larger than the signed {} bytes", claims.size))
@@ -474,7 +474,8 @@ async fn issue_route(
         }
     })?;
     let request: UploadRequest = serde_json::from_slice(&raw).map_err(|e| {
-        let field = ["kind", "contentType", "byteSize"].into_iter().find(|f| e.to_string().contains(f)).unwrap_or("body");
+        let field =
+            ["kind", "contentType", "byteSize"].into_iter().find(|f| e.to_string().contains(f)).unwrap_or("body");
         ApiError::invalid_field(field, "json", format!("{field}: {e}"))
     })?;
     Ok((StatusCode::CREATED, Json(s.issue(caller.org, caller.app, &request)?)))

@@ -83,8 +83,8 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 fn json(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::invalid_field("body", "json", "body: not JSON"))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::invalid_field("body", "json", "body: not JSON"))?;
     if !v.is_object() {
         return Err(ApiError::invalid_field("body", "json", "body: must be a JSON object"));
     }
@@ -164,9 +164,10 @@ pub fn parse_discord(body: &[u8]) -> Result<ChatRequest, ApiError> {
         2 => {
             let options = v.pointer("/data/options").and_then(Value::as_array).cloned().unwrap_or_default();
             let opt = |name: &str| {
-                options.iter().find(|o| o.get("name").and_then(Value::as_str) == Some(name)).and_then(|o| {
-                    o.get("value").and_then(Value::as_str).map(str::to_owned)
-                })
+                options
+                    .iter()
+                    .find(|o| o.get("name").and_then(Value::as_str) == Some(name))
+                    .and_then(|o| o.get("value").and_then(Value::as_str).map(str::to_owned))
             };
             let (Some(action), Some(id)) = (opt("action"), opt("feedback")) else {
                 return Err(ApiError::invalid_field(

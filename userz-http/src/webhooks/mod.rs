@@ -359,10 +359,11 @@ pub fn signature_error(provider: &str, e: &WebhookError) -> ApiError {
             ApiError::new(ErrorCode::InvalidSignature, format!("{provider} webhook: {e}"))
                 .with_details(json!({ "provider": provider, "rule": e.code(), "header": h }))
         }
-        WebhookError::Replayed => {
-            ApiError::new(ErrorCode::InvalidSignature, format!("{provider} webhook: this delivery was already accepted"))
-                .with_details(json!({ "provider": provider, "rule": e.code() }))
-        }
+        WebhookError::Replayed => ApiError::new(
+            ErrorCode::InvalidSignature,
+            format!("{provider} webhook: this delivery was already accepted"),
+        )
+        .with_details(json!({ "provider": provider, "rule": e.code() })),
         _ => ApiError::new(ErrorCode::InvalidSignature, format!("{provider} webhook: {e}"))
             .with_details(json!({ "provider": provider, "rule": e.code() })),
     }
@@ -371,7 +372,9 @@ pub fn signature_error(provider: &str, e: &WebhookError) -> ApiError {
 fn rejection_error(r: &Rejection) -> ApiError {
     match r {
         Rejection::NotFound { entity } => ApiError::not_found(entity),
-        other => ApiError::new(ErrorCode::InvalidTransition, other.to_string()).with_details(json!({ "rule": r.rule() })),
+        other => {
+            ApiError::new(ErrorCode::InvalidTransition, other.to_string()).with_details(json!({ "rule": r.rule() }))
+        }
     }
 }
 
@@ -457,9 +460,8 @@ impl Inner {
         })?;
         let outcome = self.review.handle(v, repo, headers, body, self.now()).await.map_err(|e| match e {
             ReviewWebhookError::Unauthenticated(w) => signature_error(provider, &w),
-            ReviewWebhookError::Invalid(m) => {
-                ApiError::new(ErrorCode::InvalidBody, m).with_details(json!({ "provider": provider, "rule": "payload" }))
-            }
+            ReviewWebhookError::Invalid(m) => ApiError::new(ErrorCode::InvalidBody, m)
+                .with_details(json!({ "provider": provider, "rule": "payload" })),
             ReviewWebhookError::NotFound(m) => ApiError::new(ErrorCode::NotFound, format!("not found: {m}")),
             ReviewWebhookError::Rejected(r) => rejection_error(&r),
             ReviewWebhookError::Failed(e) => e.into(),
@@ -489,8 +491,8 @@ async fn stripe(State(s): State<WebhookState>, headers: HeaderMap, body: Body) -
     let body = read_body(body).await?;
     let v = s.stripe.as_ref().ok_or_else(|| not_configured("stripe", ENV_STRIPE_SECRET))?;
     let delivery = s.admit(v, &headers, &body).await?;
-    let event: Value = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::invalid_field("body", "json", "body: not JSON"))?;
+    let event: Value =
+        serde_json::from_slice(&body).map_err(|_| ApiError::invalid_field("body", "json", "body: not JSON"))?;
     let text = |field: &'static str, value: Option<&Value>| {
         value
             .and_then(Value::as_str)
@@ -500,9 +502,8 @@ async fn stripe(State(s): State<WebhookState>, headers: HeaderMap, body: Body) -
     let event_id = text("id", event.get("id"))?;
     let event_type = text("type", event.get("type"))?;
     let object = event.pointer("/data/object");
-    let ignored = |reason: &str| {
-        Json(json!({ "received": true, "provider": "stripe", "outcome": "ignored", "reason": reason }))
-    };
+    let ignored =
+        |reason: &str| Json(json!({ "received": true, "provider": "stripe", "outcome": "ignored", "reason": reason }));
     let Some(org_text) = object.and_then(|o| o.pointer("/metadata/userz_org_id")).and_then(Value::as_str) else {
         s.remember(v, &delivery).await?;
         return Ok(ignored("no data.object.metadata.userz_org_id"));
