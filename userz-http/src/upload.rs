@@ -457,6 +457,37 @@ impl UploadState {
     }
 }
 
+/// Parses the `upload-url` body, naming the field and rule of the first problem.
+///
+/// # Errors
+///
+/// `invalid_body` with `details.field` (`body`, `kind`, `contentType`,
+/// `byteSize`) and `details.rule` (`json`, `missing`, `type`, `one_of`).
+pub fn parse_request(raw: &[u8]) -> Result<UploadRequest, ApiError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|_| ApiError::invalid_field("body", "json", "body: not JSON"))?;
+    let obj = v.as_object().ok_or_else(|| ApiError::invalid_field("body", "json", "body: must be a JSON object"))?;
+    let field = |name: &'static str| {
+        obj.get(name)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| ApiError::invalid_field(name, "missing", format!("{name}: missing")))
+    };
+    let kind = match field("kind")?.as_str() {
+        Some("screenshot") => UploadKind::Screenshot,
+        Some("annotated") => UploadKind::Annotated,
+        Some("attachment") => UploadKind::Attachment,
+        _ => return Err(ApiError::invalid_field("kind", "one_of", "kind: one of screenshot, annotated, attachment")),
+    };
+    let content_type = field("contentType")?
+        .as_str()
+        .ok_or_else(|| ApiError::invalid_field("contentType", "type", "contentType: must be a string"))?
+        .to_owned();
+    let byte_size = field("byteSize")?
+        .as_u64()
+        .ok_or_else(|| ApiError::invalid_field("byteSize", "type", "byteSize: must be a non-negative integer"))?;
+    Ok(UploadRequest { kind, content_type, byte_size })
+}
+
 async fn issue_route(
     State(s): State<UploadState>,
     caller: Option<Extension<UploadCaller>>,
@@ -473,11 +504,7 @@ async fn issue_route(
             ApiError::invalid_field("body", "unreadable", "body: could not be read")
         }
     })?;
-    let request: UploadRequest = serde_json::from_slice(&raw).map_err(|e| {
-        let field =
-            ["kind", "contentType", "byteSize"].into_iter().find(|f| e.to_string().contains(f)).unwrap_or("body");
-        ApiError::invalid_field(field, "json", format!("{field}: {e}"))
-    })?;
+    let request = parse_request(&raw)?;
     Ok((StatusCode::CREATED, Json(s.issue(caller.org, caller.app, &request)?)))
 }
 
