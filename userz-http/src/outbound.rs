@@ -66,6 +66,12 @@ pub const DEFAULT_CHECKPOINT: &str = "outbound_webhooks";
 pub const FEEDBACK_TABLE: &str = "outbound_feedback";
 /// Deliveries that ended without success.
 pub const FAILED_TABLE: &str = "outbound_failed";
+/// Env var: the URL of the one endpoint [`OutboundConfig::from_env`] configures.
+pub const ENV_OUTBOUND_URL: &str = "USERZ_OUTBOUND_WEBHOOK_URL";
+/// Env var: its HMAC secret (required with the URL; at least 16 bytes).
+pub const ENV_OUTBOUND_SECRET: &str = "USERZ_OUTBOUND_WEBHOOK_SECRET";
+/// Env var: restricts it to one organization (`org_…`), optional.
+pub const ENV_OUTBOUND_ORG: &str = "USERZ_OUTBOUND_WEBHOOK_ORG";
 /// Largest response body read from a receiver.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Events applied before the checkpoint moves when none of them is delivered.
@@ -118,6 +124,39 @@ impl Default for OutboundConfig {
 }
 
 impl OutboundConfig {
+    /// Defaults plus at most one endpoint from [`ENV_OUTBOUND_URL`],
+    /// [`ENV_OUTBOUND_SECRET`] and [`ENV_OUTBOUND_ORG`] (none when the URL is unset).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Invalid` naming the variable that is missing or unusable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) over any lookup.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Invalid` naming the variable that is missing or unusable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let mut config = Self::default();
+        let Some(url) = get(ENV_OUTBOUND_URL) else {
+            return Ok(config);
+        };
+        ApiBase::parse(&url, "").map_err(|e| Error::Invalid(format!("{ENV_OUTBOUND_URL}: {e}")))?;
+        let secret = get(ENV_OUTBOUND_SECRET).filter(|s| s.len() >= 16).ok_or_else(|| {
+            Error::Invalid(format!("{ENV_OUTBOUND_SECRET}: required with {ENV_OUTBOUND_URL}, at least 16 bytes"))
+        })?;
+        let org = get(ENV_OUTBOUND_ORG)
+            .map(|o| o.parse::<OrgId>())
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("{ENV_OUTBOUND_ORG}: {e}")))?;
+        config.endpoints.push(OutboundEndpoint { url, secret: SecretBytes::new(secret.into_bytes()), org });
+        Ok(config)
+    }
+
     /// The delay before attempt `attempt + 1` (attempt counts from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
@@ -417,5 +456,54 @@ impl OutboundWebhooks {
             Ok(r) => Attempt::Permanent(format!("receiver answered {}", r.status)),
             Err(e) => Attempt::Retry(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let c = OutboundConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..OutboundConfig::default()
+        };
+        let delays: Vec<u128> = (1..=6).map(|a| c.backoff(a).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(c.backoff(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn env_configures_one_endpoint_and_names_bad_variables() {
+        assert!(OutboundConfig::from_lookup(|_| None).unwrap().endpoints.is_empty());
+        let vars = |url: &'static str, secret: &'static str| {
+            move |k: &str| match k {
+                ENV_OUTBOUND_URL => Some(url.to_owned()),
+                ENV_OUTBOUND_SECRET => Some(secret.to_owned()),
+                _ => None,
+            }
+        };
+        let c = OutboundConfig::from_lookup(vars("https://hooks.example.com/userz", "0123456789abcdef")).unwrap();
+        assert_eq!(c.endpoints.len(), 1);
+        assert_eq!(c.endpoints[0].url, "https://hooks.example.com/userz");
+        let e = OutboundConfig::from_lookup(vars("https://hooks.example.com/userz", "short")).unwrap_err();
+        assert!(e.to_string().contains(ENV_OUTBOUND_SECRET), "{e}");
+        let e = OutboundConfig::from_lookup(vars("ftp://x", "0123456789abcdef")).unwrap_err();
+        assert!(e.to_string().contains(ENV_OUTBOUND_URL), "{e}");
+    }
+
+    #[test]
+    fn only_status_changes_are_sent() {
+        use userz_core::ids::FeedbackId;
+        assert_eq!(status_after(&FeedbackEvent::SanitizingStarted {}), Some(FeedbackStatus::Sanitizing));
+        assert_eq!(status_after(&FeedbackEvent::DuplicateAttached { duplicate: FeedbackId::new() }), None);
+        let failed = FeedbackEvent::RunCompleted {
+            run: userz_core::ids::RunId::new(),
+            result: RunResult::PrFailed { file: ".github/workflows/ci.yml".into(), rule: "workflows".into() },
+        };
+        assert_eq!(status_after(&failed), Some(FeedbackStatus::PrFailed));
     }
 }

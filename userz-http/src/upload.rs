@@ -13,6 +13,10 @@
 //! | `attachment` | `image/png`, `image/jpeg`, `image/webp`, `text/plain`, `application/pdf` |
 //!
 //! `byteSize` is the exact size, 1 byte to [`MAX_UPLOAD_BYTES`] (15 MiB).
+//! A bad request is `400 invalid_body` with `details.field` and
+//! `details.rule`: `body`/`json`, `kind`/`one_of`, a field/`missing` or
+//! `type`, `contentType`/`content_type_not_allowed` (with `allowed`),
+//! `byteSize`/`min_bytes` or `max_bytes` (with `limit`).
 //! `key` is the object key in blob storage (org-scoped: screenshots and
 //! annotated screenshots under `orgs/<org>/screenshots/`, attachments under
 //! `orgs/<org>/attachments/`); the client puts it in its feedback as the
@@ -367,7 +371,7 @@ impl UploadState {
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| malformed())?;
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
-        // Constant-time comparison (hmac uses `subtle` inside `verify_slice`).
+        // Constant-time comparison (`verify_slice` compares with `subtle`).
         mac.verify_slice(&sig).map_err(|_| ticket_error("bad_signature", "signature does not match"))?;
         let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
         serde_json::from_slice(&raw).map_err(|_| malformed())
