@@ -61,7 +61,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -517,8 +518,26 @@ async fn put_route(
     Path(ticket): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<StoredUpload>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.accept(&ticket, &headers, body).await?)))
+) -> Response {
+    let mut res = match s.accept(&ticket, &headers, body).await {
+        Ok(stored) => (StatusCode::CREATED, Json(stored)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    // The ticket is the only credential (no cookies), so any page may PUT
+    // with it, as with any pre-signed URL; the browser can read the answer.
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res
+}
+
+/// CORS preflight for the PUT (the widget uploads from the customer's page).
+async fn put_preflight() -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("PUT"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("300"));
+    res
 }
 
 /// `POST /v1/feedback/upload-url`; mount it behind the layer that inserts
@@ -527,8 +546,9 @@ pub fn upload_url_router(state: UploadState) -> Router {
     Router::new().route("/v1/feedback/upload-url", post(issue_route)).with_state(state)
 }
 
-/// `PUT /v1/uploads/{ticket}`; needs no authentication layer (the ticket is
-/// the credential) and carries its own body cap (the signed size).
+/// `PUT /v1/uploads/{ticket}` (and its CORS preflight, `OPTIONS`, allowing
+/// any origin: the ticket is the credential and no cookies are involved);
+/// needs no authentication layer and carries its own body cap (the signed size).
 pub fn upload_put_router(state: UploadState) -> Router {
-    Router::new().route("/v1/uploads/{ticket}", put(put_route)).with_state(state)
+    Router::new().route("/v1/uploads/{ticket}", put(put_route).options(put_preflight)).with_state(state)
 }

@@ -299,6 +299,22 @@ async fn slack_challenge_and_buttons_queue_and_archive() {
     let a = h.post("/v1/webhooks/slack", &slack_headers(now + 3, &again, form), &again).await;
     assert_eq!((a.status, a.code()), (StatusCode::CONFLICT, "invalid_transition"), "{a:?}");
     assert_eq!(a.rule(), "invalid_transition");
+    // With chat-ops restricted to another organization, this org's reports are not found.
+    let foreign = WebhookSecrets { chatops_org: Some(OrgId::new()), ..secrets() };
+    let state = WebhookState::new(
+        foreign,
+        h.env.engine.bus().clone(),
+        h.env.stores.read_models.clone(),
+        h.env.cache.clone(),
+        Arc::new(StaticRepoDirectory::new()),
+        h.env.clock.clone(),
+    )
+    .unwrap();
+    let elsewhere = hooks_support::serve(router(state)).await;
+    let fb3 = awaiting_manual(&h, "Footer links are broken").await;
+    let button = slack_button(&format!("queue:{fb3}"), "U1");
+    let a = send(elsewhere, Method::POST, "/v1/webhooks/slack", &slack_headers(now + 6, &button, form), button).await;
+    assert_eq!((a.status, a.code()), (StatusCode::NOT_FOUND, "not_found"), "{a:?}");
     // An unknown report is not_found; a malformed value names the field.
     let unknown = slack_button(&format!("queue:{}", FeedbackId::new()), "U1");
     let a = h.post("/v1/webhooks/slack", &slack_headers(now + 4, &unknown, form), &unknown).await;

@@ -100,6 +100,10 @@ async fn a_ticket_stores_exactly_the_signed_bytes_once() {
     let stored = e.blobs.get(&object_store::path::Path::from(key.as_str())).await.unwrap();
     assert_eq!(stored.as_ref(), data.as_slice());
 
+    assert_eq!(a.headers["access-control-allow-origin"], "*");
+    let pre = send(e.addr, Method::OPTIONS, path, &headers(&[("origin", "https://shop.example")]), vec![]).await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(pre.headers["access-control-allow-methods"], "PUT");
     // Single use.
     assert_refused(
         &e.put(path, "image/png", data).await,
