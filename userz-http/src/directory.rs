@@ -20,6 +20,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use userz_core::domain::app::{AppEvent, AppSettings};
 use userz_core::domain::org::OrgEvent;
+use userz_core::domain::repo::{Provider, RepoEvent};
 use userz_core::domain::secrets::SecretsEvent;
 use userz_core::engine::codec::AnyEvent;
 use userz_core::engine::projections::{Projection, ProjectionTx};
@@ -43,6 +44,9 @@ pub const ORG_KEYS: &str = "dir_org_keys";
 pub const APP_SECRETS: &str = "dir_app_secrets";
 /// Organizations by id.
 pub const ORGS: &str = "dir_orgs";
+/// Repos by provider name or id: `github/<owner/name lowercased>`,
+/// `gitlab/<path lowercased>` or `gitlab#<project id>` → repo id.
+pub const REPOS_BY_PROVIDER: &str = "dir_repos_by_provider";
 
 /// An organization in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +154,19 @@ impl Projection for DirectoryProjection {
                 row.app = id;
                 tx.put_json(APPS, key, &row)?;
             }
+            Some(AnyEvent::Repo(RepoEvent::RepoCreated { repo, provider, .. })) => {
+                let key = match &provider {
+                    Provider::Github { full_name, .. } => Some(format!("github/{}", full_name.to_lowercase())),
+                    Provider::Gitlab { project, .. } => Some(match project.parse::<u64>() {
+                        Ok(id) => format!("gitlab#{id}"),
+                        Err(_) => format!("gitlab/{}", project.to_lowercase()),
+                    }),
+                    Provider::Git { .. } => None,
+                };
+                if let Some(key) = key {
+                    tx.put(REPOS_BY_PROVIDER, key, Bytes::from(repo.to_string()));
+                }
+            }
             Some(AnyEvent::Secrets(ev)) => match ev {
                 SecretsEvent::SecretStored { sealed, .. } if sealed.kind == SecretKind::AppSigningSecret => {
                     tx.put_json(APP_SECRETS, sealed.secret_id, &event.position)?;
@@ -256,4 +273,50 @@ pub async fn keys_of_org(store: &dyn ReadModelStore, org: OrgId) -> Result<Vec<K
 /// A different value than a cached one means the secret was rotated.
 pub async fn signing_secret_version(store: &dyn ReadModelStore, app: AppId) -> Result<Option<u64>> {
     get_json(store, APP_SECRETS, &app.to_string()).await
+}
+
+/// The repo linked to a GitHub (`provider = "github"`) or GitLab repository,
+/// by `owner/name` (case-insensitive) or, for GitLab projects registered by
+/// numeric id, by that id.
+pub async fn repo_by_provider(
+    store: &dyn ReadModelStore,
+    provider: &str,
+    full_name: &str,
+    id: Option<u64>,
+) -> Result<Option<RepoId>> {
+    let mut keys = vec![format!("{provider}/{}", full_name.to_lowercase())];
+    if let Some(id) = id {
+        keys.push(format!("{provider}#{id}"));
+    }
+    for key in keys {
+        if let Some(raw) = store.get(REPOS_BY_PROVIDER, &key).await? {
+            let text = std::str::from_utf8(&raw).map_err(|e| Error::Corrupt(format!("directory: {e}")))?;
+            return text.parse().map(Some).map_err(|_| Error::Corrupt(format!("directory: bad repo id {text}")));
+        }
+    }
+    Ok(None)
+}
+
+/// [`crate::webhooks::RepoDirectory`] over this directory's repository index.
+#[derive(Debug, Clone)]
+pub struct DirectoryRepos {
+    read_models: std::sync::Arc<dyn ReadModelStore>,
+}
+
+impl DirectoryRepos {
+    /// Looks repositories up in `read_models` (the directory projection must run).
+    pub fn new(read_models: std::sync::Arc<dyn ReadModelStore>) -> Self {
+        Self { read_models }
+    }
+}
+
+#[async_trait]
+impl crate::webhooks::RepoDirectory for DirectoryRepos {
+    async fn find(
+        &self,
+        provider: &'static str,
+        repository: &userz_core::review::RepositoryRef,
+    ) -> Result<Option<RepoId>> {
+        repo_by_provider(self.read_models.as_ref(), provider, &repository.full_name, repository.id).await
+    }
 }

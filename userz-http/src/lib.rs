@@ -32,9 +32,12 @@ pub mod cors;
 pub mod directory;
 pub mod error;
 pub mod openapi;
+pub mod outbound;
 pub mod ratelimit;
 pub mod routes;
 mod state;
+pub mod upload;
+pub mod webhooks;
 mod wire;
 
 pub use auth::{PUBLIC_KEY_HEADER, USER_TOKEN_HEADER};

@@ -279,6 +279,97 @@ fn routes() -> Vec<Route> {
         },
         Route {
             spec: RouteSpec {
+                method: Method::POST,
+                path: "/v1/feedback/upload-url",
+                operation_id: "createUploadUrl",
+                summary: "Pre-sign a single PUT of a screenshot or attachment (<= 15 MiB, expires in 300 s)",
+                auth: Auth::Widget,
+                params: vec![],
+                request: Some(json!({
+                    "type": "object",
+                    "required": ["kind", "contentType", "byteSize"],
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["screenshot", "annotated", "attachment"]},
+                        "contentType": {"type": "string"},
+                        "byteSize": {"type": "integer", "minimum": 1, "maximum": 15 * 1024 * 1024}
+                    }
+                })),
+                status: 201,
+                response: json!({
+                    "type": "object",
+                    "required": ["uploadUrl", "key", "expiresAt", "headers"],
+                    "properties": {
+                        "uploadUrl": {"type": "string"},
+                        "key": {"type": "string"},
+                        "expiresAt": {"type": "string"},
+                        "headers": {"type": "object", "additionalProperties": {"type": "string"}}
+                    }
+                }),
+                errors: vec![
+                    ErrorCode::InvalidBody,
+                    ErrorCode::MissingAuthorization,
+                    ErrorCode::UnknownApp,
+                    ErrorCode::InvalidUserToken,
+                    ErrorCode::OriginNotAllowed,
+                    ErrorCode::PublicDisabled,
+                    ErrorCode::PayloadTooLarge,
+                    ErrorCode::RateLimited,
+                    ErrorCode::NotConfigured,
+                ],
+            },
+            handler: on(MethodFilter::POST, upload_url),
+        },
+        Route {
+            spec: RouteSpec {
+                method: Method::PUT,
+                path: "/v1/uploads/{ticket}",
+                operation_id: "putUpload",
+                summary: "Upload the bytes of a pre-signed ticket (exact Content-Type and size, once)",
+                auth: Auth::None,
+                params: vec![p("ticket", ParamIn::Path, true, "The ticket from upload-url", json!({"type": "string"}))],
+                request: Some(json!({"type": "string", "contentEncoding": "binary"})),
+                status: 201,
+                response: json!({"type": "object"}),
+                errors: vec![
+                    ErrorCode::InvalidBody,
+                    ErrorCode::InvalidSignature,
+                    ErrorCode::PayloadTooLarge,
+                    ErrorCode::NotConfigured,
+                ],
+            },
+            handler: on(MethodFilter::PUT, put_upload).options(put_upload),
+        },
+        Route {
+            spec: RouteSpec {
+                method: Method::POST,
+                path: "/v1/webhooks/{provider}",
+                operation_id: "receiveWebhook",
+                summary: "Inbound webhook (stripe, github, gitlab, slack, discord): verified with the provider's \
+                          scheme, replay-guarded, turned into events",
+                auth: Auth::None,
+                params: vec![p(
+                    "provider",
+                    ParamIn::Path,
+                    true,
+                    "Which provider's scheme verifies the delivery",
+                    json!({"type": "string", "enum": ["stripe", "github", "gitlab", "slack", "discord"]}),
+                )],
+                request: Some(json!({"type": "object"})),
+                status: 200,
+                response: json!({"type": "object"}),
+                errors: vec![
+                    ErrorCode::InvalidBody,
+                    ErrorCode::InvalidSignature,
+                    ErrorCode::InvalidTransition,
+                    ErrorCode::PayloadTooLarge,
+                    ErrorCode::NotFound,
+                    ErrorCode::NotConfigured,
+                ],
+            },
+            handler: on(MethodFilter::POST, webhook),
+        },
+        Route {
+            spec: RouteSpec {
                 method: Method::GET,
                 path: "/openapi.json",
                 operation_id: "openapi",
@@ -293,6 +384,40 @@ fn routes() -> Vec<Route> {
             handler: on(MethodFilter::GET, serve_openapi),
         },
     ]
+}
+
+fn not_configured(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotConfigured, format!("this server has no {what} configured"))
+        .with_details(json!({ "rule": "not_configured", "feature": what }))
+}
+
+/// `POST /v1/feedback/upload-url`: widget authentication, then the upload
+/// module issues the ticket.
+async fn upload_url(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
+    use tower::ServiceExt as _;
+    let uploads = state.uploads().cloned().ok_or_else(|| not_configured("uploads"))?;
+    let (mut parts, body) = req.into_parts();
+    let ip = client_ip(&state, &parts.headers, &parts.extensions);
+    let auth = authenticate_widget(&state, &parts.headers, ip).await?;
+    parts.extensions.insert(crate::upload::UploadCaller { org: auth.app.org, app: auth.app.app });
+    let res = crate::upload::upload_url_router(uploads).oneshot(Request::from_parts(parts, body)).await;
+    Ok(res.unwrap_or_else(|e| match e {}))
+}
+
+/// `PUT /v1/uploads/{ticket}` (and its preflight): the ticket is the credential.
+async fn put_upload(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
+    use tower::ServiceExt as _;
+    let uploads = state.uploads().cloned().ok_or_else(|| not_configured("uploads"))?;
+    let res = crate::upload::upload_put_router(uploads).oneshot(req).await;
+    Ok(res.unwrap_or_else(|e| match e {}))
+}
+
+/// `POST /v1/webhooks/{provider}`: the signature is the credential.
+async fn webhook(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
+    use tower::ServiceExt as _;
+    let webhooks = state.webhooks().cloned().ok_or_else(|| not_configured("webhooks"))?;
+    let res = crate::webhooks::router(webhooks).oneshot(req).await;
+    Ok(res.unwrap_or_else(|e| match e {}))
 }
 
 /// The route table (documentation view). Every entry is routed by [`api_router`].

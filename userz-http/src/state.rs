@@ -117,6 +117,10 @@ pub(crate) struct Inner {
     /// Bounds concurrent Argon2id verifications (uncached keys), so a flood of
     /// well-formed wrong keys cannot take every core.
     pub(crate) argon2_permits: tokio::sync::Semaphore,
+    /// Pre-signed uploads, when configured ([`ApiState::with_uploads`]).
+    pub(crate) uploads: std::sync::OnceLock<crate::upload::UploadState>,
+    /// Inbound webhooks, when configured ([`ApiState::with_webhooks`]).
+    pub(crate) webhooks: std::sync::OnceLock<crate::webhooks::WebhookState>,
 }
 
 /// Everything the routes share; cheap to clone.
@@ -138,7 +142,34 @@ impl ApiState {
             audit_seen: Mutex::new(HashMap::new()),
             stats: Arc::new(IngestStats::default()),
             argon2_permits: tokio::sync::Semaphore::new(2),
+            uploads: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Serves `POST /v1/feedback/upload-url` and `PUT /v1/uploads/{ticket}`
+    /// with `uploads` (without it they answer `not_configured`). The first
+    /// call wins.
+    #[must_use]
+    pub fn with_uploads(self, uploads: crate::upload::UploadState) -> Self {
+        let _ = self.0.uploads.set(uploads);
+        self
+    }
+
+    /// Serves `POST /v1/webhooks/{provider}` with `webhooks` (without it they
+    /// answer `not_configured`). The first call wins.
+    #[must_use]
+    pub fn with_webhooks(self, webhooks: crate::webhooks::WebhookState) -> Self {
+        let _ = self.0.webhooks.set(webhooks);
+        self
+    }
+
+    pub(crate) fn uploads(&self) -> Option<&crate::upload::UploadState> {
+        self.0.uploads.get()
+    }
+
+    pub(crate) fn webhooks(&self) -> Option<&crate::webhooks::WebhookState> {
+        self.0.webhooks.get()
     }
 
     /// The ingest body counters.

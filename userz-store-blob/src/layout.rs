@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! orgs/<org>/screenshots/<id>
+//! orgs/<org>/attachments/<id>
 //! orgs/<org>/runs/<run>/transcript.jsonl
 //! ```
 //!
@@ -24,6 +25,13 @@ pub fn org_prefix(org: OrgId) -> Path {
 pub fn screenshot(org: OrgId, id: &str) -> Result<Path, Error> {
     check_name("screenshot id", id)?;
     Ok(Path::from(format!("orgs/{org}/screenshots/{id}")))
+}
+
+/// The key of attachment `id` of `org` (a file uploaded with a report that is
+/// not a screenshot). `id` follows the same rule as [`screenshot`].
+pub fn attachment(org: OrgId, id: &str) -> Result<Path, Error> {
+    check_name("attachment id", id)?;
+    Ok(Path::from(format!("orgs/{org}/attachments/{id}")))
 }
 
 /// The key of the full transcript (JSON lines) of run `run` of `org`.

@@ -441,8 +441,51 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         },
         config.api_config(),
     );
+    // Uploads: tickets are signed with USERZ_UPLOAD_SECRET when set (several
+    // replicas must share it), else with a random per-process secret (tickets
+    // live 300 s, so a restart only voids those in flight).
+    let upload_secret = match std::env::var("USERZ_UPLOAD_SECRET") {
+        Ok(v) => userz_core::security::secret::SecretBytes::new(v.into_bytes()),
+        Err(_) => {
+            use rand::RngCore;
+            let mut bytes = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            userz_core::security::secret::SecretBytes::new(bytes)
+        }
+    };
+    let uploads = userz_http::upload::UploadState::new(
+        userz_http::upload::UploadConfig::new(upload_secret, public_url.clone()),
+        blobs.clone(),
+        cache.clone(),
+        clock.clone(),
+    )
+    .map_err(|e| ServerError::Setup(format!("uploads: {e}")))?;
+    let webhooks = userz_http::webhooks::WebhookState::new(
+        userz_http::webhooks::WebhookSecrets::from_env().map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?,
+        engine.bus().clone(),
+        engine.read_models().clone(),
+        cache.clone(),
+        Arc::new(userz_http::directory::DirectoryRepos::new(engine.read_models().clone())),
+        clock.clone(),
+    )
+    .map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?;
+    let api = api.with_uploads(uploads).with_webhooks(webhooks);
     let mut background =
         vec![userz_dashboard::spawn_directory_projection(engine.deps().events.clone(), engine.read_models().clone())];
+    // Signed outbound status webhooks, when USERZ_OUTBOUND_WEBHOOK_URL is set.
+    if std::env::var_os("USERZ_OUTBOUND_WEBHOOK_URL").is_some() {
+        let outbound = userz_http::outbound::OutboundConfig::from_env()
+            .and_then(|c| {
+                userz_http::outbound::OutboundWebhooks::new(
+                    c,
+                    engine.deps().events.clone(),
+                    engine.read_models().clone(),
+                    clock.clone(),
+                )
+            })
+            .map_err(|e| ServerError::Setup(format!("outbound webhooks: {e}")))?;
+        background.push(outbound.spawn());
+    }
 
     let app = router(&demo, &public_url)
         .merge(userz_http::api_router(api))

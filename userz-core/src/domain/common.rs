@@ -115,8 +115,12 @@ pub enum Actor {
     },
     /// A chat-ops button or command.
     ChatOps {
-        /// Integration name.
+        /// Integration name (`slack`, `discord`).
         integration: String,
+        /// The chat user who pressed the button (the integration's user id),
+        /// when the integration names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
 }
 
@@ -149,5 +153,24 @@ pub fn validate_branch_prefix(prefix: &str) -> Result<(), Rejection> {
         Ok(())
     } else {
         Err(Rejection::input("branch_prefix", "1-64 chars of [A-Za-z0-9/._-], ending in '/', no '..' or '//'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn chat_ops_actor_names_the_chat_user_and_reads_older_events() {
+        let a = Actor::ChatOps { integration: "slack".into(), user: Some("U024BE7LH".into()) };
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v, serde_json::json!({"kind": "chat_ops", "integration": "slack", "user": "U024BE7LH"}));
+        assert_eq!(serde_json::from_value::<Actor>(v).unwrap(), a);
+        // Events written before the user field existed still decode.
+        let old: Actor = serde_json::from_str(r#"{"kind":"chat_ops","integration":"discord"}"#).unwrap();
+        assert_eq!(old, Actor::ChatOps { integration: "discord".into(), user: None });
+        let none = serde_json::to_value(Actor::ChatOps { integration: "x".into(), user: None }).unwrap();
+        assert!(none.get("user").is_none());
     }
 }

@@ -11,8 +11,10 @@
 //! | Timer | `timer-<id>` | [`timer::TimerDecider`] |
 //! | Blob | `blob-<uuid v5 of the key>` | [`blob::BlobDecider`] |
 //! | Org secrets | `secrets-<org id>` | [`secrets::SecretsDecider`] |
+//! | Billing | `billing-<org id>` | [`billing::BillingDecider`] |
 
 pub mod app;
+pub mod billing;
 pub mod blob;
 pub mod common;
 pub mod feedback;

@@ -156,15 +156,33 @@ impl ReplayGuard {
         Ok(delivery)
     }
 
-    /// Records `delivery`; refuses it if it was recorded before and not expired.
-    pub async fn first_seen(&self, delivery: &Delivery, ttl: Duration) -> Result<(), WebhookError> {
+    /// The cache key recording `delivery` in this guard's scope.
+    fn key(&self, delivery: &Delivery) -> String {
         let digest = Sha256::digest(delivery.delivery_id.as_bytes());
-        let key = format!(
+        format!(
             "userz:webhook:seen:{}:{}:{}",
             hex::encode(Sha256::digest(self.scope.as_bytes())),
             delivery.provider,
             hex::encode(digest)
-        );
+        )
+    }
+
+    /// Whether `delivery` was already recorded (and has not expired), without
+    /// recording it. For handlers that refuse a replay up front but record
+    /// the delivery only once its effect is stored (so a delivery that failed
+    /// half-way can be redelivered); the final [`first_seen`](Self::first_seen)
+    /// still settles races between concurrent deliveries.
+    pub async fn was_seen(&self, delivery: &Delivery) -> Result<bool, WebhookError> {
+        self.cache
+            .get(&self.key(delivery))
+            .await
+            .map(|v| v.is_some())
+            .map_err(|e| WebhookError::GuardUnavailable(e.to_string()))
+    }
+
+    /// Records `delivery`; refuses it if it was recorded before and not expired.
+    pub async fn first_seen(&self, delivery: &Delivery, ttl: Duration) -> Result<(), WebhookError> {
+        let key = self.key(delivery);
         let fresh = self
             .cache
             .set_if_absent(&key, Bytes::from_static(b"1"), Some(ttl))

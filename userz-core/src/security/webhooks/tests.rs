@@ -439,3 +439,19 @@ fn verifier_debug_shows_no_secret() {
     assert!(!shown.contains("PLAINTEXT"), "{shown}");
     assert!(!shown.contains("MfKQ9r8"), "{shown}");
 }
+
+#[tokio::test]
+async fn was_seen_peeks_without_recording() {
+    let v = GitHubVerifier::new(secret("gh-secret"));
+    let guard = ReplayGuard::new(Arc::new(ManualCache::default())).with_scope("peek");
+    let body = b"payload";
+    let h = headers(&[("x-hub-signature-256", v.sign(body)), ("x-github-delivery", "guid-peek".into())]);
+    let delivery = v.authenticate(&h, body, now()).unwrap();
+    assert!(!guard.was_seen(&delivery).await.unwrap());
+    assert!(!guard.was_seen(&delivery).await.unwrap(), "peeking records nothing");
+    guard.first_seen(&delivery, v.replay_ttl()).await.unwrap();
+    assert!(guard.was_seen(&delivery).await.unwrap());
+    // Another scope has not seen it.
+    let other = ReplayGuard::new(Arc::new(ManualCache::default())).with_scope("peek");
+    assert!(!other.was_seen(&delivery).await.unwrap());
+}
