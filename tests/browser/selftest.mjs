@@ -200,3 +200,29 @@ test('the widget shows the API error code and message', async () => {
     api.close();
   }
 });
+
+test('Userz.init with a token function sends the private-mode token it returns', async () => {
+  const { server: api, seen } = await fakeApi();
+  const page0 = `<!doctype html><html><body><p>App</p><script src="${origin(api)}/widget.js"></script>
+<script>Userz.init({ publicKey: '${KEY}', endpoint: '${origin(api)}/', userToken: () => Promise.resolve('token-from-fn') });</script>
+</body></html>`;
+  const site = await listen((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(page0);
+  });
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const art = artifacts(path.join(process.env.USERZ_ARTIFACTS_DIR || path.join(here, 'artifacts', 'selftest'), 'init'));
+    const id = await widgetFlow(page, { demoUrl: `${origin(site)}/`, art, text: 'private mode', attachScreenshot: false });
+    assert.equal(id, 'fb_selftest_1');
+    assert.equal(seen.feedback[0].headers['x-userz-user-token'], 'token-from-fn');
+    assert.equal(seen.feedback[0].headers['x-userz-public-key'], KEY);
+    assert.equal(seen.feedback[0].body.attachments, undefined, 'no attachment without a screenshot');
+    await assert.rejects(page.evaluate(() => Userz.init({ publicKey: 'sk_live_x', endpoint: 'http://x' })), /publicKey/);
+  } finally {
+    await browser.close();
+    site.close();
+    api.close();
+  }
+});
