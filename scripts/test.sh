@@ -5,7 +5,10 @@
 # Real services (PostgreSQL, NATS with JetStream, Redis, an S3-compatible
 # server, an SMTP sink for the dashboard's sign-in mails) are installed when missing and started on loopback with throwaway
 # data directories by scripts/services.sh, and stopped on exit. The same script
-# installs bubblewrap for the process-sandbox escape suite (run as root).
+# installs bubblewrap for the process-sandbox escape suite (run as root), the
+# local model server (llama-cpp-python with SmolLM2) for userz-model's
+# llama_local tests, and headless Chromium + playwright-core for the widget's
+# browser self-test (tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,10 @@ fi
 
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
+
+# The local model server is built from source the first time (minutes): start
+# that now so it overlaps the build; services_start waits for it.
+svc_llama_prepare_bg
 
 log "build prerequisites"
 svc_build_prereqs
@@ -49,6 +56,9 @@ log "binaries"
 # The agent and the sandbox launcher run as separate programs in the sandbox
 # tests; userz_testkit::bins finds them next to the test executables.
 cargo build --workspace --bins --locked
+
+log "browser widget self-test (headless Chromium)"
+node tests/browser/selftest.mjs
 
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast
