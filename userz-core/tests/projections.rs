@@ -119,3 +119,93 @@ async fn feedback_list_pages_filters_and_hides_duplicates() {
     assert!(matches!(feedback_page(store, &q(None, false, Some("nope".into()), 2)).await, Err(Error::Invalid(_))));
     engine.shutdown();
 }
+
+/// A checkpoint move another runner makes: (store, expected, new).
+type Interference = (Arc<dyn userz_core::ports::ReadModelStore>, u64, u64);
+
+/// Counts the events it applies, one row per event. When `interfere` is set,
+/// its first apply moves the checkpoint as a concurrent runner would.
+#[derive(Debug, Default)]
+struct Counting {
+    applied: std::sync::atomic::AtomicUsize,
+    interfere: std::sync::Mutex<Option<Interference>>,
+}
+
+#[async_trait::async_trait]
+impl userz_core::engine::projections::Projection for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    async fn apply(
+        &self,
+        event: &userz_core::event::RecordedEvent,
+        tx: &mut userz_core::engine::projections::ProjectionTx<'_>,
+    ) -> userz_core::Result<()> {
+        self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let other = self.interfere.lock().unwrap_or_else(|e| panic!("{e}")).take();
+        if let Some((store, expected, new)) = other {
+            let mv = userz_core::ports::CheckpointMove { name: "counting".into(), expected, new };
+            store.commit(userz_core::ports::ReadModelCommit { checkpoint: Some(mv), ops: Vec::new() }).await?;
+        }
+        tx.put("counting", event.position.to_string(), bytes::Bytes::from_static(b"1"));
+        Ok(())
+    }
+}
+
+async fn append_n(events: &dyn userz_core::ports::EventStore, stream: &str, n: usize) -> u64 {
+    let stream = userz_core::event::StreamId::new(stream).unwrap_or_else(|e| panic!("{e}"));
+    let batch = (0..n)
+        .map(|k| userz_core::event::NewEvent {
+            id: userz_core::ids::EventId::new(),
+            event_type: "Counted".into(),
+            schema_version: 1,
+            payload: bytes::Bytes::from(format!("{{\"k\":{k}}}")),
+            causation_id: None,
+            correlation_id: userz_core::ids::CorrelationId::new(),
+        })
+        .collect();
+    let r =
+        events.append(&stream, userz_core::event::ExpectedVersion::Any, batch).await.unwrap_or_else(|e| panic!("{e}"));
+    r.last_position
+}
+
+#[tokio::test]
+async fn catch_up_projection_reaches_the_head_and_survives_a_concurrent_runner() {
+    use userz_core::engine::projections::catch_up_projection;
+    let s = stores();
+    let (events, rm) = (s.events.as_ref(), s.read_models.as_ref());
+    let p = Counting::default();
+    let applied = || p.applied.load(std::sync::atomic::Ordering::SeqCst);
+    let rows = |from: u64, to: u64| async move {
+        let mut n = 0;
+        for pos in from..=to {
+            if rm.get("counting", &pos.to_string()).await.unwrap_or_else(|e| panic!("{e}")).is_some() {
+                n += 1;
+            }
+        }
+        n
+    };
+
+    // An empty log: nothing to do, checkpoint 0.
+    assert_eq!(catch_up_projection(&p, events, rm, 3).await.unwrap_or_else(|e| panic!("{e}")), 0);
+
+    // Ten events in batches of three reach the head, each applied once.
+    let head = append_n(events, "counted-a", 10).await;
+    assert_eq!(catch_up_projection(&p, events, rm, 3).await.unwrap_or_else(|e| panic!("{e}")), head);
+    assert_eq!(applied(), 10);
+    assert_eq!(rows(1, head).await, 10);
+    assert_eq!(rm.checkpoint("counting").await.unwrap_or_else(|e| panic!("{e}")), head);
+    // Again at the head: nothing re-applied.
+    assert_eq!(catch_up_projection(&p, events, rm, 3).await.unwrap_or_else(|e| panic!("{e}")), head);
+    assert_eq!(applied(), 10);
+
+    // Five more; while the batch is applied another runner moves the
+    // checkpoint past two of them. The commit conflicts, the catch-up re-reads
+    // the checkpoint and applies the three after it instead of failing.
+    let head2 = append_n(events, "counted-b", 5).await;
+    *p.interfere.lock().unwrap_or_else(|e| panic!("{e}")) = Some((s.read_models.clone(), head, head + 2));
+    assert_eq!(catch_up_projection(&p, events, rm, 100).await.unwrap_or_else(|e| panic!("{e}")), head2);
+    assert_eq!(applied(), 10 + 5 + 3, "the conflicting batch, then the three after the other checkpoint");
+    assert_eq!(rows(head + 3, head2).await, 3);
+    assert_eq!(rm.checkpoint("counting").await.unwrap_or_else(|e| panic!("{e}")), head2);
+}

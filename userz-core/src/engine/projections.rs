@@ -139,6 +139,43 @@ pub async fn run_projection(
     }
 }
 
+/// Applies every event after `projection`'s checkpoint, in batches of up to
+/// `batch`, and returns once it has reached the head of the log it saw; returns
+/// the final checkpoint.
+///
+/// For short-lived processes (an admin command) that need a read model up to
+/// date without running the engine. A checkpoint conflict (a long-running
+/// runner of the same projection moved it meanwhile) re-reads the checkpoint
+/// and goes on from there, so both may run at once.
+pub async fn catch_up_projection(
+    projection: &dyn Projection,
+    events: &dyn EventStore,
+    store: &dyn ReadModelStore,
+    batch: usize,
+) -> Result<u64> {
+    let batch = batch.max(1);
+    let mut checkpoint = store.checkpoint(projection.name()).await?;
+    loop {
+        let recs = events.read_all(checkpoint, batch).await?;
+        let Some(last) = recs.last().map(|r| r.position) else {
+            return Ok(checkpoint);
+        };
+        let mut tx = ProjectionTx::new(store);
+        for r in &recs {
+            projection.apply(r, &mut tx).await?;
+        }
+        let commit = ReadModelCommit {
+            checkpoint: Some(CheckpointMove { name: projection.name().to_string(), expected: checkpoint, new: last }),
+            ops: tx.into_ops(),
+        };
+        match store.commit(commit).await {
+            Ok(()) => checkpoint = last,
+            Err(Error::CheckpointConflict { .. }) => checkpoint = store.checkpoint(projection.name()).await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Feedback list
 // ---------------------------------------------------------------------------
