@@ -40,6 +40,13 @@ pub mod upload;
 pub mod webhooks;
 mod wire;
 
+/// The feedback widget served at `GET /widget.js`: a dependency-free script
+/// that adds a feedback button and form (in a shadow root) to any page,
+/// captures recent console output and submits to `POST /v1/feedback`
+/// (optionally uploading a screenshot through `upload-url` first). Attributes:
+/// `data-userz-key="pub_…"`, `data-userz-endpoint`, `data-userz-user-token`.
+pub const WIDGET_JS: &str = include_str!("../assets/widget.js");
+
 pub use auth::{PUBLIC_KEY_HEADER, USER_TOKEN_HEADER};
 pub use error::{ApiError, ErrorCode};
 pub use routes::{api_router, not_found_fallback, route_table, RouteSpec};

@@ -371,6 +371,21 @@ fn routes() -> Vec<Route> {
         Route {
             spec: RouteSpec {
                 method: Method::GET,
+                path: "/widget.js",
+                operation_id: "widgetScript",
+                summary: "The feedback widget script (see crate::WIDGET_JS)",
+                auth: Auth::None,
+                params: vec![],
+                request: None,
+                status: 200,
+                response: json!({"type": "string"}),
+                errors: vec![],
+            },
+            handler: on(MethodFilter::GET, serve_widget),
+        },
+        Route {
+            spec: RouteSpec {
+                method: Method::GET,
                 path: "/openapi.json",
                 operation_id: "openapi",
                 summary: "This document (OpenAPI 3.1)",
@@ -384,6 +399,19 @@ fn routes() -> Vec<Route> {
             handler: on(MethodFilter::GET, serve_openapi),
         },
     ]
+}
+
+/// `GET /widget.js`: the widget, cacheable for an hour.
+async fn serve_widget() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        crate::WIDGET_JS,
+    )
+        .into_response()
 }
 
 fn not_configured(what: &str) -> ApiError {
@@ -408,7 +436,12 @@ async fn upload_url(State(state): State<ApiState>, req: Request) -> Result<Respo
 async fn put_upload(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
     use tower::ServiceExt as _;
     let uploads = state.uploads().cloned().ok_or_else(|| not_configured("uploads"))?;
-    let res = crate::upload::upload_put_router(uploads).oneshot(req).await;
+    // The inner router matches `{ticket}` again; the outer match's path
+    // parameters must not ride along in the extensions, or its `Path`
+    // extractor would see two parameters.
+    let (mut parts, body) = req.into_parts();
+    parts.extensions = axum::http::Extensions::new();
+    let res = crate::upload::upload_put_router(uploads).oneshot(Request::from_parts(parts, body)).await;
     Ok(res.unwrap_or_else(|e| match e {}))
 }
 
@@ -505,6 +538,15 @@ async fn submit_feedback(State(state): State<ApiState>, req: Request) -> Result<
     let bytes = read_limited(&parts.headers, body, limit, Some(&stats)).await?;
     let submission = FeedbackSubmission::from_json(&bytes).map_err(invalid_submission)?;
     drop(bytes);
+    for (i, a) in submission.attachments.iter().enumerate() {
+        if !crate::upload::key_of_org(auth.app.org, &a.key) {
+            return Err(ApiError::invalid_field(
+                &format!("attachments[{i}].key"),
+                "foreign_key",
+                format!("attachments[{i}].key: not an upload of this App's organization (use upload-url)"),
+            ));
+        }
+    }
     let claims = match &auth.mode {
         WidgetMode::Private(c) => Some(c),
         WidgetMode::Public => None,

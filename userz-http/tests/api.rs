@@ -27,7 +27,6 @@ fn report(text: &str) -> Value {
         "severity": "high",
         "url": "https://shop.example/cart",
         "consoleLogs": [{"level": "error", "message": "TypeError: x is undefined", "ts": 1.0}],
-        "attachments": [{"key": "uploads/a.png", "kind": "screenshot", "contentType": "image/png", "byteSize": 1200, "width": 10, "height": 20}],
         "identity": {"id": "u-1", "email": "u@example.test"},
     })
 }
@@ -63,7 +62,12 @@ fn private_token(t: &Tenant, h: &Harness, secret: &str) -> String {
 async fn public_submission_is_stored_and_read_back_in_full() {
     let h = start().await;
     let t = h.tenant("Acme").await;
-    let id = submit_ok(&h, &t, "The checkout button does nothing").await;
+    let mut body = report("The checkout button does nothing");
+    body["attachments"] = json!([{"key": format!("orgs/{}/screenshots/a.png", t.org), "kind": "screenshot",
+        "contentType": "image/png", "byteSize": 1200, "width": 10, "height": 20}]);
+    let r = h.submit(&t, &[("origin", ORIGIN)], &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id: FeedbackId = r.body["id"].as_str().unwrap().parse().unwrap();
     let r = h.get(&format!("/v1/feedback/{id}"), &t.key).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["text"], "The checkout button does nothing");
@@ -630,6 +634,64 @@ async fn tenant_isolation_on_every_v1_route() {
         .await;
     r.assert_error(401, "missing_authorization");
     checked.insert(("POST", "/v1/feedback"));
+    // Uploads: the route takes widget credentials only, so A's sk_ key is no
+    // credential there; B's pub_ key gets a ticket under B's prefix only, and
+    // that ticket rewritten to name A's org no longer verifies.
+    let ticket_req =
+        serde_json::to_vec(&json!({"kind": "screenshot", "contentType": "image/png", "byteSize": 4})).unwrap();
+    let r = h
+        .request(
+            "POST",
+            "/v1/feedback/upload-url",
+            &[("authorization", &format!("Bearer {}", a.key)), ("origin", ORIGIN)],
+            Some(&ticket_req),
+        )
+        .await;
+    r.assert_error(401, "missing_authorization");
+    let r = h
+        .request(
+            "POST",
+            "/v1/feedback/upload-url",
+            &[("x-userz-public-key", &b.public_key), ("origin", ORIGIN), ("content-type", "application/json")],
+            Some(&ticket_req),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body["key"].as_str().unwrap().starts_with(&format!("orgs/{}/", b.org)), "{}", r.body);
+    checked.insert(("POST", "/v1/feedback/upload-url"));
+    let url = r.body["uploadUrl"].as_str().unwrap();
+    let ticket = url.rsplit('/').next().unwrap();
+    let (claims, sig) = ticket.split_once('.').unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = String::from_utf8(b64.decode(claims).unwrap()).unwrap();
+    assert!(claims.contains(&b.org.as_uuid().to_string()), "{claims}");
+    let forged = claims.replace(&b.org.as_uuid().to_string(), &a.org.as_uuid().to_string());
+    let forged = format!("/v1/uploads/{}.{sig}", b64.encode(forged));
+    let r = h.request("PUT", &forged, &[("content-type", "image/png")], Some(b"\x89PNG")).await;
+    r.assert_error(401, "invalid_signature");
+    checked.insert(("PUT", "/v1/uploads/{ticket}"));
+    // Webhooks: the provider's signature is the only credential. A's sk_ key
+    // does not let a chat-ops button act on B's report.
+    let button = format!(
+        "payload={}",
+        form_urlencoded::byte_serialize(
+            json!({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"value": format!("queue:{fb_b}")}]})
+                .to_string()
+                .as_bytes()
+        )
+        .collect::<String>()
+    );
+    let r = h
+        .request(
+            "POST",
+            "/v1/webhooks/slack",
+            &[("authorization", &format!("Bearer {}", a.key)), ("content-type", "application/x-www-form-urlencoded")],
+            Some(button.as_bytes()),
+        )
+        .await;
+    r.assert_error(401, "invalid_signature");
+    checked.insert(("POST", "/v1/webhooks/{provider}"));
     // The same answer as for an id that does not exist at all.
     let missing = h.get(&format!("/v1/feedback/{}", FeedbackId::new()), &a.key).await;
     let foreign = h.get(&format!("/v1/feedback/{fb_b}"), &a.key).await;
@@ -682,4 +744,63 @@ async fn widget_cors_preflight_and_response_headers() {
         .request("GET", "/v1/apps", &[("origin", ORIGIN), ("authorization", &format!("Bearer {}", t.key))], None)
         .await;
     assert_eq!(r.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_url_then_put_through_the_api_router_then_attach_only_to_the_same_org() {
+    let h = start().await;
+    let a = h.tenant("A").await;
+    let b = h.tenant("B").await;
+    let png = b"\x89PNG\r\n\x1a\n-not-really-an-image";
+    let ticket =
+        serde_json::to_vec(&json!({"kind": "screenshot", "contentType": "image/png", "byteSize": png.len()})).unwrap();
+    let widget = |t: &Tenant| {
+        vec![
+            ("x-userz-public-key".to_string(), t.public_key.clone()),
+            ("origin".to_string(), ORIGIN.to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ]
+    };
+    let hdrs = widget(&a);
+    let hdrs: Vec<(&str, &str)> = hdrs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let issued = h.request("POST", "/v1/feedback/upload-url", &hdrs, Some(&ticket)).await;
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let key = issued.body["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with(&format!("orgs/{}/screenshots/", a.org)), "{key}");
+    let url = issued.body["uploadUrl"].as_str().unwrap();
+    let path = url.strip_prefix(&format!("http://{}", h.addr)).expect("the ticket points at this server");
+
+    // The PUT through the same router (its path parameter is matched twice:
+    // by the route table and by the upload module's own router).
+    let put = h.request("PUT", path, &[("content-type", "image/png")], Some(png)).await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(put.body["key"], key.as_str());
+    let stored = h.blobs.get(&object_store::path::Path::from(key.as_str())).await.unwrap();
+    assert_eq!(&stored[..], &png[..]);
+
+    let attach = |key: &str| {
+        let mut body = report("Screenshot attached");
+        body["attachments"] =
+            json!([{"key": key, "kind": "screenshot", "contentType": "image/png", "byteSize": png.len()}]);
+        body
+    };
+    // A's report may reference A's upload.
+    let r = h.submit(&a, &[("origin", ORIGIN)], &attach(&key)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // B's report may not reference A's upload, nor a key outside any org or
+    // one that climbs out of B's prefix.
+    for foreign in [
+        key.clone(),
+        "uploads/a.png".to_string(),
+        format!("orgs/{}/../{}/screenshots/x.png", b.org, a.org),
+        format!("orgs/{}", b.org),
+    ] {
+        let r = h.submit(&b, &[("origin", ORIGIN)], &attach(&foreign)).await;
+        r.assert_error(400, "invalid_body");
+        assert_eq!(r.body["error"]["details"]["field"], "attachments[0].key", "{foreign}: {}", r.body);
+        assert_eq!(r.body["error"]["details"]["rule"], "foreign_key", "{foreign}");
+    }
+    // B's own prefix is fine.
+    let own = format!("orgs/{}/attachments/notes.txt", b.org);
+    assert_eq!(h.submit(&b, &[("origin", ORIGIN)], &attach(&own)).await.status, 201);
 }

@@ -18,14 +18,21 @@ use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::ports::{EventStore, ReadModelStore};
 use userz_core::security::api_key::HashParams;
 use userz_core::security::envelope::{Envelope, StaticKeyProvider};
+use userz_core::security::secret::SecretBytes;
 use userz_core::Clock;
 use userz_http::admin::{Admin, NewApp};
+use userz_http::directory::DirectoryRepos;
 use userz_http::directory::{self, DirectoryProjection};
+use userz_http::upload::{UploadConfig, UploadState};
+use userz_http::webhooks::{WebhookSecrets, WebhookState};
 use userz_http::{api_router, ApiConfig, ApiDeps, ApiState};
+use userz_store_blob::{BlobStoreBuilder, Blobs};
 use userz_store_memory::MemoryStores;
 use userz_testkit::{eventually, ManualClock};
 
 pub const ORIGIN: &str = "https://shop.example";
+/// The harness's Slack signing secret.
+pub const SLACK_SECRET: &str = "harness-slack-signing-secret";
 
 pub struct Harness {
     pub addr: SocketAddr,
@@ -36,6 +43,8 @@ pub struct Harness {
     pub bus: CommandBus,
     pub admin: Admin,
     pub state: ApiState,
+    /// Where uploads land.
+    pub blobs: Blobs,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -96,6 +105,28 @@ pub async fn start_on(
             run_projection(p, ev, rm, 64).await.unwrap();
         }));
     }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Uploads into an in-memory object store, tickets pointing back here.
+    let blobs = Blobs::new(BlobStoreBuilder::memory().build().unwrap(), bus.clone(), clock.clone());
+    let cache = MemoryStores::new(clock.clone()).cache;
+    // Slack chat-ops for every org, so a request can reach the webhook code.
+    let webhooks = WebhookState::new(
+        WebhookSecrets { slack: Some(SecretBytes::copy_from(SLACK_SECRET.as_bytes())), ..WebhookSecrets::default() },
+        bus.clone(),
+        read_models.clone(),
+        cache.clone(),
+        Arc::new(DirectoryRepos::new(read_models.clone())),
+        clock.clone(),
+    )
+    .unwrap();
+    let uploads = UploadState::new(
+        UploadConfig::new(SecretBytes::copy_from(b"harness-upload-secret-0123456789abcdef"), format!("http://{addr}")),
+        blobs.clone(),
+        cache,
+        clock.clone(),
+    )
+    .unwrap();
     let state = ApiState::new(
         ApiDeps {
             bus: bus.clone(),
@@ -104,16 +135,16 @@ pub async fn start_on(
             envelope: Some(envelope.clone()),
         },
         config,
-    );
+    )
+    .with_uploads(uploads)
+    .with_webhooks(webhooks);
     let admin = Admin::new(bus.clone(), read_models.clone(), clock.clone(), Some(envelope))
         .with_hash_params(HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = api_router(state.clone());
     tasks.push(tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
     }));
-    Harness { addr, clock, events, read_models, _keep: keep, bus, admin, state, tasks }
+    Harness { addr, clock, events, read_models, _keep: keep, bus, admin, state, blobs, tasks }
 }
 
 impl Harness {
