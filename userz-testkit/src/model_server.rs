@@ -82,6 +82,48 @@ pub enum ScriptedTurn {
     },
     /// Waits, then answers with the inner turn (timeouts).
     Delayed(Duration, Box<ScriptedTurn>),
+    /// Waits until the [`Gate`] is opened, then answers with the inner turn
+    /// (holds a run in a known state while a test looks at it).
+    Gated(Gate, Box<ScriptedTurn>),
+}
+
+/// A gate a [`ScriptedTurn::Gated`] turn waits on; [`Gate::open`] lets every
+/// waiting and later turn through. Cloning shares the gate.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Opens the gate (callable from any thread, also outside a runtime).
+    pub fn open(&self) {
+        self.0.close();
+    }
+
+    /// Whether it is open.
+    pub fn is_open(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    async fn wait(&self) {
+        // A closed semaphore fails every acquire at once: that is "open".
+        let _ = self.0.acquire().await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl ScriptedTurn {
@@ -118,6 +160,11 @@ impl ScriptedTurn {
     /// This turn after `delay`.
     pub fn delayed(self, delay: Duration) -> Self {
         ScriptedTurn::Delayed(delay, Box::new(self))
+    }
+
+    /// This turn once `gate` is open.
+    pub fn gated(self, gate: &Gate) -> Self {
+        ScriptedTurn::Gated(gate.clone(), Box::new(self))
     }
 }
 
@@ -315,9 +362,21 @@ async fn answer(state: &State, format: WireFormat, headers: &HeaderMap, body: &B
         }
     }
     let mut turn = state.turns.lock().pop_front();
-    while let Some(ScriptedTurn::Delayed(delay, inner)) = turn {
-        tokio::time::sleep(delay).await;
-        turn = Some(*inner);
+    loop {
+        match turn {
+            Some(ScriptedTurn::Delayed(delay, inner)) => {
+                tokio::time::sleep(delay).await;
+                turn = Some(*inner);
+            }
+            Some(ScriptedTurn::Gated(gate, inner)) => {
+                gate.wait().await;
+                turn = Some(*inner);
+            }
+            other => {
+                turn = other;
+                break;
+            }
+        }
     }
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -345,7 +404,9 @@ async fn answer(state: &State, format: WireFormat, headers: &HeaderMap, body: &B
         Some(ScriptedTurn::Error { status, message }) => (status, JSON.into(), error_body(format, status, &message)),
         Some(ScriptedTurn::Raw { status, content_type, body }) => (status, content_type, body),
         // Unwrapped by the loop above.
-        Some(ScriptedTurn::Delayed(..)) => (500, JSON.into(), error_body(format, 500, "nested delay")),
+        Some(ScriptedTurn::Delayed(..) | ScriptedTurn::Gated(..)) => {
+            (500, JSON.into(), error_body(format, 500, "nested delay"))
+        }
     }
 }
 
@@ -487,4 +548,39 @@ fn error_body(format: WireFormat, status: u16, message: &str) -> Bytes {
         }
     };
     Bytes::from(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn post(addr: SocketAddr) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let req = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gated_turn_answers_only_once_its_gate_is_open() {
+        let gate = Gate::new();
+        let server = ScriptedModelServer::start([ScriptedTurn::text("let through").gated(&gate)]).await;
+        let pending = tokio::spawn(post(server.addr()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!pending.is_finished(), "answered before the gate opened");
+        assert!(!gate.is_open());
+        gate.open();
+        let answer = tokio::time::timeout(Duration::from_secs(10), pending).await.unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("let through"), "{answer}");
+    }
 }
