@@ -81,6 +81,21 @@ pub struct ModelConfig {
     /// secret (`ai_provider_key` slot `model`), which wins.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The request field capping output tokens for the layered classifier:
+    /// `max_completion_tokens` (OpenAI's current field, the default) or
+    /// `max_tokens` (llama.cpp's server ignores the former).
+    #[serde(default)]
+    pub max_tokens_field: Option<MaxTokensFieldKind>,
+}
+
+/// Which output-token cap field an OpenAI-compatible server honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensFieldKind {
+    /// `max_completion_tokens`.
+    MaxCompletionTokens,
+    /// `max_tokens`.
+    MaxTokens,
 }
 
 /// Process-sandbox settings.
@@ -152,6 +167,32 @@ pub struct GoogleConfig {
     pub userinfo_url: Option<String>,
 }
 
+/// The deployment's GitHub App, needed for repos on GitHub. Its private key
+/// comes from an environment variable or from an org's sealed secrets (set
+/// with `userz-server admin secret set --kind github_app_private_key`); give
+/// exactly one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubAppConfig {
+    /// The App id (or client id): the JWT's `iss`.
+    pub app_id: String,
+    /// Name of the environment variable holding the PEM private key.
+    #[serde(default)]
+    pub private_key_env: Option<String>,
+    /// The org whose sealed secrets hold the key (`org_…`).
+    #[serde(default)]
+    pub private_key_org: Option<String>,
+    /// The slot of that secret.
+    #[serde(default)]
+    pub private_key_slot: Option<String>,
+    /// REST API base (default GitHub's; GitHub Enterprise: `https://host/api/v3`).
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Git base URL (default GitHub's).
+    #[serde(default)]
+    pub git_base: Option<String>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -178,6 +219,8 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// Google sign-in.
     pub google: Option<GoogleConfig>,
+    /// The GitHub App serving GitHub repos.
+    pub github_app: Option<GithubAppConfig>,
     /// Engine worker tasks per queue.
     pub workers: usize,
     /// Request limits of the `/v1` API.
@@ -228,6 +271,7 @@ impl Default for Config {
             sandbox: SandboxSettings::default(),
             smtp: None,
             google: None,
+            github_app: None,
             workers: 2,
             limits: LimitSettings::default(),
         }
@@ -319,7 +363,24 @@ impl Config {
                 var: "USERZ_MODEL",
                 message: "required when USERZ_MODEL_API is set".into(),
             })?;
-            self.model = Some(ModelConfig { api, base_url, model, api_key_env: env_var("USERZ_MODEL_API_KEY_ENV") });
+            let max_tokens_field = match env_var("USERZ_MODEL_MAX_TOKENS_FIELD").as_deref() {
+                None => None,
+                Some("max_tokens") => Some(MaxTokensFieldKind::MaxTokens),
+                Some("max_completion_tokens") => Some(MaxTokensFieldKind::MaxCompletionTokens),
+                Some(other) => {
+                    return Err(ConfigError::Env {
+                        var: "USERZ_MODEL_MAX_TOKENS_FIELD",
+                        message: format!("{other:?}: expected max_tokens or max_completion_tokens"),
+                    })
+                }
+            };
+            self.model = Some(ModelConfig {
+                api,
+                base_url,
+                model,
+                api_key_env: env_var("USERZ_MODEL_API_KEY_ENV"),
+                max_tokens_field,
+            });
         }
         if let Some(addr) = env_var("USERZ_SMTP_ADDR") {
             let from = self.smtp.as_ref().map(|s| s.from.clone()).unwrap_or_else(default_from);
@@ -347,6 +408,34 @@ impl Config {
             }
             if m.model.is_empty() {
                 return Err(ConfigError::Invalid { field: "model.model", message: "must not be empty".into() });
+            }
+        }
+        if let Some(g) = &self.github_app {
+            if g.app_id.is_empty() {
+                return Err(ConfigError::Invalid { field: "github_app.app_id", message: "must not be empty".into() });
+            }
+            match (&g.private_key_env, &g.private_key_org, &g.private_key_slot) {
+                (Some(_), None, None) => {}
+                (None, Some(org), Some(slot)) => {
+                    if org.parse::<userz_core::ids::OrgId>().is_err() {
+                        return Err(ConfigError::Invalid {
+                            field: "github_app.private_key_org",
+                            message: format!("{org:?}: not an organization id (org_…)"),
+                        });
+                    }
+                    if slot.is_empty() {
+                        return Err(ConfigError::Invalid {
+                            field: "github_app.private_key_slot",
+                            message: "must not be empty".into(),
+                        });
+                    }
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "github_app.private_key_env",
+                        message: "give either private_key_env, or private_key_org with private_key_slot".into(),
+                    })
+                }
             }
         }
         if !self.admin_email.contains('@') {
@@ -410,6 +499,27 @@ mod tests {
         let e = toml::from_str::<Config>("[model]\napi = \"gemini\"\nbase_url = \"http://x\"\nmodel = \"m\"\n")
             .unwrap_err();
         assert!(e.to_string().contains("gemini"), "{e}");
+    }
+
+    #[test]
+    fn github_app_needs_exactly_one_key_source() {
+        let parse = |t: &str| toml::from_str::<Config>(t).unwrap().validate();
+        parse("[github_app]\napp_id = \"1\"\nprivate_key_env = \"K\"\n").unwrap();
+        parse(&format!(
+            "[github_app]\napp_id = \"1\"\nprivate_key_org = \"{}\"\nprivate_key_slot = \"gh\"\n",
+            userz_core::ids::OrgId::new()
+        ))
+        .unwrap();
+        let none = parse("[github_app]\napp_id = \"1\"\n").unwrap_err();
+        assert!(none.to_string().contains("github_app.private_key_env"), "{none}");
+        let both = parse(
+            "[github_app]\napp_id = \"1\"\nprivate_key_env = \"K\"\nprivate_key_org = \"x\"\nprivate_key_slot = \"s\"\n",
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("either private_key_env"), "{both}");
+        let bad_org =
+            parse("[github_app]\napp_id = \"1\"\nprivate_key_org = \"nope\"\nprivate_key_slot = \"s\"\n").unwrap_err();
+        assert!(bad_org.to_string().contains("github_app.private_key_org"), "{bad_org}");
     }
 
     #[test]

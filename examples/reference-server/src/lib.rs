@@ -32,6 +32,7 @@ use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_store_blob::{BlobStoreBuilder, Blobs, UploadTranscripts};
 use userz_store_sqlite::{SqliteStore, SqliteStoreBuilder};
 
+pub mod admin_cli;
 pub mod config;
 pub mod demo;
 
@@ -149,7 +150,7 @@ impl Drop for Server {
 
 /// The master key: `USERZ_MASTER_KEYS` when set, else `<data_dir>/master.key`
 /// (created with mode 0600 on first start).
-fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
+pub(crate) fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
     if std::env::var_os(userz_core::security::envelope::MASTER_KEYS_ENV).is_some() {
         return StaticKeyProvider::from_env().map_err(|e| ServerError::Setup(format!("master key: {e}")));
     }
@@ -290,6 +291,28 @@ fn process_sandbox(config: &Config) -> Result<ProcessSandbox, String> {
     ProcessSandbox::new(sb).map_err(|e| e.to_string())
 }
 
+/// The resolver's GitHub App settings from `[github_app]` (validated already).
+fn github_app_settings(g: &config::GithubAppConfig) -> Result<userz_vcs_routing::GithubAppSettings, ServerError> {
+    use userz_vcs_routing::GithubAppKey;
+    let key =
+        match (&g.private_key_env, &g.private_key_org, &g.private_key_slot) {
+            (Some(var), _, _) => GithubAppKey::Pem(SecretString::new(std::env::var(var).map_err(|_| {
+                ServerError::Setup(format!("github_app.private_key_env names {var}, which is not set"))
+            })?)),
+            (None, Some(org), Some(slot)) => GithubAppKey::Sealed {
+                org: org.parse().map_err(|e| ServerError::Setup(format!("github_app.private_key_org: {e}")))?,
+                slot: slot.clone(),
+            },
+            _ => return Err(ServerError::Setup("github_app: no private key source".into())),
+        };
+    Ok(userz_vcs_routing::GithubAppSettings {
+        app_id: g.app_id.clone(),
+        key,
+        api_base: g.api_base.clone(),
+        git_base: g.git_base.clone(),
+    })
+}
+
 /// `http://127.0.0.1:8000/v1` → `127.0.0.1:8000`; `None` for host names.
 fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
     let (scheme, rest) = url.split_once("://")?;
@@ -332,10 +355,14 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         (config::ClassifierKind::Layered, Some(m)) => {
             let key = m.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()).map(SecretString::new);
             let provider: Arc<dyn userz_core::ports::model::ModelProvider> = match m.api {
-                config::ModelApiKind::Openai => Arc::new(
-                    userz_model::OpenAiCompatible::new(&m.base_url, key, userz_model::Transport::Tcp)
-                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?,
-                ),
+                config::ModelApiKind::Openai => {
+                    let mut p = userz_model::OpenAiCompatible::new(&m.base_url, key, userz_model::Transport::Tcp)
+                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?;
+                    if m.max_tokens_field == Some(config::MaxTokensFieldKind::MaxTokens) {
+                        p = p.with_max_tokens_field(userz_model::MaxTokensField::MaxTokens);
+                    }
+                    Arc::new(p)
+                }
                 config::ModelApiKind::Anthropic => Arc::new(
                     userz_model::Anthropic::new(&m.base_url, key, userz_model::Transport::Tcp)
                         .map_err(|e| ServerError::Setup(format!("model: {e}")))?,
@@ -345,7 +372,11 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
             Arc::new(userz_core::security::classifier::LayeredClassifier::new(Arc::new(model)))
         }
     };
-    let resolver = userz_vcs_routing::SealedVcsResolver::new(bus.clone(), envelope.clone());
+    let mut resolver = userz_vcs_routing::SealedVcsResolver::new(bus.clone(), envelope.clone())
+        .with_user_agent(concat!("userz-server/", env!("CARGO_PKG_VERSION")));
+    if let Some(g) = &config.github_app {
+        resolver = resolver.with_github_app(github_app_settings(g)?);
+    }
     let vcs = Arc::new(VcsRouter::new(Arc::new(resolver)));
     let deps = EngineDeps {
         events: Arc::new(store.clone()),

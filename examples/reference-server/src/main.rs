@@ -2,6 +2,7 @@
 //!
 //! With no arguments it serves on embedded defaults (`127.0.0.1:8080`, data in
 //! `./.userz-data`), creating a demo org, App and repository on first start.
+//! `userz-server admin …` runs the operator commands (see `--help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,17 +24,24 @@ struct Cli {
 enum Command {
     /// Serve the API, dashboard and widget (the default).
     Serve,
+    /// Operator commands on the data directory (works with the server running).
+    Admin {
+        #[command(subcommand)]
+        command: Box<userz_reference_server::admin_cli::AdminCommand>,
+    },
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Admin commands print their own outcome; keep the log to warnings.
+    let default_filter = if matches!(cli.command, Some(Command::Admin { .. })) { "warn" } else { "info,userz=info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("USERZ_LOG").unwrap_or_else(|_| "info,userz=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("USERZ_LOG").unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -43,6 +51,7 @@ async fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Admin { command } => ExitCode::from(userz_reference_server::admin_cli::main(&config, *command).await),
     }
 }
 

@@ -4,68 +4,18 @@
 //! dashboard after signing in with the printed owner's e-mail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and collects its stdout lines on a channel.
-fn spawn_server(data_dir: &std::path::Path) -> (Running, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_userz-server"))
-        .env("USERZ_DATA_DIR", data_dir)
-        .env("USERZ_LISTEN", "127.0.0.1:0")
-        .env("USERZ_SANDBOX", "0")
-        .env_remove("USERZ_SMTP_ADDR")
-        .env_remove("USERZ_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("userz-server starts");
-    let (tx, rx) = mpsc::channel();
-    for pipe in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    (Running(child), rx)
-}
-
-/// Waits for a line matching `pred`, keeping everything seen for the message.
-fn wait_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if pred(&line) {
-                    return line;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    panic!("no matching line; output so far:\n{}", seen.join("\n"));
-}
+use common::{server_command, spawn, wait_line};
 
 #[test]
 fn printed_curl_line_returns_201_and_the_report_is_listed() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_server, rx) = spawn_server(tmp.path());
+    let (_server, rx) = spawn(server_command(tmp.path()));
     let mut seen = Vec::new();
     let url_line = wait_line(&rx, &mut seen, |l| l.starts_with("userz server listening on "));
     let base = url_line.trim_start_matches("userz server listening on ").trim().to_string();
