@@ -15,8 +15,8 @@
 //   USERZ_RUN_TIMEOUT_MS  how long to wait for the run to reach its final status (default 180000)
 //   USERZ_ATTACH_SCREENSHOT=0  submit without the screenshot attachment
 //
-// The widget half (widgetFlow) is proven by selftest.mjs. The dashboard half
-// (dashboardFlow) follows the dashboard's markup: adjust its selectors there.
+// main() is driven by examples/reference-server/tests/browser.rs, which starts
+// the server with a scripted model and checks the JSON result line.
 
 import { createRequire } from 'node:module';
 import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -152,41 +152,71 @@ export async function readSignInLink(maildir, baseUrl, since, timeoutMs = 15000)
   throw new Error(`no sign-in mail with a link to ${baseUrl} arrived in ${maildir}`);
 }
 
-/**
- * Dashboard half: signs in by e-mail, opens the feedback, follows it to its
- * run and waits for the run's live status to reach one of `finalStatuses`.
- * Selectors follow the dashboard's markup and may need adjusting.
- */
-export async function dashboardFlow(page, { baseUrl, maildir, email, feedbackId, art, finalStatuses, timeoutMs }) {
+/** Signs in to the dashboard with the e-mailed single-use link. */
+export async function signIn(page, { baseUrl, maildir, email, art }) {
   const since = Date.now();
   await page.goto(`${baseUrl}/signin`);
-  await page.locator('input[name=email]').fill(email);
+  await page.locator('#signin-email').fill(email);
   await art.shot(page, 'signin');
-  await page.locator('form:has(input[name=email]) [type=submit]').click();
+  await page.locator('#signin-submit').click();
+  await page.locator('#check-inbox').waitFor({ timeout: 15000 });
   const link = await readSignInLink(maildir, baseUrl, since);
   await page.goto(link);
-  await art.shot(page, 'signed-in');
+  await page.locator('#feedback-list').waitFor({ timeout: 15000 });
+  await art.shot(page, 'signed-in-queue');
+}
 
-  await page.goto(`${baseUrl}/feedback/${encodeURIComponent(feedbackId)}`);
-  await page.getByText('userz-browser-test', { exact: false }).first().waitFor({ timeout: 15000 });
-  await art.shot(page, 'feedback-detail');
-
-  const runLink = page.locator('a[href*="/runs/"], a[href*="/agent-runs/"]').first();
-  await runLink.waitFor({ timeout: timeoutMs });
+/**
+ * Opens the feedback in the dashboard, waits for its run to start (reloading
+ * the server-rendered page), follows it to the run page and waits there, with
+ * no reload, for the live (SSE) status to reach one of `finalStatuses`.
+ * Prints `userz-flow: run-page-open LABEL STATUS` to stderr once the run page
+ * is open and its event stream connected. Returns what the run page shows.
+ */
+export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, timeoutMs, label }) {
+  await page.goto(`${baseUrl}/`);
+  await page.locator(`tr.feedback-row[data-feedback-id="${feedbackId}"]`).waitFor({ timeout: 15000 });
+  await art.shot(page, `${label}-queue`);
+  const deadline = Date.now() + timeoutMs;
+  const runLink = page.locator('#feedback-runs a.run-link').first();
+  for (;;) {
+    await page.goto(`${baseUrl}/feedback/${encodeURIComponent(feedbackId)}`);
+    if ((await runLink.count()) > 0) break;
+    if (Date.now() > deadline) throw new Error(`feedback ${feedbackId}: no run started`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  await art.shot(page, `${label}-feedback-detail`);
   await runLink.click();
-  const status = page.locator('[data-status]').first();
-  await status.waitFor({ timeout: 15000 });
-  await art.shot(page, 'run-started');
+  await page.locator('#run-status[data-status]').waitFor({ timeout: 15000 });
+  const statusAtOpen = await page.locator('#run-status').getAttribute('data-status');
+  // A reload would clear this marker: the final status must arrive live.
+  await page.evaluate(() => { window.__userzNoReload = true; });
+  if (!finalStatuses.includes(statusAtOpen)) {
+    await page.locator('#run[data-live="connected"]').waitFor({ timeout: 15000 });
+  }
+  await art.shot(page, `${label}-run-opened`);
+  // The driving test holds the run's first model answer until it reads this.
+  console.error(`userz-flow: run-page-open ${label} ${statusAtOpen}`);
   await page.waitForFunction(
     (wanted) => {
-      const s = document.querySelector('[data-status]');
+      const s = document.getElementById('run-status');
       return s && wanted.includes(s.getAttribute('data-status'));
     },
     finalStatuses,
-    { timeout: timeoutMs },
+    { timeout: Math.max(1000, deadline - Date.now()) },
   );
-  await art.shot(page, 'run-finished');
-  return status.getAttribute('data-status');
+  await art.shot(page, `${label}-run-finished`);
+  const text = async (sel) => ((await page.locator(sel).count()) > 0 ? (await page.locator(sel).textContent()).trim() : null);
+  await page.locator('#run[data-live="ended"]').waitFor({ timeout: 15000 }).catch(() => {});
+  return {
+    status: await page.locator('#run-status').getAttribute('data-status'),
+    statusAtOpen,
+    liveAtEnd: await page.locator('#run').getAttribute('data-live'),
+    notReloaded: await page.evaluate(() => window.__userzNoReload === true),
+    timeline: await page.locator('#run-timeline li[data-event]').evaluateAll((lis) => lis.map((li) => li.dataset.event)),
+    guardrailFile: await text('#run-guardrail-file'),
+    guardrailRule: await text('#run-guardrail-rule'),
+  };
 }
 
 async function main() {
@@ -197,23 +227,42 @@ async function main() {
   const browser = await launchBrowser();
   try {
     const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-    const feedbackId = await widgetFlow(page, {
+    // 1. A report from the demo page; its run pushes a branch (or opens a PR).
+    const first = await widgetFlow(page, {
       demoUrl,
       art,
-      text: 'userz-browser-test: the checkout button does nothing and the console shows a TypeError',
+      text: 'userz-browser-test: the save button does nothing and the console shows a TypeError',
       attachScreenshot: process.env.USERZ_ATTACH_SCREENSHOT !== '0',
     });
-    console.log(`feedback ${feedbackId} submitted`);
-    const final = await dashboardFlow(page, {
+    console.error(`feedback ${first} submitted`);
+    await signIn(page, { baseUrl, maildir: need('USERZ_SMTP_MAILDIR'), email: need('USERZ_SIGNIN_EMAIL'), art });
+    const firstRun = await watchRun(page, {
       baseUrl,
-      maildir: need('USERZ_SMTP_MAILDIR'),
-      email: need('USERZ_SIGNIN_EMAIL'),
-      feedbackId,
+      feedbackId: first,
       art,
-      finalStatuses: ['pr_opened', 'branch_pushed'],
+      finalStatuses: ['pr_opened', 'branch_pushed', 'failed', 'pr_failed', 'timed_out'],
       timeoutMs,
+      label: 'first',
     });
-    console.log(`run reached ${final}; screenshots in ${art.dir}`);
+    console.error(`first run reached ${firstRun.status}`);
+    // 2. A second report whose run touches .github/workflows/: refused.
+    const second = await widgetFlow(page, {
+      demoUrl,
+      art,
+      text: 'userz-browser-test: please make the save button work on the second try as well',
+      attachScreenshot: false,
+    });
+    const secondRun = await watchRun(page, {
+      baseUrl,
+      feedbackId: second,
+      art,
+      finalStatuses: ['pr_opened', 'branch_pushed', 'failed', 'pr_failed', 'timed_out'],
+      timeoutMs,
+      label: 'second',
+    });
+    console.error(`second run reached ${secondRun.status}; screenshots in ${art.dir}`);
+    // The last stdout line is the result the Rust test checks.
+    console.log(JSON.stringify({ first, firstRun, second, secondRun, artifacts: art.dir }));
   } finally {
     await browser.close();
   }
