@@ -216,6 +216,11 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
     timeline: await page.locator('#run-timeline li[data-event]').evaluateAll((lis) => lis.map((li) => li.dataset.event)),
     guardrailFile: await text('#run-guardrail-file'),
     guardrailRule: await text('#run-guardrail-rule'),
+    // Rendered from the stored transcript when the page is loaded.
+    transcriptTools: await (async () => {
+      await page.reload();
+      return page.locator('#run-transcript-entries li.transcript-tool').evaluateAll((lis) => lis.map((li) => li.dataset.tool));
+    })(),
   };
 }
 

@@ -244,6 +244,18 @@ pub trait ApiKeyDirectory: Send + Sync + std::fmt::Debug {
     async fn list(&self, org: OrgId) -> userz_core::Result<Vec<ApiKeyInfo>>;
 }
 
+/// Where the server keeps run transcripts (the blob store is the server's).
+///
+/// # Contract
+/// Returns the object at `key` only when it belongs to `org` (an
+/// implementation must refuse keys outside the org's prefix with `Ok(None)`),
+/// cut to at most `limit` bytes from its start; `Ok(None)` when there is none.
+#[async_trait]
+pub trait TranscriptStore: Send + Sync + std::fmt::Debug {
+    /// The first `limit` bytes of `org`'s transcript at `key`.
+    async fn read(&self, org: OrgId, key: &str, limit: usize) -> userz_core::Result<Option<bytes::Bytes>>;
+}
+
 /// Everything the dashboard's handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DashboardState {
@@ -255,6 +267,7 @@ pub struct DashboardState {
     pub(crate) config: Arc<DashboardConfig>,
     pub(crate) envelope: Option<Envelope>,
     pub(crate) keys: Option<Arc<dyn ApiKeyDirectory>>,
+    pub(crate) transcripts: Option<Arc<dyn TranscriptStore>>,
     pub(crate) mailer: mail::Mailer,
 }
 
@@ -278,6 +291,7 @@ impl DashboardState {
             config: Arc::new(config),
             envelope: None,
             keys: None,
+            transcripts: None,
             mailer,
         }
     }
@@ -293,6 +307,13 @@ impl DashboardState {
     #[must_use]
     pub fn with_api_keys(mut self, keys: Arc<dyn ApiKeyDirectory>) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Shows run transcripts (read from `store`) on the run page.
+    #[must_use]
+    pub fn with_transcripts(mut self, store: Arc<dyn TranscriptStore>) -> Self {
+        self.transcripts = Some(store);
         self
     }
 

@@ -403,8 +403,89 @@ async fn run_page(
         b.push_str(&timeline_item(t));
     }
     b.push_str("</ol></div>");
+    if let (Some(store), Some(key)) = (&state.transcripts, d.transcript.as_deref()) {
+        b.push_str("<h2>Transcript</h2>");
+        match store.read(ctx.org, key, TRANSCRIPT_BYTES).await {
+            Ok(Some(bytes)) => b.push_str(&transcript_list(&bytes)),
+            Ok(None) => b.push_str(
+                "<p id=\"run-transcript-missing\">The transcript is not stored (expired or never uploaded).</p>",
+            ),
+            Err(e) => {
+                tracing::warn!(run = %d.run, error = %e, "reading a transcript failed");
+                b.push_str("<p id=\"run-transcript-missing\">The transcript could not be read.</p>");
+            }
+        }
+    }
     let _ = write!(b, "<script>{RUN_SCRIPT}</script>");
     Ok(page(&ctx, "Run", &b))
+}
+
+/// How much of a transcript the run page reads and shows.
+const TRANSCRIPT_BYTES: usize = 512 * 1024;
+const TRANSCRIPT_ENTRIES: usize = 1000;
+const TRANSCRIPT_TEXT: usize = 2000;
+
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The transcript (agent-written, so untrusted: every value is escaped) as a
+/// list, one item per JSON line.
+fn transcript_list(bytes: &[u8]) -> String {
+    use userz_core::agent::TranscriptEntry;
+    let mut b = String::from("<ol id=\"run-transcript-entries\">");
+    let mut shown = 0usize;
+    let lines: Vec<&[u8]> = bytes.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+    for line in &lines {
+        if shown == TRANSCRIPT_ENTRIES {
+            break;
+        }
+        shown += 1;
+        match serde_json::from_slice::<TranscriptEntry>(line) {
+            Ok(TranscriptEntry::ModelTurn { step, text, tool_calls, tokens_in, tokens_out, ms }) => {
+                let _ = write!(
+                    b,
+                    "<li class=\"transcript-model\" data-step=\"{step}\">step {step} · model · {tokens_in} in / {tokens_out} out · {ms} ms{}{}</li>",
+                    if tool_calls.is_empty() { String::new() } else { format!(" · calls {}", esc(&tool_calls.join(", "))) },
+                    if text.is_empty() { String::new() } else { format!("<pre>{}</pre>", esc(&clip(&text, TRANSCRIPT_TEXT))) },
+                );
+            }
+            Ok(TranscriptEntry::ToolCall { step, tool, arguments, ok, error, result_bytes }) => {
+                let outcome = match (ok, error) {
+                    (true, _) => format!("ok, {result_bytes} bytes"),
+                    (false, Some(code)) => format!("refused: {}", esc(&code)),
+                    (false, None) => "failed".to_string(),
+                };
+                let _ = write!(
+                    b,
+                    "<li class=\"transcript-tool\" data-step=\"{step}\" data-tool=\"{t}\">step {step} · <code>{t}</code> · {outcome}<pre>{}</pre></li>",
+                    esc(&clip(&arguments.to_string(), TRANSCRIPT_TEXT)),
+                    t = esc(&tool),
+                );
+            }
+            Ok(TranscriptEntry::Stopped { stop, steps }) => {
+                let v = serde_json::to_value(&stop).unwrap_or_default();
+                let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown");
+                let stop = match v.get("message").and_then(|m| m.as_str()) {
+                    Some(m) => format!("{kind}: {}", clip(m, TRANSCRIPT_TEXT)),
+                    None => kind.to_string(),
+                };
+                let _ = write!(b, "<li class=\"transcript-stop\">stopped: {} after {steps} steps</li>", esc(&stop));
+            }
+            Err(_) => b.push_str("<li class=\"transcript-unreadable\">(a line that is not a transcript entry)</li>"),
+        }
+    }
+    b.push_str("</ol>");
+    if lines.len() > shown {
+        let _ = write!(b, "<p id=\"run-transcript-more\">{} more entries not shown.</p>", lines.len() - shown);
+    }
+    if bytes.len() >= TRANSCRIPT_BYTES {
+        b.push_str("<p id=\"run-transcript-cut\">Only the first 512 KiB of the transcript are shown.</p>");
+    }
+    b
 }
 
 struct Follow {

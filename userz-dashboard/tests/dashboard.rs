@@ -37,7 +37,9 @@ use userz_core::security::envelope::StaticKeyProvider;
 use userz_core::security::session::{sign_in, CacheSessionStore, SessionConfig, SessionId, SessionStore};
 use userz_core::{Clock, Sensitive};
 use userz_dashboard::directory::memberships_by_email;
-use userz_dashboard::{router, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings};
+use userz_dashboard::{
+    router, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings, TranscriptStore,
+};
 use userz_store_memory::MemoryStores;
 use userz_testkit::clock::ManualClock;
 use userz_testkit::google_fake::{GoogleAccount, GoogleFake};
@@ -143,6 +145,10 @@ fn smtp() -> SmtpSettings {
 }
 
 async fn harness_with(google: Option<GoogleSettings>) -> H {
+    harness_full(google, None).await
+}
+
+async fn harness_full(google: Option<GoogleSettings>, transcripts: Option<Arc<dyn TranscriptStore>>) -> H {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
     let cache = Arc::new(CountingCache { inner: stores.cache.clone(), session_writes: AtomicUsize::new(0) });
@@ -171,6 +177,10 @@ async fn harness_with(google: Option<GoogleSettings>) -> H {
     let envelope = Envelope::new(Arc::new(StaticKeyProvider::from_bytes("master-1", &[7u8; 64]).unwrap()));
     let state = DashboardState::new(bus.clone(), read_models.clone(), clock.clone(), cache.clone(), config)
         .with_envelope(envelope);
+    let state = match transcripts {
+        Some(t) => state.with_transcripts(t),
+        None => state,
+    };
     let h = H { clock, cache, read_models, bus, router: router(state), a, b, tasks };
     let (rm, emails) = (h.read_models.clone(), [h.a.member.email.clone(), h.b.member.email.clone()]);
     wait_for(|| {
@@ -939,4 +949,66 @@ async fn role_changes_apply_at_the_next_request_and_removed_members_are_signed_o
     })
     .await;
     assert_eq!(h.get("/", Some(&cookie)).await.location(), "/signin");
+}
+
+/// Transcripts held in memory, by (org, key), honouring the org rule.
+#[derive(Debug, Default)]
+struct MemTranscripts(std::sync::Mutex<Vec<(OrgId, String, Bytes)>>);
+
+#[async_trait]
+impl TranscriptStore for MemTranscripts {
+    async fn read(&self, org: OrgId, key: &str, limit: usize) -> userz_core::Result<Option<Bytes>> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(o, k, _)| *o == org && k == key)
+            .map(|(_, _, b)| b.slice(..b.len().min(limit))))
+    }
+}
+
+#[tokio::test]
+async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
+    let store = Arc::new(MemTranscripts::default());
+    let h = harness_full(None, Some(store.clone())).await;
+    let fb = h.classified(&h.a, "fix the footer").await;
+    let run = h.run(&h.a, fb).await;
+    let key = format!("orgs/{}/runs/{run}/transcript.jsonl", h.a.org);
+    let lines = [
+        r#"{"type":"model_turn","step":1,"text":"I will read <script>alert(1)</script>","tool_calls":["read_file"],"tokens_in":120,"tokens_out":9,"ms":40}"#,
+        r#"{"type":"tool_call","step":1,"tool":"read_file","arguments":{"path":"src/<b>.js"},"ok":true,"result_bytes":77}"#,
+        r#"{"type":"tool_call","step":2,"tool":"edit_file","arguments":{"path":"../x"},"ok":false,"error":"path_outside_workspace","result_bytes":0}"#,
+        "not json at all",
+        r#"{"type":"stopped","stop":{"kind":"completed"},"steps":2}"#,
+    ];
+    store.0.lock().unwrap().push((h.a.org, key.clone(), Bytes::from(lines.join("\n") + "\n")));
+    let now = h.clock.now();
+    h.run_cmd(run, RunCommand::Provision { at: now }).await;
+    h.run_cmd(run, RunCommand::StartAgent { base_commit: "abc".into(), at: now }).await;
+    let usage = Usage { provider: "openai".into(), model: "m".into(), tokens_in: 120, tokens_out: 9, cost_micros: 1 };
+    let finish = RunCommand::FinishAgent {
+        exit: SandboxExit::Completed,
+        usage,
+        transcript: Some(key.clone()),
+        egress: vec![],
+        at: now,
+    };
+    h.run_cmd(run, finish).await;
+    let cookie = h.session(h.a.owner.user).await;
+    let page = h.wait_projected(&format!("/runs/{run}"), &cookie, "run-transcript-entries").await.body;
+    assert!(page.contains("data-tool=\"read_file\"") && page.contains("data-tool=\"edit_file\""), "{page}");
+    assert!(page.contains("refused: path_outside_workspace"), "{page}");
+    assert!(page.contains("stopped: completed after 2 steps"), "{page}");
+    assert!(page.contains("transcript-unreadable"), "{page}");
+    // Agent-written text is data: escaped, never markup.
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>alert(1)"), "{page}");
+    assert!(page.contains("src/&lt;b&gt;.js"), "{page}");
+
+    // A transcript key is read for the viewer's own org only: the same key
+    // stored for another org is not shown.
+    store.0.lock().unwrap().clear();
+    store.0.lock().unwrap().push((h.b.org, key, Bytes::from_static(b"{}")));
+    let page = h.get(&format!("/runs/{run}"), Some(&cookie)).await.body;
+    assert!(page.contains("run-transcript-missing") && !page.contains("run-transcript-entries"), "{page}");
 }

@@ -295,13 +295,14 @@ impl AdminContext {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| CliError::Setup(format!("{}: {e}", config.data_dir.display())))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = SqliteStoreBuilder::new(config.data_dir.join("userz.db"))
+        // Before the store creates the database file (see master_keys).
+        let envelope =
+            Envelope::new(Arc::new(crate::master_keys(&config.data_dir).map_err(|e| CliError::Setup(e.to_string()))?));
+        let store = SqliteStoreBuilder::new(config.data_dir.join(crate::DB_FILE))
             .with_clock(clock.clone())
             .build()
             .await
             .map_err(|e| CliError::Setup(format!("store: {e}")))?;
-        let envelope =
-            Envelope::new(Arc::new(crate::master_keys(&config.data_dir).map_err(|e| CliError::Setup(e.to_string()))?));
         let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store.clone()));
         let admin = Admin::new(bus.clone(), Arc::new(store.clone()), clock.clone(), Some(envelope.clone()));
         Ok(Self { store, bus, envelope, admin, clock })

@@ -148,13 +148,23 @@ impl Drop for Server {
     }
 }
 
-/// The master key: `USERZ_MASTER_KEYS` when set, else `<data_dir>/master.key`
-/// (created with mode 0600 on first start).
+/// The master key: `USERZ_MASTER_KEYS` when set, else `<data_dir>/master.key`,
+/// created with mode 0600 when the data directory is new (no `userz.db` yet).
+/// An existing database without its key file is an error: a fresh key would
+/// seal new secrets the old ones' readers cannot open, and the old ones would
+/// be unreadable.
 pub(crate) fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
-    if std::env::var_os(userz_core::security::envelope::MASTER_KEYS_ENV).is_some() {
+    let env = userz_core::security::envelope::MASTER_KEYS_ENV;
+    if std::env::var_os(env).is_some() {
         return StaticKeyProvider::from_env().map_err(|e| ServerError::Setup(format!("master key: {e}")));
     }
     let path = data_dir.join("master.key");
+    if !path.exists() && data_dir.join(DB_FILE).exists() {
+        return Err(ServerError::Setup(format!(
+            "{} has a database but no master.key, and {env} is not set: run with the master key it was created with",
+            data_dir.display()
+        )));
+    }
     if !path.exists() {
         use base64::Engine as _;
         use rand::RngCore;
@@ -198,6 +208,32 @@ impl userz_dashboard::ApiKeyDirectory for AdminKeys {
                 revoked: k.revoked_at.is_some(),
             })
             .collect())
+    }
+}
+
+/// The dashboard's transcripts, from the blob store, only under the org's prefix.
+#[derive(Debug)]
+struct BlobTranscripts(Blobs);
+
+#[async_trait]
+impl userz_dashboard::TranscriptStore for BlobTranscripts {
+    async fn read(
+        &self,
+        org: userz_core::ids::OrgId,
+        key: &str,
+        limit: usize,
+    ) -> userz_core::Result<Option<bytes::Bytes>> {
+        let Ok(path) = object_store::path::Path::parse(key) else {
+            return Ok(None);
+        };
+        if userz_store_blob::layout::org_of(&path) != Some(org) {
+            return Ok(None);
+        }
+        match self.0.get(&path).await {
+            Ok(bytes) => Ok(Some(bytes.slice(..bytes.len().min(limit)))),
+            Err(userz_store_blob::Error::Store(object_store::Error::NotFound { .. })) => Ok(None),
+            Err(e) => Err(userz_core::Error::Unavailable(format!("transcript {key}: {e}"))),
+        }
     }
 }
 
@@ -327,14 +363,18 @@ fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
 
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
+/// The SQLite file in the data directory.
+pub(crate) const DB_FILE: &str = "userz.db";
+
 /// Assembles and starts the server.
 pub async fn start(config: Config) -> Result<Server, ServerError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServerError::Setup(format!("{}: {e}", config.data_dir.display())))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = SqliteStoreBuilder::new(config.data_dir.join("userz.db")).with_clock(clock.clone()).build().await?;
+    // Before the store creates the database file (see master_keys).
     let envelope = Envelope::new(Arc::new(master_keys(&config.data_dir)?));
+    let store = SqliteStoreBuilder::new(config.data_dir.join(DB_FILE)).with_clock(clock.clone()).build().await?;
     let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store.clone()));
     let objects = BlobStoreBuilder::local(config.data_dir.join("blobs"))
         .build()
@@ -462,7 +502,8 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         dash_config,
     )
     .with_envelope(envelope.clone())
-    .with_api_keys(Arc::new(AdminKeys(admin.clone())));
+    .with_api_keys(Arc::new(AdminKeys(admin.clone())))
+    .with_transcripts(Arc::new(BlobTranscripts(blobs.clone())));
     let api = userz_http::ApiState::new(
         userz_http::ApiDeps {
             bus: engine.bus().clone(),
@@ -581,6 +622,25 @@ mod tests {
         assert_eq!(literal_socket_addr("http://[::1]:9/v1"), Some("[::1]:9".parse().unwrap()));
         assert_eq!(literal_socket_addr("https://10.0.0.5/v1"), Some("10.0.0.5:443".parse().unwrap()));
         assert_eq!(literal_socket_addr("https://api.example.invalid/v1"), None);
+    }
+
+    #[test]
+    fn a_master_key_is_made_only_for_a_new_data_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(std::env::var_os(userz_core::security::envelope::MASTER_KEYS_ENV).is_none(), "test needs it unset");
+        let tmp = tempfile::tempdir().unwrap();
+        master_keys(tmp.path()).unwrap();
+        let key = tmp.path().join("master.key");
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        let first = std::fs::read(&key).unwrap();
+        master_keys(tmp.path()).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), first, "an existing key is kept");
+        // A database without its key: refused, nothing written.
+        std::fs::remove_file(&key).unwrap();
+        std::fs::write(tmp.path().join(DB_FILE), b"").unwrap();
+        let e = master_keys(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("no master.key"), "{e}");
+        assert!(!key.exists());
     }
 
     #[test]

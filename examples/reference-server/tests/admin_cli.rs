@@ -181,4 +181,9 @@ fn bad_input_names_the_rule_and_sets_the_exit_code() {
     // Nothing of the refused commands was recorded: still one org, no apps.
     assert!(ok(&data, &["org", "list"]).starts_with("1 organization(s)"));
     assert!(ok(&data, &["app", "list", "--org", &org]).starts_with("0 app(s)"));
+    // An existing database whose master key is missing is not given a new
+    // one (the server could not open what it would seal).
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    fails(&["org", "list"], b"", 1, "no master.key");
+    assert!(!data.join("master.key").exists());
 }

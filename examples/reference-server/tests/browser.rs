@@ -174,6 +174,10 @@ async fn widget_to_dashboard_to_live_run_and_guardrail_refusal_in_headless_chrom
     let timeline: Vec<&str> =
         result["firstRun"]["timeline"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(timeline.contains(&"GuardrailPassed") && timeline.contains(&"BranchPushed"), "{timeline:?}");
+    // The transcript the agent wrote, read back from blob storage.
+    let tools: Vec<&str> =
+        result["firstRun"]["transcriptTools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(tools, ["read_file", "edit_file", "git_add", "git_commit"], "{result}");
     assert_eq!(result["secondRun"]["status"], "pr_failed", "{result}");
     assert_eq!(result["secondRun"]["guardrailFile"], ".github/workflows/ci.yml", "{result}");
     assert_eq!(result["secondRun"]["guardrailRule"], ".github/workflows/**", "{result}");
