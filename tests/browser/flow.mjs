@@ -186,6 +186,10 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
     await new Promise((r) => setTimeout(r, 300));
   }
   await art.shot(page, `${label}-feedback-detail`);
+  // Widths of the attached screenshots as the browser decoded them (0: broken).
+  const attachmentImages = await page
+    .locator('img.attachment-image')
+    .evaluateAll((imgs) => imgs.map((i) => (i.complete ? i.naturalWidth : -1)));
   await runLink.click();
   await page.locator('#run-status[data-status]').waitFor({ timeout: 15000 });
   const statusAtOpen = await page.locator('#run-status').getAttribute('data-status');
@@ -211,6 +215,7 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
   return {
     status: await page.locator('#run-status').getAttribute('data-status'),
     statusAtOpen,
+    attachmentImages,
     liveAtEnd: await page.locator('#run').getAttribute('data-live'),
     notReloaded: await page.evaluate(() => window.__userzNoReload === true),
     timeline: await page.locator('#run-timeline li[data-event]').evaluateAll((lis) => lis.map((li) => li.dataset.event)),

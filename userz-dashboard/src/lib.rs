@@ -42,6 +42,7 @@
 //! | GET | `/` | member | feedback queue: `?status=`, `?cursor=`; duplicates folded under their lead |
 //! | GET | `/feedback/{id}` | member | text, console logs, attachments, label and signals, duplicates, runs |
 //! | POST | `/feedback/{id}/queue`, `/feedback/{id}/archive` | member | manual actions (actor = the user) |
+//! | GET | `/feedback/{id}/attachments/{n}` | member | the bytes of attachment `n` (images inline, anything else as a download) |
 //! | GET | `/runs/{id}` | member | status, timeline, tokens, cost, guardrail file + rule, transcript |
 //! | GET | `/runs/{id}/events` | member | SSE: `timeline`, `status` and `end` events as the read model changes |
 //! | GET | `/prs/{id}` | member | comments (path, line, severity), runs with cost |
@@ -244,15 +245,16 @@ pub trait ApiKeyDirectory: Send + Sync + std::fmt::Debug {
     async fn list(&self, org: OrgId) -> userz_core::Result<Vec<ApiKeyInfo>>;
 }
 
-/// Where the server keeps run transcripts (the blob store is the server's).
+/// Where the server keeps blobs: run transcripts and report attachments (the
+/// blob store is the server's).
 ///
 /// # Contract
 /// Returns the object at `key` only when it belongs to `org` (an
 /// implementation must refuse keys outside the org's prefix with `Ok(None)`),
 /// cut to at most `limit` bytes from its start; `Ok(None)` when there is none.
 #[async_trait]
-pub trait TranscriptStore: Send + Sync + std::fmt::Debug {
-    /// The first `limit` bytes of `org`'s transcript at `key`.
+pub trait BlobReader: Send + Sync + std::fmt::Debug {
+    /// The first `limit` bytes of `org`'s object at `key`.
     async fn read(&self, org: OrgId, key: &str, limit: usize) -> userz_core::Result<Option<bytes::Bytes>>;
 }
 
@@ -267,7 +269,7 @@ pub struct DashboardState {
     pub(crate) config: Arc<DashboardConfig>,
     pub(crate) envelope: Option<Envelope>,
     pub(crate) keys: Option<Arc<dyn ApiKeyDirectory>>,
-    pub(crate) transcripts: Option<Arc<dyn TranscriptStore>>,
+    pub(crate) blobs: Option<Arc<dyn BlobReader>>,
     pub(crate) mailer: mail::Mailer,
 }
 
@@ -291,7 +293,7 @@ impl DashboardState {
             config: Arc::new(config),
             envelope: None,
             keys: None,
-            transcripts: None,
+            blobs: None,
             mailer,
         }
     }
@@ -310,10 +312,11 @@ impl DashboardState {
         self
     }
 
-    /// Shows run transcripts (read from `store`) on the run page.
+    /// Shows run transcripts on the run page and serves report attachments
+    /// (screenshots inline), read from `store`.
     #[must_use]
-    pub fn with_transcripts(mut self, store: Arc<dyn TranscriptStore>) -> Self {
-        self.transcripts = Some(store);
+    pub fn with_blobs(mut self, store: Arc<dyn BlobReader>) -> Self {
+        self.blobs = Some(store);
         self
     }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -40,6 +40,7 @@ pub(crate) fn routes(state: DashboardState) -> Router {
         .route("/feedback/{id}", get(feedback_detail))
         .route("/feedback/{id}/queue", post(feedback_queue_action))
         .route("/feedback/{id}/archive", post(feedback_archive_action))
+        .route("/feedback/{id}/attachments/{n}", get(feedback_attachment))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/events", get(run_events))
         .route("/prs/{id}", get(pr_page))
@@ -230,20 +231,34 @@ async fn feedback_detail(
         );
     }
     b.push_str("</tbody></table><h2>Attachments</h2><ul id=\"feedback-attachments\">");
-    for a in &c.attachments {
+    for (n, a) in c.attachments.iter().enumerate() {
         let dims = match (a.width, a.height) {
             (Some(w), Some(h)) => format!(" {w}×{h}"),
             _ => String::new(),
         };
         let _ = write!(
             b,
-            "<li>{} · {} · {} bytes{} · <code>{}</code></li>",
+            "<li>{} · {} · {} bytes{} · <code>{}</code>",
             esc(&a.kind),
             esc(&a.content_type),
             a.byte_size,
             dims,
             esc(&a.key)
         );
+        if state.blobs.is_some() {
+            let href = format!("/feedback/{id}/attachments/{n}");
+            if INLINE_IMAGE_TYPES.contains(&a.content_type.as_str()) {
+                let _ = write!(
+                    b,
+                    "<br><a href=\"{href}\"><img class=\"attachment-image\" src=\"{href}\" alt=\"{} {n}\" \
+                     style=\"max-width:40rem;border:1px solid #ccc\"></a>",
+                    esc(&a.kind)
+                );
+            } else {
+                let _ = write!(b, " · <a class=\"attachment-download\" href=\"{href}\">download</a>");
+            }
+        }
+        b.push_str("</li>");
     }
     b.push_str("</ul><h2>Duplicates</h2><ul id=\"feedback-duplicates\">");
     if let userz_core::domain::feedback::Stage::Duplicate { lead } = &fb.stage {
@@ -403,7 +418,7 @@ async fn run_page(
         b.push_str(&timeline_item(t));
     }
     b.push_str("</ol></div>");
-    if let (Some(store), Some(key)) = (&state.transcripts, d.transcript.as_deref()) {
+    if let (Some(store), Some(key)) = (&state.blobs, d.transcript.as_deref()) {
         b.push_str("<h2>Transcript</h2>");
         match store.read(ctx.org, key, TRANSCRIPT_BYTES).await {
             Ok(Some(bytes)) => b.push_str(&transcript_list(&bytes)),
@@ -418,6 +433,43 @@ async fn run_page(
     }
     let _ = write!(b, "<script>{RUN_SCRIPT}</script>");
     Ok(page(&ctx, "Run", &b))
+}
+
+/// Attachment types the dashboard shows inline; anything else is served as
+/// a download (`application/octet-stream`).
+const INLINE_IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/webp"];
+/// The largest attachment served (the upload limit).
+const ATTACHMENT_BYTES: usize = 15 * 1024 * 1024;
+
+/// `GET /feedback/{id}/attachments/{n}`: the bytes of attachment `n` of a
+/// report of the viewer's org. The reference is the report's own (what the
+/// widget uploaded), the blob must lie under the org's prefix, and the answer
+/// can never render as a page: images keep their type, everything else is a
+/// download, with `nosniff` and a sandboxing CSP.
+async fn feedback_attachment(
+    State(state): State<DashboardState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((id, n)): Path<(String, String)>,
+) -> Result<Response, DashError> {
+    let id: FeedbackId = parse_id(&id)?;
+    let n: usize = parse_id(&n)?;
+    let store = state.blobs.clone().ok_or(DashError::NotFound)?;
+    let (fb_state, _) = state.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(id)).await?;
+    let fb = fb_state.get().filter(|f| f.org == ctx.org).ok_or(DashError::NotFound)?;
+    let a = fb.content.attachments.get(n).ok_or(DashError::NotFound)?;
+    let bytes = store.read(ctx.org, &a.key, ATTACHMENT_BYTES).await?.ok_or(DashError::NotFound)?;
+    let inline = INLINE_IMAGE_TYPES.contains(&a.content_type.as_str());
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    let content_type = if inline { a.content_type.as_str() } else { "application/octet-stream" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).map_err(|_| DashError::NotFound)?);
+    if !inline {
+        h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok(resp)
 }
 
 /// How much of a transcript the run page reads and shows.

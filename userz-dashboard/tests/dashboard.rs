@@ -17,7 +17,7 @@ use tower::ServiceExt;
 
 use userz_core::domain::app::{AppCommand, AppDecider, AppSettings, AppState};
 use userz_core::domain::feedback::{
-    ConsoleEntry, FeedbackCommand, FeedbackContent, FeedbackDecider, FeedbackEvent, Routing,
+    AttachmentRef, ConsoleEntry, FeedbackCommand, FeedbackContent, FeedbackDecider, FeedbackEvent, Routing,
 };
 use userz_core::domain::org::{OrgCommand, OrgDecider};
 use userz_core::domain::pr::{PrCommand, PrDecider, PrEvent};
@@ -38,7 +38,7 @@ use userz_core::security::session::{sign_in, CacheSessionStore, SessionConfig, S
 use userz_core::{Clock, Sensitive};
 use userz_dashboard::directory::memberships_by_email;
 use userz_dashboard::{
-    router, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings, TranscriptStore,
+    router, BlobReader, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings,
 };
 use userz_store_memory::MemoryStores;
 use userz_testkit::clock::ManualClock;
@@ -148,7 +148,7 @@ async fn harness_with(google: Option<GoogleSettings>) -> H {
     harness_full(google, None).await
 }
 
-async fn harness_full(google: Option<GoogleSettings>, transcripts: Option<Arc<dyn TranscriptStore>>) -> H {
+async fn harness_full(google: Option<GoogleSettings>, blobs: Option<Arc<dyn BlobReader>>) -> H {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
     let cache = Arc::new(CountingCache { inner: stores.cache.clone(), session_writes: AtomicUsize::new(0) });
@@ -177,8 +177,8 @@ async fn harness_full(google: Option<GoogleSettings>, transcripts: Option<Arc<dy
     let envelope = Envelope::new(Arc::new(StaticKeyProvider::from_bytes("master-1", &[7u8; 64]).unwrap()));
     let state = DashboardState::new(bus.clone(), read_models.clone(), clock.clone(), cache.clone(), config)
         .with_envelope(envelope);
-    let state = match transcripts {
-        Some(t) => state.with_transcripts(t),
+    let state = match blobs {
+        Some(t) => state.with_blobs(t),
         None => state,
     };
     let h = H { clock, cache, read_models, bus, router: router(state), a, b, tasks };
@@ -953,10 +953,10 @@ async fn role_changes_apply_at_the_next_request_and_removed_members_are_signed_o
 
 /// Transcripts held in memory, by (org, key), honouring the org rule.
 #[derive(Debug, Default)]
-struct MemTranscripts(std::sync::Mutex<Vec<(OrgId, String, Bytes)>>);
+struct MemBlobs(std::sync::Mutex<Vec<(OrgId, String, Bytes)>>);
 
 #[async_trait]
-impl TranscriptStore for MemTranscripts {
+impl BlobReader for MemBlobs {
     async fn read(&self, org: OrgId, key: &str, limit: usize) -> userz_core::Result<Option<Bytes>> {
         Ok(self
             .0
@@ -970,7 +970,7 @@ impl TranscriptStore for MemTranscripts {
 
 #[tokio::test]
 async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
-    let store = Arc::new(MemTranscripts::default());
+    let store = Arc::new(MemBlobs::default());
     let h = harness_full(None, Some(store.clone())).await;
     let fb = h.classified(&h.a, "fix the footer").await;
     let run = h.run(&h.a, fb).await;
@@ -1011,4 +1011,76 @@ async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
     store.0.lock().unwrap().push((h.b.org, key, Bytes::from_static(b"{}")));
     let page = h.get(&format!("/runs/{run}"), Some(&cookie)).await.body;
     assert!(page.contains("run-transcript-missing") && !page.contains("run-transcript-entries"), "{page}");
+}
+
+#[tokio::test]
+async fn attachments_are_served_for_their_org_only_images_inline_others_as_downloads() {
+    let store = Arc::new(MemBlobs::default());
+    let h = harness_full(None, Some(store.clone())).await;
+    let id = FeedbackId::new();
+    let shot = format!("orgs/{}/screenshots/s.png", h.a.org);
+    let note = format!("orgs/{}/attachments/n.html", h.a.org);
+    let mut content = FeedbackContent::text("see the screenshot");
+    content.attachments = vec![
+        AttachmentRef {
+            key: shot.clone(),
+            kind: "screenshot".into(),
+            content_type: "image/png".into(),
+            byte_size: 9,
+            width: Some(2),
+            height: Some(2),
+        },
+        // A type the browser would render as a page: served as a download.
+        AttachmentRef {
+            key: note.clone(),
+            kind: "attachment".into(),
+            content_type: "text/html".into(),
+            byte_size: 25,
+            width: None,
+            height: None,
+        },
+        // Bytes that exist, but under another org's prefix.
+        AttachmentRef {
+            key: format!("orgs/{}/screenshots/b.png", h.b.org),
+            kind: "screenshot".into(),
+            content_type: "image/png".into(),
+            byte_size: 3,
+            width: None,
+            height: None,
+        },
+    ];
+    let cmd = FeedbackCommand::Submit { feedback: id, org: h.a.org, app: h.a.app, content, received_at: h.clock.now() };
+    h.fb(id, cmd).await;
+    {
+        let mut blobs = store.0.lock().unwrap();
+        blobs.push((h.a.org, shot, Bytes::from_static(b"png-bytes")));
+        blobs.push((h.a.org, note, Bytes::from_static(b"<script>alert(1)</script>")));
+        blobs.push((h.b.org, format!("orgs/{}/screenshots/b.png", h.b.org), Bytes::from_static(b"B's")));
+    }
+    let cookie = h.session(h.a.owner.user).await;
+    let page = h.get(&format!("/feedback/{id}"), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&format!("<img class=\"attachment-image\" src=\"/feedback/{id}/attachments/0\"")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("href=\"/feedback/{id}/attachments/1\">download</a>")), "{}", page.body);
+
+    let r = h.get(&format!("/feedback/{id}/attachments/0"), Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "image/png");
+    assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(r.body, "png-bytes");
+    let r = h.get(&format!("/feedback/{id}/attachments/1"), Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/octet-stream");
+    assert_eq!(r.headers[header::CONTENT_DISPOSITION], "attachment");
+    assert!(r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("sandbox"));
+    // Another org's key in this report, an index past the end, and another
+    // org's member: all not found.
+    assert_eq!(h.get(&format!("/feedback/{id}/attachments/2"), Some(&cookie)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.get(&format!("/feedback/{id}/attachments/3"), Some(&cookie)).await.status, StatusCode::NOT_FOUND);
+    let b_cookie = h.session(h.b.owner.user).await;
+    assert_eq!(h.get(&format!("/feedback/{id}/attachments/0"), Some(&b_cookie)).await.status, StatusCode::NOT_FOUND);
 }

@@ -211,12 +211,12 @@ impl userz_dashboard::ApiKeyDirectory for AdminKeys {
     }
 }
 
-/// The dashboard's transcripts, from the blob store, only under the org's prefix.
+/// The dashboard's blobs (transcripts, attachments), from the blob store, only under the org's prefix.
 #[derive(Debug)]
-struct BlobTranscripts(Blobs);
+struct BlobObjects(Blobs);
 
 #[async_trait]
-impl userz_dashboard::TranscriptStore for BlobTranscripts {
+impl userz_dashboard::BlobReader for BlobObjects {
     async fn read(
         &self,
         org: userz_core::ids::OrgId,
@@ -503,7 +503,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     )
     .with_envelope(envelope.clone())
     .with_api_keys(Arc::new(AdminKeys(admin.clone())))
-    .with_transcripts(Arc::new(BlobTranscripts(blobs.clone())));
+    .with_blobs(Arc::new(BlobObjects(blobs.clone())));
     let api = userz_http::ApiState::new(
         userz_http::ApiDeps {
             bus: engine.bus().clone(),

@@ -174,6 +174,10 @@ async fn widget_to_dashboard_to_live_run_and_guardrail_refusal_in_headless_chrom
     let timeline: Vec<&str> =
         result["firstRun"]["timeline"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(timeline.contains(&"GuardrailPassed") && timeline.contains(&"BranchPushed"), "{timeline:?}");
+    // The uploaded screenshot is shown on the feedback page (decoded as an
+    // image of the viewport's width); the second report has none.
+    assert_eq!(result["firstRun"]["attachmentImages"], json!([1280]), "{result}");
+    assert_eq!(result["secondRun"]["attachmentImages"], json!([]), "{result}");
     // The transcript the agent wrote, read back from blob storage.
     let tools: Vec<&str> =
         result["firstRun"]["transcriptTools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
