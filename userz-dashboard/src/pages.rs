@@ -171,10 +171,11 @@ async fn feedback_detail(
     let mut b = String::new();
     let _ = write!(
         b,
-        "<h1>Feedback <code id=\"feedback-id\">{}</code></h1><p>Status {} · severity {:?} · received {}</p>",
+        "<h1>Feedback <code id=\"feedback-id\">{}</code></h1><p>Status {} · severity \
+         <span id=\"feedback-severity\">{}</span> · received {}</p>",
         fb.feedback,
         status_badge("feedback-status", fb.stage.status().as_str()),
-        c.severity,
+        c.severity.as_str(),
         esc(&when(fb.received_at))
     );
     let _ = write!(b, "<h2>Report</h2><pre id=\"feedback-text\">{}</pre>", esc(c.text.expose()));

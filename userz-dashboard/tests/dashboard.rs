@@ -1066,6 +1066,7 @@ async fn attachments_are_served_for_their_org_only_images_inline_others_as_downl
         page.body
     );
     assert!(page.body.contains(&format!("href=\"/feedback/{id}/attachments/1\">download</a>")), "{}", page.body);
+    assert!(page.body.contains("<span id=\"feedback-severity\">medium</span>"), "{}", page.body);
 
     let r = h.get(&format!("/feedback/{id}/attachments/0"), Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::OK);
