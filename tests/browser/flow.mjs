@@ -193,6 +193,7 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
   await runLink.click();
   await page.locator('#run-status[data-status]').waitFor({ timeout: 15000 });
   const statusAtOpen = await page.locator('#run-status').getAttribute('data-status');
+  const terminalAtOpen = await page.locator('#run-status').getAttribute('data-terminal');
   // A reload would clear this marker: the final status must arrive live.
   await page.evaluate(() => { window.__userzNoReload = true; });
   if (!finalStatuses.includes(statusAtOpen)) {
@@ -215,6 +216,7 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
   return {
     status: await page.locator('#run-status').getAttribute('data-status'),
     statusAtOpen,
+    terminalAtOpen,
     attachmentImages,
     liveAtEnd: await page.locator('#run').getAttribute('data-live'),
     notReloaded: await page.evaluate(() => window.__userzNoReload === true),
@@ -228,6 +230,9 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
     })(),
   };
 }
+
+/** Every status a run ends in (the run page stops listening at these). */
+export const TERMINAL_RUN_STATUSES = ['pr_opened', 'branch_pushed', 'failed', 'pr_failed', 'timed_out'];
 
 async function main() {
   const baseUrl = need('USERZ_BASE_URL').replace(/\/+$/, '');
@@ -246,14 +251,9 @@ async function main() {
     });
     console.error(`feedback ${first} submitted`);
     await signIn(page, { baseUrl, maildir: need('USERZ_SMTP_MAILDIR'), email: need('USERZ_SIGNIN_EMAIL'), art });
-    const firstRun = await watchRun(page, {
-      baseUrl,
-      feedbackId: first,
-      art,
-      finalStatuses: ['pr_opened', 'branch_pushed', 'failed', 'pr_failed', 'timed_out'],
-      timeoutMs,
-      label: 'first',
-    });
+    const watch = (feedbackId, label) =>
+      watchRun(page, { baseUrl, feedbackId, art, finalStatuses: TERMINAL_RUN_STATUSES, timeoutMs, label });
+    const firstRun = await watch(first, 'first');
     console.error(`first run reached ${firstRun.status}`);
     // 2. A second report whose run touches .github/workflows/: refused.
     const second = await widgetFlow(page, {
@@ -262,14 +262,7 @@ async function main() {
       text: 'userz-browser-test: please make the save button work on the second try as well',
       attachScreenshot: false,
     });
-    const secondRun = await watchRun(page, {
-      baseUrl,
-      feedbackId: second,
-      art,
-      finalStatuses: ['pr_opened', 'branch_pushed', 'failed', 'pr_failed', 'timed_out'],
-      timeoutMs,
-      label: 'second',
-    });
+    const secondRun = await watch(second, 'second');
     console.error(`second run reached ${secondRun.status}; screenshots in ${art.dir}`);
     // The last stdout line is the result the Rust test checks.
     console.log(JSON.stringify({ first, firstRun, second, secondRun, artifacts: art.dir }));

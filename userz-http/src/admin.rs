@@ -213,6 +213,32 @@ impl Admin {
         }
     }
 
+    /// `NotFound` unless `org` exists.
+    pub async fn require_org(&self, org: OrgId) -> Result<(), AdminError> {
+        self.org_state(org).await.map(|_| ())
+    }
+
+    /// Seals `value` into `org`'s secrets as (`kind`, `slot`): write-only,
+    /// nothing here reads it back. `NotFound` for an unknown org, before
+    /// anything is written.
+    pub async fn set_secret(
+        &self,
+        org: OrgId,
+        kind: SecretKind,
+        slot: &str,
+        value: &SecretString,
+        by: Actor,
+    ) -> Result<(), AdminError> {
+        let envelope = self.envelope.as_ref().ok_or(AdminError::NoEnvelope)?;
+        if slot.is_empty() || slot.len() > 200 {
+            return Err(AdminError::Invalid { field: "slot".into(), reason: "1-200 characters".into() });
+        }
+        self.org_state(org).await?;
+        put_secret(&self.bus, envelope, org, kind, slot, value.expose_secret().as_bytes(), by, self.clock.now())
+            .await?;
+        Ok(())
+    }
+
     /// Creates an organization with its first owner.
     pub async fn create_org(&self, name: &str, owner: UserId, owner_email: &str) -> Result<OrgId, AdminError> {
         if !owner_email.contains('@') || owner_email.len() > 254 {

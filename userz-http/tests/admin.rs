@@ -145,3 +145,28 @@ async fn api_keys_are_shown_once_stored_hashed_listed_and_revocable() {
     let err = a.revoke_api_key(org, "nosuchprefix", None).await.unwrap_err();
     assert!(matches!(err, AdminError::NotFound(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_write_only_for_existing_orgs_only() {
+    use userz_core::engine::secrets::open_secret;
+    use userz_core::security::envelope::SecretKind;
+    let h = common::start().await;
+    let a = &h.admin;
+    let value = SecretString::new("glpat-secret-value".into());
+    let stranger = OrgId::new();
+    let err = a.set_secret(stranger, SecretKind::RepoToken, "r1", &value, Actor::System).await.unwrap_err();
+    assert!(matches!(err, AdminError::NotFound(_)), "{err}");
+    let org = a.create_org("Acme", UserId::new(), "o@example.test").await.unwrap();
+    for bad in ["", &"s".repeat(201)] {
+        let err = a.set_secret(org, SecretKind::RepoToken, bad, &value, Actor::System).await.unwrap_err();
+        assert!(matches!(err, AdminError::Invalid { ref field, .. } if field == "slot"), "{err}");
+    }
+    a.set_secret(org, SecretKind::RepoToken, "r1", &value, Actor::System).await.unwrap();
+    let opened = open_secret(&h.bus, &h.envelope, org, SecretKind::RepoToken, "r1").await.unwrap();
+    assert_eq!(opened.unwrap().expose_secret(), "glpat-secret-value");
+    // Bound to its kind and slot: nothing under another slot or kind.
+    assert!(open_secret(&h.bus, &h.envelope, org, SecretKind::RepoToken, "r2").await.unwrap().is_none());
+    assert!(open_secret(&h.bus, &h.envelope, org, SecretKind::AiProviderKey, "r1").await.unwrap().is_none());
+    // The unknown org got nothing written.
+    assert!(open_secret(&h.bus, &h.envelope, stranger, SecretKind::RepoToken, "r1").await.unwrap().is_none());
+}

@@ -48,6 +48,16 @@ pub fn org_of(key: &Path) -> Option<OrgId> {
     parts.next()?.as_ref().parse().ok()
 }
 
+/// `key` as a path of `org`'s, if it is one: a key in canonical form (no
+/// empty, `.` or `..` segments; [`Path::parse`] agrees with it exactly) under
+/// `orgs/<org>/` with at least one segment below the org. For keys that come
+/// from outside (a report's attachment reference, a read model's transcript
+/// key), so nothing can name another org's object.
+pub fn parse_org_key(org: OrgId, key: &str) -> Option<Path> {
+    let path = Path::parse(key).ok()?;
+    (path.as_ref() == key && org_of(&path) == Some(org) && path.parts().count() > 2).then_some(path)
+}
+
 fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -63,6 +73,27 @@ fn check_name(field: &'static str, name: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_canonical_keys_under_the_org_parse_as_the_orgs() {
+        let (org, other) = (OrgId::new(), OrgId::new());
+        for good in [format!("orgs/{org}/screenshots/a.png"), format!("orgs/{org}/attachments/notes.txt")] {
+            assert_eq!(parse_org_key(org, &good).map(|p| p.to_string()), Some(good.clone()));
+        }
+        for bad in [
+            format!("orgs/{other}/screenshots/a.png"),
+            format!("orgs/{org}"),
+            format!("orgs/{org}/"),
+            format!("orgs/{org}/../{other}/screenshots/a.png"),
+            format!("orgs/{org}/./a.png"),
+            format!("/orgs/{org}/screenshots/a.png"),
+            format!("orgs/{org}//a.png"),
+            "uploads/a.png".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(parse_org_key(org, &bad), None, "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn keys_follow_the_layout() {

@@ -20,7 +20,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use userz_core::domain::common::{Actor, ProcessingMode};
 use userz_core::domain::repo::Provider;
 use userz_core::engine::projections::catch_up_projection;
-use userz_core::engine::secrets::put_secret;
 use userz_core::engine::CommandBus;
 use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::security::envelope::{Envelope, SecretKind};
@@ -283,10 +282,7 @@ impl CliError {
 #[derive(Debug)]
 pub struct AdminContext {
     store: SqliteStore,
-    bus: CommandBus,
-    envelope: Envelope,
     admin: Admin,
-    clock: Arc<dyn Clock>,
 }
 
 impl AdminContext {
@@ -304,8 +300,8 @@ impl AdminContext {
             .await
             .map_err(|e| CliError::Setup(format!("store: {e}")))?;
         let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store.clone()));
-        let admin = Admin::new(bus.clone(), Arc::new(store.clone()), clock.clone(), Some(envelope.clone()));
-        Ok(Self { store, bus, envelope, admin, clock })
+        let admin = Admin::new(bus, Arc::new(store.clone()), clock, Some(envelope));
+        Ok(Self { store, admin })
     }
 
     /// Brings the directory read model up to date (the listings read it).
@@ -357,7 +353,7 @@ impl AdminContext {
             AdminCommand::App(AppCommand::List { org }) => {
                 self.catch_up().await?;
                 // Distinguish "no such org" from "no apps".
-                self.admin.list_api_keys(org).await?;
+                self.admin.require_org(org).await?;
                 let apps = self.admin.list_apps(org).await?;
                 let mut text = format!("{} app(s) in organization {org}\n", apps.len());
                 for a in apps {
@@ -456,25 +452,9 @@ impl AdminContext {
                 w(out, text)
             }
             AdminCommand::Secret(SecretCommand::Set { org, kind, slot }) => {
-                if slot.is_empty() || slot.len() > 200 {
-                    return Err(CliError::Usage("--slot must be 1-200 characters".into()));
-                }
                 let value = read_secret(stdin)?;
-                // The org must exist before anything is sealed for it.
-                self.admin.list_api_keys(org).await?;
                 let kind: SecretKind = kind.into();
-                put_secret(
-                    &self.bus,
-                    &self.envelope,
-                    org,
-                    kind,
-                    &slot,
-                    value.expose_secret().as_bytes(),
-                    Actor::System,
-                    self.clock.now(),
-                )
-                .await
-                .map_err(AdminError::from)?;
+                self.admin.set_secret(org, kind, &slot, &value, Actor::System).await?;
                 w(
                     out,
                     format!(

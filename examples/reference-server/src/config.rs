@@ -193,6 +193,47 @@ pub struct GithubAppConfig {
     pub git_base: Option<String>,
 }
 
+/// Where the GitHub App's private key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubKeySource {
+    /// The PEM is in this environment variable.
+    Env(String),
+    /// Sealed in `org`'s secrets under `slot`.
+    Sealed {
+        /// The org.
+        org: userz_core::ids::OrgId,
+        /// The slot.
+        slot: String,
+    },
+}
+
+impl GithubAppConfig {
+    /// The key source: `private_key_env`, or `private_key_org` with
+    /// `private_key_slot` (exactly one), checked.
+    pub fn key_source(&self) -> Result<GithubKeySource, ConfigError> {
+        match (&self.private_key_env, &self.private_key_org, &self.private_key_slot) {
+            (Some(var), None, None) => Ok(GithubKeySource::Env(var.clone())),
+            (None, Some(org), Some(slot)) => {
+                let org = org.parse().map_err(|_| ConfigError::Invalid {
+                    field: "github_app.private_key_org",
+                    message: format!("{org:?}: not an organization id (org_…)"),
+                })?;
+                if slot.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        field: "github_app.private_key_slot",
+                        message: "must not be empty".into(),
+                    });
+                }
+                Ok(GithubKeySource::Sealed { org, slot: slot.clone() })
+            }
+            _ => Err(ConfigError::Invalid {
+                field: "github_app.private_key_env",
+                message: "give either private_key_env, or private_key_org with private_key_slot".into(),
+            }),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -414,29 +455,7 @@ impl Config {
             if g.app_id.is_empty() {
                 return Err(ConfigError::Invalid { field: "github_app.app_id", message: "must not be empty".into() });
             }
-            match (&g.private_key_env, &g.private_key_org, &g.private_key_slot) {
-                (Some(_), None, None) => {}
-                (None, Some(org), Some(slot)) => {
-                    if org.parse::<userz_core::ids::OrgId>().is_err() {
-                        return Err(ConfigError::Invalid {
-                            field: "github_app.private_key_org",
-                            message: format!("{org:?}: not an organization id (org_…)"),
-                        });
-                    }
-                    if slot.is_empty() {
-                        return Err(ConfigError::Invalid {
-                            field: "github_app.private_key_slot",
-                            message: "must not be empty".into(),
-                        });
-                    }
-                }
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        field: "github_app.private_key_env",
-                        message: "give either private_key_env, or private_key_org with private_key_slot".into(),
-                    })
-                }
-            }
+            g.key_source()?;
         }
         if !self.admin_email.contains('@') {
             return Err(ConfigError::Invalid { field: "admin_email", message: "must be an e-mail address".into() });
@@ -504,12 +523,14 @@ mod tests {
     #[test]
     fn github_app_needs_exactly_one_key_source() {
         let parse = |t: &str| toml::from_str::<Config>(t).unwrap().validate();
-        parse("[github_app]\napp_id = \"1\"\nprivate_key_env = \"K\"\n").unwrap();
-        parse(&format!(
-            "[github_app]\napp_id = \"1\"\nprivate_key_org = \"{}\"\nprivate_key_slot = \"gh\"\n",
-            userz_core::ids::OrgId::new()
-        ))
-        .unwrap();
+        let source = |t: &str| toml::from_str::<Config>(t).unwrap().github_app.unwrap().key_source().unwrap();
+        let env = "[github_app]\napp_id = \"1\"\nprivate_key_env = \"K\"\n";
+        parse(env).unwrap();
+        assert_eq!(source(env), GithubKeySource::Env("K".into()));
+        let org = userz_core::ids::OrgId::new();
+        let sealed = format!("[github_app]\napp_id = \"1\"\nprivate_key_org = \"{org}\"\nprivate_key_slot = \"gh\"\n");
+        parse(&sealed).unwrap();
+        assert_eq!(source(&sealed), GithubKeySource::Sealed { org, slot: "gh".into() });
         let none = parse("[github_app]\napp_id = \"1\"\n").unwrap_err();
         assert!(none.to_string().contains("github_app.private_key_env"), "{none}");
         let both = parse(

@@ -223,16 +223,13 @@ impl userz_dashboard::BlobReader for BlobObjects {
         key: &str,
         limit: usize,
     ) -> userz_core::Result<Option<bytes::Bytes>> {
-        let Ok(path) = object_store::path::Path::parse(key) else {
+        let Some(path) = userz_store_blob::layout::parse_org_key(org, key) else {
             return Ok(None);
         };
-        if userz_store_blob::layout::org_of(&path) != Some(org) {
-            return Ok(None);
-        }
         match self.0.get(&path).await {
             Ok(bytes) => Ok(Some(bytes.slice(..bytes.len().min(limit)))),
             Err(userz_store_blob::Error::Store(object_store::Error::NotFound { .. })) => Ok(None),
-            Err(e) => Err(userz_core::Error::Unavailable(format!("transcript {key}: {e}"))),
+            Err(e) => Err(userz_core::Error::Unavailable(format!("blob {key}: {e}"))),
         }
     }
 }
@@ -327,20 +324,17 @@ fn process_sandbox(config: &Config) -> Result<ProcessSandbox, String> {
     ProcessSandbox::new(sb).map_err(|e| e.to_string())
 }
 
-/// The resolver's GitHub App settings from `[github_app]` (validated already).
+/// The resolver's GitHub App settings from `[github_app]`.
 fn github_app_settings(g: &config::GithubAppConfig) -> Result<userz_vcs_routing::GithubAppSettings, ServerError> {
     use userz_vcs_routing::GithubAppKey;
-    let key =
-        match (&g.private_key_env, &g.private_key_org, &g.private_key_slot) {
-            (Some(var), _, _) => GithubAppKey::Pem(SecretString::new(std::env::var(var).map_err(|_| {
+    let key = match g.key_source()? {
+        config::GithubKeySource::Env(var) => {
+            GithubAppKey::Pem(SecretString::new(std::env::var(&var).map_err(|_| {
                 ServerError::Setup(format!("github_app.private_key_env names {var}, which is not set"))
-            })?)),
-            (None, Some(org), Some(slot)) => GithubAppKey::Sealed {
-                org: org.parse().map_err(|e| ServerError::Setup(format!("github_app.private_key_org: {e}")))?,
-                slot: slot.clone(),
-            },
-            _ => return Err(ServerError::Setup("github_app: no private key source".into())),
-        };
+            })?))
+        }
+        config::GithubKeySource::Sealed { org, slot } => GithubAppKey::Sealed { org, slot },
+    };
     Ok(userz_vcs_routing::GithubAppSettings {
         app_id: g.app_id.clone(),
         key,
@@ -641,6 +635,29 @@ mod tests {
         let e = master_keys(tmp.path()).unwrap_err();
         assert!(e.to_string().contains("no master.key"), "{e}");
         assert!(!key.exists());
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_reads_blobs_only_under_the_viewers_org() {
+        use userz_dashboard::BlobReader as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SqliteStoreBuilder::new(tmp.path().join(DB_FILE)).build().await.unwrap();
+        let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store));
+        let objects = BlobStoreBuilder::local(tmp.path().join("blobs")).build().unwrap();
+        let blobs = Blobs::new(objects, bus, Arc::new(SystemClock));
+        let (a, b) = (userz_core::ids::OrgId::new(), userz_core::ids::OrgId::new());
+        let key = format!("orgs/{a}/screenshots/s.png");
+        blobs
+            .put(a, &object_store::path::Path::from(key.as_str()), bytes::Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let reader = BlobObjects(blobs);
+        assert_eq!(reader.read(a, &key, 1 << 20).await.unwrap().as_deref(), Some(&b"0123456789"[..]));
+        assert_eq!(reader.read(a, &key, 4).await.unwrap().as_deref(), Some(&b"0123"[..]), "cut at the limit");
+        assert_eq!(reader.read(b, &key, 1 << 20).await.unwrap(), None, "another org's key is never read");
+        let climbing = format!("orgs/{b}/../{a}/screenshots/s.png");
+        assert_eq!(reader.read(b, &climbing, 1 << 20).await.unwrap(), None);
+        assert_eq!(reader.read(a, &format!("orgs/{a}/screenshots/missing.png"), 10).await.unwrap(), None);
     }
 
     #[test]

@@ -117,25 +117,36 @@ pub async fn run_projection(
                     _ => break,
                 }
             }
-            let mut tx = ProjectionTx::new(store.as_ref());
-            for r in &recs {
-                projection.apply(r, &mut tx).await?;
-            }
-            let last = recs.last().map(|r| r.position).unwrap_or(checkpoint);
-            let commit = ReadModelCommit {
-                checkpoint: Some(CheckpointMove {
-                    name: projection.name().to_string(),
-                    expected: checkpoint,
-                    new: last,
-                }),
-                ops: tx.into_ops(),
-            };
-            match store.commit(commit).await {
-                Ok(()) => checkpoint = last,
-                Err(Error::CheckpointConflict { .. }) => continue 'outer,
-                Err(e) => return Err(e),
+            match commit_batch(projection.as_ref(), store.as_ref(), checkpoint, &recs).await? {
+                Some(last) => checkpoint = last,
+                None => continue 'outer,
             }
         }
+    }
+}
+
+/// Applies `recs` (which follow checkpoint `from`) and moves the checkpoint to
+/// the last of them, in one commit. `None` when another runner moved the
+/// checkpoint meanwhile (nothing of this batch is kept).
+async fn commit_batch(
+    projection: &dyn Projection,
+    store: &dyn ReadModelStore,
+    from: u64,
+    recs: &[RecordedEvent],
+) -> Result<Option<u64>> {
+    let mut tx = ProjectionTx::new(store);
+    for r in recs {
+        projection.apply(r, &mut tx).await?;
+    }
+    let last = recs.last().map(|r| r.position).unwrap_or(from);
+    let commit = ReadModelCommit {
+        checkpoint: Some(CheckpointMove { name: projection.name().to_string(), expected: from, new: last }),
+        ops: tx.into_ops(),
+    };
+    match store.commit(commit).await {
+        Ok(()) => Ok(Some(last)),
+        Err(Error::CheckpointConflict { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -157,22 +168,13 @@ pub async fn catch_up_projection(
     let mut checkpoint = store.checkpoint(projection.name()).await?;
     loop {
         let recs = events.read_all(checkpoint, batch).await?;
-        let Some(last) = recs.last().map(|r| r.position) else {
+        if recs.is_empty() {
             return Ok(checkpoint);
-        };
-        let mut tx = ProjectionTx::new(store);
-        for r in &recs {
-            projection.apply(r, &mut tx).await?;
         }
-        let commit = ReadModelCommit {
-            checkpoint: Some(CheckpointMove { name: projection.name().to_string(), expected: checkpoint, new: last }),
-            ops: tx.into_ops(),
+        checkpoint = match commit_batch(projection, store, checkpoint, &recs).await? {
+            Some(last) => last,
+            None => store.checkpoint(projection.name()).await?,
         };
-        match store.commit(commit).await {
-            Ok(()) => checkpoint = last,
-            Err(Error::CheckpointConflict { .. }) => checkpoint = store.checkpoint(projection.name()).await?,
-            Err(e) => return Err(e),
-        }
     }
 }
 

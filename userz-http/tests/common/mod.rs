@@ -45,6 +45,8 @@ pub struct Harness {
     pub state: ApiState,
     /// Where uploads land.
     pub blobs: Blobs,
+    /// The master-key envelope the admin seals with.
+    pub envelope: Envelope,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -138,13 +140,13 @@ pub async fn start_on(
     )
     .with_uploads(uploads)
     .with_webhooks(webhooks);
-    let admin = Admin::new(bus.clone(), read_models.clone(), clock.clone(), Some(envelope))
+    let admin = Admin::new(bus.clone(), read_models.clone(), clock.clone(), Some(envelope.clone()))
         .with_hash_params(HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 });
     let app = api_router(state.clone());
     tasks.push(tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
     }));
-    Harness { addr, clock, events, read_models, _keep: keep, bus, admin, state, blobs, tasks }
+    Harness { addr, clock, events, read_models, _keep: keep, bus, admin, state, blobs, envelope, tasks }
 }
 
 impl Harness {
