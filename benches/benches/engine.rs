@@ -13,12 +13,12 @@ use userz_benches::{pr_stream_events, run_stream_events, runtime};
 use userz_core::decider::Decider;
 use userz_core::domain::pr::PrDecider;
 use userz_core::domain::run::{RunDecider, RunEvent};
-use userz_core::engine::codec::encode;
-use userz_core::engine::CommandBus;
 use userz_core::event::{ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use userz_core::ids::CorrelationId;
 use userz_core::ports::EventStore;
 use userz_core::{SystemClock, Timestamp};
+use userz_engine::codec::encode;
+use userz_engine::CommandBus;
 use userz_store_memory::{MemoryEventStore, MemoryStores};
 
 fn encoded<A>(events: &[A::Event]) -> Vec<NewEvent>
@@ -113,7 +113,7 @@ fn rehydrate(c: &mut Criterion) {
     rt.block_on(async {
         let cmd = userz_core::domain::run::RunCommand::Fail { reason: "bench".into(), at: Timestamp::EPOCH };
         snapped
-            .execute::<RunDecider>(&stream, userz_core::engine::CommandMeta::new(), &cmd)
+            .execute::<RunDecider>(&stream, userz_engine::CommandMeta::new(), &cmd)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     });

@@ -15,11 +15,11 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use userz_core::ids::OrgId;
-use userz_core::security::api_key::{ApiKey, HashParams};
-use userz_core::security::envelope::{Envelope, SecretKind, StaticKeyProvider};
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::webhooks::{GitHubVerifier, WebhookVerifier};
 use userz_core::Timestamp;
+use userz_security::api_key::{ApiKey, HashParams, VerifyApiKey};
+use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
+use userz_security::secret::SecretBytes;
+use userz_security::webhooks::{GitHubVerifier, WebhookVerifier};
 
 fn api_key(c: &mut Criterion) {
     let mut g = c.benchmark_group("api_key_verify");

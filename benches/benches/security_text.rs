@@ -9,8 +9,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use userz_core::guardrail::{Change, Guardrails};
-use userz_core::security::prefilter;
+use userz_security::guardrail::{Change, Guardrails};
+use userz_security::prefilter;
 
 /// 8 KiB of plausible report text with a few markers and some non-ASCII.
 fn report_8k() -> String {

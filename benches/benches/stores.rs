@@ -13,12 +13,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use futures::StreamExt;
 use userz_benches::{run_stream_events, runtime};
 use userz_core::domain::run::RunDecider;
-use userz_core::engine::codec::encode;
-use userz_core::engine::CommandBus;
 use userz_core::event::{ExpectedVersion, NewEvent, StreamId};
 use userz_core::ids::CorrelationId;
 use userz_core::ports::{EventStore, ReadModelStore};
 use userz_core::SystemClock;
+use userz_engine::codec::encode;
+use userz_engine::CommandBus;
 use userz_store_postgres::PgStoreBuilder;
 use userz_store_sqlite::SqliteStoreBuilder;
 

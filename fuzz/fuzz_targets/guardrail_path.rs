@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| userz_core::guardrail::fuzz_check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| userz_security::guardrail::fuzz_check(data));

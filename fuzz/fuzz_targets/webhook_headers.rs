@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| userz_core::security::webhooks::fuzz_check(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| userz_security::webhooks::fuzz_check(data));

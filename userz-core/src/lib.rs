@@ -1,16 +1,16 @@
 //! # userz-core
 //!
-//! The heart of the Userz engine: domain types, pure deciders, the engine that
-//! drives them, the port traits adapters implement, and the pure security
-//! primitives. It performs no I/O of its own: every effect goes through a port.
+//! The heart of the Userz engine: ids, events, errors, time, domain types and
+//! their pure deciders, and the port traits adapters implement with their plain
+//! data types. It has no runtime, no crypto and no I/O: the engine that drives
+//! the deciders is `userz-engine`, the security primitives are `userz-security`.
 //!
 //! - [`domain`]: one [`Decider`](decider::Decider) per aggregate (organization,
 //!   App, Repo, feedback, agent run, pull request, timer).
-//! - [`engine`]: the [`CommandBus`](engine::CommandBus) (expected-version appends,
-//!   conflict retries, idempotent command ids, snapshots, upcasting), the pipeline
-//!   process manager, workers, durable timers and projections.
 //! - [`ports`]: the traits adapters implement, each with a `# Contract`.
-//! - [`guardrail`], [`security`]: pure security primitives.
+//! - [`credentials`], [`secret`], [`guardrail`]: data the security primitives
+//!   produce and the domain records (hashed keys, sealed secrets, plaintext
+//!   wrappers that zeroize, change lists and violations).
 //!
 //! Deciders are plain functions, so a lifecycle rule can be checked without any
 //! store:
@@ -39,16 +39,16 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod agent;
+pub mod credentials;
 pub mod decider;
 pub mod domain;
-pub mod engine;
+mod encoding;
 pub mod error;
 pub mod event;
 pub mod guardrail;
 pub mod ids;
 pub mod ports;
-pub mod review;
-pub mod security;
+pub mod secret;
 pub mod sensitive;
 pub mod time;
 

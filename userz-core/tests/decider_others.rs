@@ -483,12 +483,12 @@ fn timer_lifecycle() {
 
 // --- Organization API keys -------------------------------------------------
 
-fn stored(prefix: &str) -> userz_core::security::api_key::StoredApiKey {
-    userz_core::security::api_key::StoredApiKey {
+fn stored(prefix: &str) -> userz_core::credentials::StoredApiKey {
+    userz_core::credentials::StoredApiKey {
         prefix: prefix.into(),
         salt: vec![1; 16],
         hash: vec![2; 32],
-        params: userz_core::security::api_key::HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 },
+        params: userz_core::credentials::HashParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 },
     }
 }
 

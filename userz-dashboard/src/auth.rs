@@ -1,7 +1,7 @@
 //! Session checks (G17) and CSRF defence for signed-in routes.
 //!
 //! The rules (expiry, refresh interval, rotation) are
-//! `userz_core::security::session`'s; this module only moves records between
+//! `userz_security::session`'s; this module only moves records between
 //! the cookie, the store and the request.
 
 use axum::extract::{Request, State};
@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use userz_core::domain::Role;
 use userz_core::ids::{OrgId, UserId};
-use userz_core::security::session::{SessionError, SessionId, SessionStore, Touch};
+use userz_security::session::{SessionError, SessionId, SessionStore, Touch};
 
 use crate::directory::{memberships_of, org_name};
 use crate::error::DashError;

@@ -15,11 +15,11 @@ use userz_core::domain::org::OrgEvent;
 use userz_core::domain::repo::{Provider, RepoEvent};
 use userz_core::domain::secrets::SecretsEvent;
 use userz_core::domain::{Actor, Role};
-use userz_core::engine::codec::AnyEvent;
-use userz_core::engine::{Projection, ProjectionTx};
 use userz_core::ids::{AppId, OrgId, RepoId, UserId};
 use userz_core::ports::ReadModelStore;
 use userz_core::{Error, RecordedEvent, Result, Timestamp};
+use userz_engine::codec::AnyEvent;
+use userz_engine::{Projection, ProjectionTx};
 
 /// Members by normalised e-mail: key `email/org`.
 pub const MEMBERS_BY_EMAIL: &str = "dash_members_by_email";

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use userz_core::engine::CommandError;
+use userz_engine::CommandError;
 
 use crate::html::{document, esc};
 

@@ -8,7 +8,7 @@
 //! ## Assembling
 //!
 //! ```no_run
-//! # async fn demo(engine: userz_core::engine::Engine, cache: std::sync::Arc<dyn userz_core::ports::Cache>)
+//! # async fn demo(engine: userz_engine::Engine, cache: std::sync::Arc<dyn userz_core::ports::Cache>)
 //! # -> Result<(), Box<dyn std::error::Error>> {
 //! use userz_dashboard::{router, spawn_directory_projection, DashboardConfig, DashboardState};
 //!
@@ -50,7 +50,7 @@
 //! | GET | `/settings` | member (read-only) | apps, keys (prefix only), repos, secret slots (never values) |
 //! | POST | `/settings/apps/{id}`, `/settings/secrets` | owner, admin | change an App's settings; set a secret (write-only) |
 //!
-//! Sessions follow G17 through [`userz_core::security::session`]: cookie
+//! Sessions follow G17 through [`userz_security::session`]: cookie
 //! `HttpOnly; SameSite=Lax; Path=/` (+ `Secure` when configured), 30-day idle
 //! expiry, refreshed (store write + new `Set-Cookie`) at most once per 24 h,
 //! a new id at every sign-in, revoked at sign-out. Every POST carries a
@@ -75,13 +75,13 @@ use async_trait::async_trait;
 use axum::Router;
 use tokio::task::JoinHandle;
 
-use userz_core::engine::projections::run_projection;
-use userz_core::engine::CommandBus;
 use userz_core::ids::OrgId;
 use userz_core::ports::{Cache, EventStore, ReadModelStore};
-use userz_core::security::envelope::Envelope;
-use userz_core::security::session::{CacheSessionStore, SessionConfig};
 use userz_core::{Clock, Timestamp};
+use userz_engine::projections::run_projection;
+use userz_engine::CommandBus;
+use userz_security::envelope::Envelope;
+use userz_security::session::{CacheSessionStore, SessionConfig};
 
 pub use directory::DirectoryProjection;
 pub use error::DashError;
@@ -169,7 +169,7 @@ impl DashboardConfig {
             smtp,
             google: None,
             session: SessionConfig::default(),
-            email_token_lifetime: userz_core::security::session::DEFAULT_EMAIL_TOKEN_LIFETIME,
+            email_token_lifetime: userz_security::session::DEFAULT_EMAIL_TOKEN_LIFETIME,
             sse_poll_interval: Duration::from_millis(250),
             sign_in_mail_interval: Duration::from_secs(60),
         })
@@ -335,7 +335,7 @@ pub fn router(state: DashboardState) -> Router {
 /// after a failure (it resumes from its checkpoint).
 pub fn spawn_directory_projection(events: Arc<dyn EventStore>, read_models: Arc<dyn ReadModelStore>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let projection: Arc<dyn userz_core::engine::Projection> = Arc::new(DirectoryProjection);
+        let projection: Arc<dyn userz_engine::Projection> = Arc::new(DirectoryProjection);
         let mut delay = Duration::from_millis(10);
         loop {
             match run_projection(projection.clone(), events.clone(), read_models.clone(), 256).await {

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use userz_core::ports::Cache;
-use userz_core::security::secret::SecretString;
 use userz_core::Timestamp;
+use userz_security::secret::SecretString;
 
 use crate::error::DashError;
 use crate::oidc_http::exchange;

@@ -20,13 +20,13 @@ use userz_core::domain::app::{AppCommand, AppDecider, AppSettingsPatch};
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackDecider, FeedbackStatus};
 use userz_core::domain::pr::{CommentSeverity, DiffComment, PrCommand, PrDecider};
 use userz_core::domain::{Actor, ProcessingMode};
-use userz_core::engine::projections::{
+use userz_core::ids::{AppId, CommentId, FeedbackId, PrId, RunId};
+use userz_core::Sensitive;
+use userz_engine::projections::{
     feedback_page, feedback_summary, pr_runs, pr_summary, run_detail, FeedbackQuery, RunDetail, TimelineEntry,
 };
-use userz_core::engine::{CommandBus, CommandMeta};
-use userz_core::ids::{AppId, CommentId, FeedbackId, PrId, RunId};
-use userz_core::security::envelope::SecretKind;
-use userz_core::Sensitive;
+use userz_engine::{CommandBus, CommandMeta};
+use userz_security::envelope::SecretKind;
 
 use crate::auth::{require_session, Ctx};
 use crate::directory::{org_app, org_apps, org_repos, org_secrets};
@@ -1003,7 +1003,7 @@ async fn settings_secret(
     if value.is_empty() || value.len() > 64 * 1024 {
         return Err(DashError::Invalid { field: "value", message: "1 byte to 64 KiB".into() });
     }
-    userz_core::engine::secrets::put_secret(
+    userz_engine::secrets::put_secret(
         &state.bus,
         envelope,
         ctx.org,

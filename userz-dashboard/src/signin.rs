@@ -8,7 +8,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use userz_core::ids::UserId;
-use userz_core::security::session::{
+use userz_security::session::{
     consume_email_token, sign_in, store_email_token, EmailSignInToken, SessionId, SessionStore,
 };
 
@@ -132,7 +132,7 @@ async fn start_session(state: &DashboardState, headers: &HeaderMap, user: UserId
     let previous = session_cookie(headers, &cfg.cookie_name).and_then(|v| SessionId::parse(&v).ok());
     let now = state.clock.now();
     let new = sign_in(user, previous.as_ref(), now, &cfg);
-    let unavailable = |e: userz_core::security::session::SessionError| DashError::Unavailable(e.to_string());
+    let unavailable = |e: userz_security::session::SessionError| DashError::Unavailable(e.to_string());
     if let Some(old) = &new.replaces {
         state.sessions.delete(old).await.map_err(unavailable)?;
     }

@@ -23,23 +23,21 @@ use userz_core::domain::org::{OrgCommand, OrgDecider};
 use userz_core::domain::pr::{PrCommand, PrDecider, PrEvent};
 use userz_core::domain::run::{RunCommand, RunDecider, RunKind};
 use userz_core::domain::{Actor, Dedup, ProcessingMode, Role};
-use userz_core::engine::projections::{
-    run_projection, FeedbackListProjection, PullRequestProjection, RunDetailProjection,
-};
-use userz_core::engine::{CommandBus, CommandMeta, Projection};
 use userz_core::guardrail::Violation;
 use userz_core::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
 use userz_core::ports::classifier::{Classification, Label, SignalRecord};
 use userz_core::ports::sandbox::{SandboxExit, Usage};
 use userz_core::ports::{Cache, ReadModelStore};
-use userz_core::security::envelope::Envelope;
-use userz_core::security::envelope::StaticKeyProvider;
-use userz_core::security::session::{sign_in, CacheSessionStore, SessionConfig, SessionId, SessionStore};
 use userz_core::{Clock, Sensitive};
 use userz_dashboard::directory::memberships_by_email;
 use userz_dashboard::{
     router, BlobReader, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings,
 };
+use userz_engine::projections::{run_projection, FeedbackListProjection, PullRequestProjection, RunDetailProjection};
+use userz_engine::{CommandBus, CommandMeta, Projection};
+use userz_security::envelope::Envelope;
+use userz_security::envelope::StaticKeyProvider;
+use userz_security::session::{sign_in, CacheSessionStore, SessionConfig, SessionId, SessionStore};
 use userz_store_memory::MemoryStores;
 use userz_testkit::clock::ManualClock;
 use userz_testkit::google_fake::{GoogleAccount, GoogleFake};

@@ -8,7 +8,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Uri};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName};
-use userz_core::security::secret::SecretString;
+use userz_security::secret::SecretString;
 
 use crate::error::{Error, Result};
 use crate::policy::{normalise_host, Target};

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use userz_core::guardrail::{Guardrails, ObjectKind};
 use userz_core::ids::RunId;
 use userz_core::ports::{ChangeReader, Workspace};
 use userz_git::{prepare_workspace, GitChangeReader, GitError, UntrustedWorkspace};
+use userz_security::guardrail::{Guardrails, ObjectKind};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

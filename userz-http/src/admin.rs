@@ -22,15 +22,15 @@ use userz_core::domain::app::{AppCommand, AppDecider, AppSettings, AppSettingsPa
 use userz_core::domain::common::{Actor, Dedup, ProcessingMode};
 use userz_core::domain::org::{OrgCommand, OrgDecider, OrgState};
 use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
-use userz_core::engine::secrets::put_secret;
-use userz_core::engine::{CommandBus, CommandError, CommandMeta};
 use userz_core::ids::{AppId, OrgId, RepoId, UserId};
 use userz_core::ports::ReadModelStore;
-use userz_core::security::api_key::{ApiKey, HashParams, PublicKey};
-use userz_core::security::envelope::{Envelope, SecretKind};
-use userz_core::security::secret::SecretString;
-use userz_core::security::widget_auth::MIN_SECRET_BYTES;
 use userz_core::{Clock, Sensitive, Timestamp};
+use userz_engine::secrets::put_secret;
+use userz_engine::{CommandBus, CommandError, CommandMeta};
+use userz_security::api_key::{ApiKey, HashParams, PublicKey};
+use userz_security::envelope::{Envelope, SecretKind};
+use userz_security::secret::SecretString;
+use userz_security::widget_auth::MIN_SECRET_BYTES;
 
 use crate::directory::{self, AppRow};
 

@@ -28,12 +28,13 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use userz_core::domain::org::OrgCommand;
-use userz_core::engine::secrets::open_secret;
 use userz_core::ids::OrgId;
-use userz_core::security::api_key::{ApiKey, PublicKey};
-use userz_core::security::envelope::SecretKind;
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::widget_auth::{OriginAllowlist, UserTokenClaims, UserTokenVerifier};
+use userz_engine::secrets::open_secret;
+use userz_security::api_key::VerifyApiKey;
+use userz_security::api_key::{ApiKey, PublicKey};
+use userz_security::envelope::SecretKind;
+use userz_security::secret::SecretBytes;
+use userz_security::widget_auth::{OriginAllowlist, UserTokenClaims, UserTokenVerifier};
 
 use crate::directory::{self, AppRow};
 use crate::error::{ApiError, ErrorCode};

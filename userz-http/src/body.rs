@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap};
 use bytes::{Bytes, BytesMut};
 use http_body::Body as _;
 use serde_json::json;
-use userz_core::security::body_limit::{BodyLimitError, LimitedBody};
+use userz_security::body_limit::{BodyLimitError, LimitedBody};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::IngestStats;

@@ -5,7 +5,7 @@
 //! it like any core projection:
 //!
 //! ```ignore
-//! tokio::spawn(userz_core::engine::projections::run_projection(
+//! tokio::spawn(userz_engine::projections::run_projection(
 //!     std::sync::Arc::new(userz_http::directory::DirectoryProjection),
 //!     events, read_models, 256,
 //! ));
@@ -22,13 +22,13 @@ use userz_core::domain::app::{AppEvent, AppSettings};
 use userz_core::domain::org::OrgEvent;
 use userz_core::domain::repo::{Provider, RepoEvent};
 use userz_core::domain::secrets::SecretsEvent;
-use userz_core::engine::codec::AnyEvent;
-use userz_core::engine::projections::{Projection, ProjectionTx};
 use userz_core::ids::{AppId, OrgId, RepoId};
 use userz_core::ports::ReadModelStore;
-use userz_core::security::api_key::StoredApiKey;
-use userz_core::security::envelope::SecretKind;
 use userz_core::{Error, RecordedEvent, Result, Timestamp};
+use userz_engine::codec::AnyEvent;
+use userz_engine::projections::{Projection, ProjectionTx};
+use userz_security::api_key::StoredApiKey;
+use userz_security::envelope::SecretKind;
 
 /// Apps by id.
 pub const APPS: &str = "dir_apps";
@@ -315,7 +315,7 @@ impl crate::webhooks::RepoDirectory for DirectoryRepos {
     async fn find(
         &self,
         provider: &'static str,
-        repository: &userz_core::review::RepositoryRef,
+        repository: &userz_engine::review::RepositoryRef,
     ) -> Result<Option<RepoId>> {
         repo_by_provider(self.read_models.as_ref(), provider, &repository.full_name, repository.id).await
     }

@@ -49,14 +49,14 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use userz_core::domain::feedback::{FeedbackEvent, FeedbackStatus, RunResult};
-use userz_core::engine::AnyEvent;
 use userz_core::ids::{AppId, FeedbackId, OrgId};
 use userz_core::ports::{CheckpointMove, EventStore, ReadModelCommit, ReadModelOp, ReadModelStore};
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::webhooks::outbound::SIGNATURE_HEADER;
-use userz_core::security::webhooks::UserzWebhookSigner;
 use userz_core::{Clock, Error, RecordedEvent, Result, Timestamp};
+use userz_engine::AnyEvent;
 use userz_rest::{ApiBase, Credential, RestClient};
+use userz_security::secret::SecretBytes;
+use userz_security::webhooks::outbound::SIGNATURE_HEADER;
+use userz_security::webhooks::UserzWebhookSigner;
 
 /// The event type sent for status changes.
 pub const EVENT_TYPE: &str = "feedback.status_changed";

@@ -17,11 +17,11 @@ use userz_core::decider::Rejection;
 use userz_core::domain::common::Actor;
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackDecider, FeedbackState, FeedbackStatus};
 use userz_core::domain::org::OrgCommand;
-use userz_core::engine::projections::{feedback_page, run_detail, FeedbackQuery};
-use userz_core::engine::{CommandBus, CommandError, CommandMeta};
 use userz_core::ids::{AppId, CommandId, CorrelationId, FeedbackId, RunId};
-use userz_core::security::ingest::{FeedbackSubmission, InvalidBody};
-use userz_core::security::widget_auth::{mint_user_token, MintRequest};
+use userz_engine::projections::{feedback_page, run_detail, FeedbackQuery};
+use userz_engine::{CommandBus, CommandError, CommandMeta};
+use userz_security::ingest::{FeedbackSubmission, InvalidBody};
+use userz_security::widget_auth::{mint_user_token, MintRequest};
 
 use crate::auth::{authenticate_widget, client_ip, signing_secret, OrgAuth, WidgetMode};
 use crate::body::{check_content_length, read_json, read_limited};

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use userz_core::domain::org::{OrgCommand, OrgDecider};
-use userz_core::engine::{CommandBus, CommandMeta};
 use userz_core::ids::{AppId, OrgId};
 use userz_core::ports::ReadModelStore;
-use userz_core::security::body_limit::DEFAULT_BODY_LIMIT;
-use userz_core::security::envelope::Envelope;
-use userz_core::security::widget_auth::UserTokenVerifier;
 use userz_core::Clock;
+use userz_engine::{CommandBus, CommandMeta};
+use userz_security::body_limit::DEFAULT_BODY_LIMIT;
+use userz_security::envelope::Envelope;
+use userz_security::widget_auth::UserTokenVerifier;
 
 use crate::ratelimit::{BucketConfig, RateLimiter};
 

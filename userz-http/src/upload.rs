@@ -74,9 +74,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use userz_core::ids::{AppId, OrgId};
 use userz_core::ports::Cache;
-use userz_core::security::body_limit::read_to_bytes;
-use userz_core::security::secret::SecretBytes;
 use userz_core::{Clock, Timestamp};
+use userz_security::body_limit::read_to_bytes;
+use userz_security::secret::SecretBytes;
 use userz_store_blob::{layout, Blobs};
 
 use crate::error::{ApiError, ErrorCode};

@@ -5,10 +5,10 @@ use serde_json::{json, Map, Value};
 use userz_core::domain::common::{Dedup, ProcessingMode, Severity};
 use userz_core::domain::feedback::{self as fbd, Feedback, FeedbackContent, Reporter, Stage};
 use userz_core::domain::run::RunKind;
-use userz_core::engine::projections::{FeedbackSummary, RunDetail};
-use userz_core::security::ingest::{self, FeedbackSubmission};
-use userz_core::security::widget_auth::UserTokenClaims;
 use userz_core::Sensitive;
+use userz_engine::projections::{FeedbackSummary, RunDetail};
+use userz_security::ingest::{self, FeedbackSubmission};
+use userz_security::widget_auth::UserTokenClaims;
 
 use crate::directory::AppRow;
 

@@ -10,11 +10,11 @@ use userz_core::domain::app::{AppDecider, AppState};
 use userz_core::domain::common::Actor;
 use userz_core::domain::org::{OrgDecider, OrgEvent};
 use userz_core::domain::repo::Provider;
-use userz_core::engine::CommandBus;
 use userz_core::ids::{AppId, OrgId, UserId};
-use userz_core::security::api_key::ApiKey;
-use userz_core::security::secret::SecretString;
+use userz_engine::CommandBus;
 use userz_http::admin::{Admin, AdminError, NewApp, NewRepo};
+use userz_security::api_key::{ApiKey, VerifyApiKey};
+use userz_security::secret::SecretString;
 use userz_testkit::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,8 +148,8 @@ async fn api_keys_are_shown_once_stored_hashed_listed_and_revocable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_sealed_write_only_for_existing_orgs_only() {
-    use userz_core::engine::secrets::open_secret;
-    use userz_core::security::envelope::SecretKind;
+    use userz_engine::secrets::open_secret;
+    use userz_security::envelope::SecretKind;
     let h = common::start().await;
     let a = &h.admin;
     let value = SecretString::new("glpat-secret-value".into());

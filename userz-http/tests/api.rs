@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use userz_core::domain::common::{Dedup, ProcessingMode};
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackDecider, Routing};
 use userz_core::domain::run::{RunCommand, RunDecider, RunKind};
-use userz_core::engine::projections::{audit_log, feedback_summary, run_detail};
-use userz_core::engine::{CommandBus, CommandMeta};
 use userz_core::ids::{FeedbackId, RepoId, RunId};
 use userz_core::ports::classifier::{Classification, Label};
-use userz_core::security::secret::{SecretBytes, SecretString};
-use userz_core::security::widget_auth::{mint_user_token, MintRequest};
+use userz_engine::projections::{audit_log, feedback_summary, run_detail};
+use userz_engine::{CommandBus, CommandMeta};
 use userz_http::ApiConfig;
+use userz_security::secret::{SecretBytes, SecretString};
+use userz_security::widget_auth::{mint_user_token, MintRequest};
 use userz_testkit::eventually;
 
 fn report(text: &str) -> Value {
@@ -168,7 +168,7 @@ async fn missing_authorization_on_absent_malformed_unknown_and_revoked_keys() {
 async fn unknown_app_for_unknown_or_malformed_public_keys() {
     let h = start().await;
     let t = h.tenant("Acme").await;
-    let other = userz_core::security::api_key::PublicKey::generate();
+    let other = userz_security::api_key::PublicKey::generate();
     let r = h
         .request(
             "POST",

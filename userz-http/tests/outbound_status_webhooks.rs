@@ -21,10 +21,10 @@ use userz_core::domain::common::ProcessingMode;
 use userz_core::domain::feedback::FeedbackStatus;
 use userz_core::domain::repo::Provider;
 use userz_core::ids::{FeedbackId, OrgId};
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::webhooks::{UserzWebhookVerifier, WebhookVerifier};
 use userz_core::Clock;
 use userz_http::outbound::{OutboundConfig, OutboundEndpoint, OutboundWebhooks, DEFAULT_CHECKPOINT, FAILED_TABLE};
+use userz_security::secret::SecretBytes;
+use userz_security::webhooks::{UserzWebhookVerifier, WebhookVerifier};
 use userz_testkit::eventually;
 use userz_testkit::scenarios::{settle, submit, wait_status, WAIT};
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use userz_core::engine::projections::feedback_summary;
 use userz_core::ids::FeedbackId;
+use userz_engine::projections::feedback_summary;
 use userz_http::ApiConfig;
 use userz_store_sqlite::SqliteStoreBuilder;
 use userz_testkit::{eventually, ManualClock};

@@ -12,12 +12,12 @@ use std::time::Duration;
 use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use userz_core::engine::CommandBus;
 use userz_core::ids::{AppId, OrgId};
-use userz_core::security::secret::SecretBytes;
+use userz_engine::CommandBus;
 use userz_http::upload::{
     upload_put_router, upload_url_router, UploadCaller, UploadConfig, UploadState, MAX_UPLOAD_BYTES,
 };
+use userz_security::secret::SecretBytes;
 use userz_store_blob::{BlobStoreBuilder, Blobs};
 use userz_store_memory::MemoryStores;
 use userz_testkit::ManualClock;

@@ -8,7 +8,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::{json, Map, Value};
 use userz_core::error::{Error, Result};
 use userz_core::ports::model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall};
-use userz_core::security::secret::SecretString;
+use userz_security::secret::SecretString;
 
 use crate::common::{count, malformed, redact, send_error, status_error, Pricing};
 use crate::transport::{HttpClient, Transport};

@@ -8,8 +8,8 @@ use serde_json::Value;
 use userz_core::error::Result;
 use userz_core::ports::classifier::{Classification, Classifier, ClassifierInput, Label, SignalRecord};
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider};
-use userz_core::security::prefilter;
-use userz_core::security::wrap::{Prompt, Section, SectionKind, UntrustedPrompt};
+use userz_security::prefilter;
+use userz_security::wrap::{Prompt, Section, SectionKind, UntrustedPrompt};
 
 /// Signal code added when the model's answer is not exactly one label.
 pub const UNPARSEABLE_SIGNAL: &str = "classifier_output_unparseable";

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use userz_core::error::Error;
-use userz_core::security::secret::SecretString;
+use userz_security::secret::SecretString;
 
 use crate::transport::{HttpResponse, SendError};
 

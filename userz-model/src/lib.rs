@@ -51,7 +51,7 @@ pub use classifier::{parse_label, ModelClassifier, DEFAULT_MAX_TOKENS, SYSTEM_PR
 pub use common::Pricing;
 pub use openai::{parse_arguments, MaxTokensField, OpenAiCompatible, TOOL_ERROR_PREFIX};
 pub use transport::{Transport, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
-pub use userz_core::security::secret::SecretString;
+pub use userz_security::secret::SecretString;
 
 /// Wire-format request bodies, for tests and tools that want to see exactly
 /// what an adapter sends.

@@ -9,7 +9,7 @@
 //! # Secrets
 //!
 //! The providers keep different secret types at their public API
-//! (`secrecy::SecretString` and `userz_core::security::secret::SecretString`),
+//! (`secrecy::SecretString` and `userz_security::secret::SecretString`),
 //! so this crate takes the secret as a borrowed `&str` inside a
 //! [`Credential`]: the caller exposes it only for the duration of
 //! [`RestClient::send`], and the formatted header value (`Bearer <secret>` or

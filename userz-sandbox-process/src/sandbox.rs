@@ -20,9 +20,9 @@ use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{
     EgressRecord, Limits, ResourceUsage, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec,
 };
-use userz_core::security::secret::SecretString;
 use userz_core::{Error, Result};
 use userz_egress::{EgressProxy, EgressProxyBuilder, MemoryAudit};
+use userz_security::secret::SecretString;
 
 use crate::cgroup::{Cgroup, Hierarchy};
 use crate::config::ProcessSandboxConfig;

@@ -16,7 +16,7 @@
 //! ```
 //! # async fn demo() -> Result<(), userz_store_blob::Error> {
 //! use std::sync::Arc;
-//! use userz_core::engine::CommandBus;
+//! use userz_engine::CommandBus;
 //! use userz_core::ids::OrgId;
 //! use userz_core::SystemClock;
 //! use userz_store_blob::{layout, BlobStoreBuilder, Blobs, Sweeper};
@@ -49,9 +49,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use userz_core::domain::blob::{BlobCommand, BlobDecider, BlobId};
 use userz_core::domain::common::Actor;
-use userz_core::engine::{CommandBus, CommandError, CommandMeta};
 use userz_core::ids::{CommandId, CorrelationId, OrgId};
 use userz_core::Clock;
+use userz_engine::{CommandBus, CommandError, CommandMeta};
 
 pub use sweeper::{SweepReport, Sweeper, DEFAULT_MAX_AGE};
 pub use transcripts::UploadTranscripts;

@@ -24,9 +24,9 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use userz_core::domain::blob::{BlobCommand, BlobDecider, BlobId, BlobState};
-use userz_core::engine::{CommandBus, CommandError, CommandMeta};
 use userz_core::ids::{CommandId, CorrelationId};
 use userz_core::{Clock, Timestamp};
+use userz_engine::{CommandBus, CommandError, CommandMeta};
 
 use crate::{layout, Error};
 

@@ -14,9 +14,9 @@ use object_store::{ObjectStore, PutPayload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use userz_core::domain::blob::{BlobDecider, BlobId, BlobState};
 use userz_core::domain::common::Actor;
-use userz_core::engine::CommandBus;
 use userz_core::ids::{OrgId, RunId, UserId};
 use userz_core::{Clock, SystemClock};
+use userz_engine::CommandBus;
 use userz_store_blob::{layout, BlobStoreBuilder, Blobs, Error, SweepReport, Sweeper};
 use userz_store_memory::MemoryStores;
 use userz_testkit::ManualClock;
@@ -121,7 +121,7 @@ async fn an_interrupted_sweep_resumes_without_duplicate_events() {
     let stream = CommandBus::stream::<BlobDecider>(BlobId::for_key(key.as_ref()));
     let cmd = userz_core::domain::blob::BlobCommand::Delete { at: w.clock.now() };
     w.bus
-        .execute::<BlobDecider>(&stream, userz_core::engine::CommandMeta::new(), &cmd)
+        .execute::<BlobDecider>(&stream, userz_engine::CommandMeta::new(), &cmd)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (_, version_before) = state(&w.bus, &key).await;

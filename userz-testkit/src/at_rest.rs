@@ -9,8 +9,8 @@ use bytes::Bytes;
 use userz_core::event::{ExpectedVersion, NewEvent, StreamId};
 use userz_core::ids::{CorrelationId, EventId, OrgId};
 use userz_core::ports::{EventStore, KeyProvider, ReadModelCommit, ReadModelOp, ReadModelStore};
-use userz_core::security::envelope::{Envelope, SecretKind, StaticKeyProvider};
 use userz_core::Timestamp;
+use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
 
 /// What was written.
 #[derive(Debug, Clone)]

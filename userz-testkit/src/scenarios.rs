@@ -15,15 +15,13 @@ use userz_core::domain::org::{OrgCommand, OrgDecider};
 use userz_core::domain::pr::{CommentSeverity, DiffComment, PrCommand, PrDecider, PrState};
 use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
 use userz_core::domain::run::{RunDecider, RunEvent, RunKind, RunStatus};
-use userz_core::engine::projections::{audit_log, feedback_summary, pr_by_number, pr_runs, pr_summary, run_detail};
-use userz_core::engine::{
-    CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail, NO_CHANGES,
-};
 use userz_core::guardrail::Change;
 use userz_core::ids::{AppId, CommentId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
 use userz_core::ports::EgressRecord;
 use userz_core::ports::{EventStore, Label, ReadModelStore, WorkQueue};
 use userz_core::Sensitive;
+use userz_engine::projections::{audit_log, feedback_summary, pr_by_number, pr_runs, pr_summary, run_detail};
+use userz_engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps, FeedbackSummary, RunDetail, NO_CHANGES};
 
 use crate::clock::{eventually, ManualClock};
 use crate::doubles::{AgentScript, ScriptedClassifier, ScriptedRepoHost, ScriptedSandbox, VcsCall};

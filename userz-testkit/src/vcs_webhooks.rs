@@ -12,8 +12,8 @@
 
 use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::webhooks::GitHubVerifier;
+use userz_security::secret::SecretBytes;
+use userz_security::webhooks::GitHubVerifier;
 
 const GH_CLOSED: &str = include_str!("../fixtures/webhooks/github-pull-request-closed.json");
 const GH_COMMENT: &str = include_str!("../fixtures/webhooks/github-pull-request-review-comment-created.json");

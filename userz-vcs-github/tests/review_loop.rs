@@ -20,16 +20,16 @@ use userz_core::domain::feedback::FeedbackStatus;
 use userz_core::domain::pr::{PrCommand, PrDecider, PrEvent, PrState};
 use userz_core::domain::repo::Provider;
 use userz_core::domain::run::{RunDecider, RunEvent, RunKind, RunStatus};
-use userz_core::engine::projections::{pr_by_number, pr_runs, pr_summary};
-use userz_core::engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps};
 use userz_core::ids::{PrId, RunId};
 use userz_core::ports::sandbox::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
-use userz_core::review::{ReviewWebhookOutcome, ReviewWebhooks};
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::webhooks::{GitHubVerifier, ReplayGuard};
-use userz_core::security::wrap::{SECTION_TAG, WRAPPER_TAG};
 use userz_core::Timestamp;
+use userz_engine::projections::{pr_by_number, pr_runs, pr_summary};
+use userz_engine::review::{ReviewWebhookOutcome, ReviewWebhooks};
+use userz_engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps};
 use userz_git::GitChangeReader;
+use userz_security::secret::SecretBytes;
+use userz_security::webhooks::{GitHubVerifier, ReplayGuard};
+use userz_security::wrap::{SECTION_TAG, WRAPPER_TAG};
 use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status, StoreSet, WAIT};
@@ -374,10 +374,8 @@ async fn crash_after_github_created_the_pr_finds_it_on_restart() {
     .await;
     // Give the (hanging) step a moment: nothing about the PR can be stored.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let summary = userz_core::engine::projections::feedback_summary(stores.read_models.as_ref(), s.org, fb)
-        .await
-        .unwrap()
-        .unwrap();
+    let summary =
+        userz_engine::projections::feedback_summary(stores.read_models.as_ref(), s.org, fb).await.unwrap().unwrap();
     assert_eq!(summary.status, FeedbackStatus::Running, "the PR is not recorded yet");
     let run = summary.latest_run.unwrap();
     drop(first); // crash: the step dies while GitHub's answer is outstanding
@@ -447,7 +445,7 @@ async fn token_revoked_mid_run_is_a_clear_error_and_the_retry_mints_a_fresh_toke
         let run = eventually("the run to exist", WAIT, || {
             let read_models = read_models.clone();
             async move {
-                userz_core::engine::projections::feedback_summary(read_models.as_ref(), org, fb)
+                userz_engine::projections::feedback_summary(read_models.as_ref(), org, fb)
                     .await
                     .ok()
                     .flatten()

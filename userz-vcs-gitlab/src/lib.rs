@@ -40,7 +40,7 @@
 //! `429` and a refused token (`401`, expired or revoked) are retryable.
 //!
 //! ```no_run
-//! # fn demo(token: userz_core::security::secret::SecretString) -> Result<(), userz_vcs_gitlab::GitLabError> {
+//! # fn demo(token: userz_security::secret::SecretString) -> Result<(), userz_vcs_gitlab::GitLabError> {
 //! use userz_vcs_gitlab::GitLabProvider;
 //! let provider = GitLabProvider::builder("https://git.example.org/gitlab", token).build()?;
 //! # let _ = provider; Ok(()) }
@@ -54,8 +54,8 @@ use serde_json::{json, Value};
 use userz_core::error::{Error, Result};
 use userz_core::ids::RunId;
 use userz_core::ports::{PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities, VcsProvider, Workspace};
-use userz_core::security::secret::SecretString;
 use userz_git::{prepare_workspace_with, GitError, HttpCredentials, UntrustedWorkspace};
+use userz_security::secret::SecretString;
 
 use userz_rest::{ApiBase, ApiResponse, Credential, RestClient, RestError};
 

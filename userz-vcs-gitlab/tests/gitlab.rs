@@ -12,9 +12,9 @@ use base64::Engine as _;
 use common::{agent_commit, env, env_at, run, target, PROJECT};
 use userz_core::ids::FeedbackId;
 use userz_core::ports::{PrRequest, VcsProvider, Workspace};
-use userz_core::security::secret::SecretString;
 use userz_core::Error;
 use userz_git::UntrustedWorkspace;
+use userz_security::secret::SecretString;
 use userz_vcs_gitlab::{GitLabProvider, GIT_USER};
 
 /// Every log line of this test binary (all levels, all threads).

@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use userz_core::domain::common::{Dedup, ProcessingMode};
 use userz_core::domain::feedback::FeedbackStatus;
-use userz_core::engine::projections::feedback_summary;
 use userz_core::ports::EventStore;
 use userz_core::SystemClock;
+use userz_engine::projections::feedback_summary;
 use userz_store_memory::MemoryStores;
 use userz_testkit::scenarios::{seed, submit, Rig, StoreSet};
 use userz_testkit::ManualClock;
@@ -46,18 +46,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The real default classifier (pre-filter + heuristics); the sandbox and the
     // repository host stay scripted.
-    let deps = userz_core::engine::EngineDeps {
+    let deps = userz_engine::EngineDeps {
         events: m.events.clone(),
         read_models: m.read_models.clone(),
         queue: m.queue.clone(),
         clock: rig.stores.clock.clone(),
-        classifier: Arc::new(userz_core::security::classifier::HeuristicClassifier::new()),
+        classifier: Arc::new(userz_security::classifier::HeuristicClassifier::new()),
         sandbox: rig.sandbox.clone(),
         vcs: rig.host.clone(),
         changes: rig.host.clone(),
         envelope: None,
     };
-    let engine = userz_core::engine::Engine::start(deps, userz_testkit::scenarios::test_config());
+    let engine = userz_engine::Engine::start(deps, userz_testkit::scenarios::test_config());
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
     let fb = submit(&engine, &s, &text).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

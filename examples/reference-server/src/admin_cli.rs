@@ -19,13 +19,13 @@ use std::sync::Arc;
 use clap::{Args, Subcommand, ValueEnum};
 use userz_core::domain::common::{Actor, ProcessingMode};
 use userz_core::domain::repo::Provider;
-use userz_core::engine::projections::catch_up_projection;
-use userz_core::engine::CommandBus;
 use userz_core::ids::{AppId, OrgId, UserId};
-use userz_core::security::envelope::{Envelope, SecretKind};
-use userz_core::security::secret::SecretString;
 use userz_core::{Clock, SystemClock};
+use userz_engine::projections::catch_up_projection;
+use userz_engine::CommandBus;
 use userz_http::admin::{Admin, AdminError, NewApp, NewRepo};
+use userz_security::envelope::{Envelope, SecretKind};
+use userz_security::secret::SecretString;
 use userz_store_sqlite::{SqliteStore, SqliteStoreBuilder};
 
 use crate::Config;

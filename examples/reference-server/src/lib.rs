@@ -20,15 +20,15 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use userz_core::agent::ModelApi;
-use userz_core::engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{Limits, Sandbox, SandboxOutcome, SandboxSpec};
 use userz_core::ports::{Classifier, VcsRouter};
-use userz_core::security::envelope::{Envelope, StaticKeyProvider};
-use userz_core::security::secret::SecretString;
 use userz_core::{Clock, SystemClock};
 use userz_egress::ModelRoute;
+use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
+use userz_security::envelope::{Envelope, StaticKeyProvider};
+use userz_security::secret::SecretString;
 use userz_store_blob::{BlobStoreBuilder, Blobs, UploadTranscripts};
 use userz_store_sqlite::{SqliteStore, SqliteStoreBuilder};
 
@@ -154,7 +154,7 @@ impl Drop for Server {
 /// seal new secrets the old ones' readers cannot open, and the old ones would
 /// be unreadable.
 pub(crate) fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
-    let env = userz_core::security::envelope::MASTER_KEYS_ENV;
+    let env = userz_security::envelope::MASTER_KEYS_ENV;
     if std::env::var_os(env).is_some() {
         return StaticKeyProvider::from_env().map_err(|e| ServerError::Setup(format!("master key: {e}")));
     }
@@ -170,7 +170,7 @@ pub(crate) fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerEr
         use rand::RngCore;
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut key = zeroize::Zeroizing::new(vec![0u8; userz_core::security::envelope::SIV_KEY_LEN]);
+        let mut key = zeroize::Zeroizing::new(vec![0u8; userz_security::envelope::SIV_KEY_LEN]);
         rand::rngs::OsRng.fill_bytes(&mut key);
         let line = SecretString::new(format!("master-1:{}", base64::engine::general_purpose::STANDARD.encode(&*key)));
         let fresh = StaticKeyProvider::from_env_value(line.expose_secret())
@@ -380,9 +380,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         Err(reason) => (Arc::new(UnavailableSandbox { reason: reason.clone() }), Some(reason)),
     };
     let classifier: Arc<dyn Classifier> = match (config.classifier, &config.model) {
-        (config::ClassifierKind::Heuristic, _) => {
-            Arc::new(userz_core::security::classifier::HeuristicClassifier::new())
-        }
+        (config::ClassifierKind::Heuristic, _) => Arc::new(userz_security::classifier::HeuristicClassifier::new()),
         (config::ClassifierKind::Layered, None) => {
             return Err(ServerError::Setup("classifier = \"layered\" needs a [model] section".into()))
         }
@@ -403,7 +401,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
                 ),
             };
             let model = userz_model::ModelClassifier::new(provider, m.model.clone());
-            Arc::new(userz_core::security::classifier::LayeredClassifier::new(Arc::new(model)))
+            Arc::new(userz_security::classifier::LayeredClassifier::new(Arc::new(model)))
         }
     };
     let mut resolver = userz_vcs_routing::SealedVcsResolver::new(bus.clone(), envelope.clone())
@@ -511,12 +509,12 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     // replicas must share it), else with a random per-process secret (tickets
     // live 300 s, so a restart only voids those in flight).
     let upload_secret = match std::env::var("USERZ_UPLOAD_SECRET") {
-        Ok(v) => userz_core::security::secret::SecretBytes::new(v.into_bytes()),
+        Ok(v) => userz_security::secret::SecretBytes::new(v.into_bytes()),
         Err(_) => {
             use rand::RngCore;
             let mut bytes = vec![0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
-            userz_core::security::secret::SecretBytes::new(bytes)
+            userz_security::secret::SecretBytes::new(bytes)
         }
     };
     let uploads = userz_http::upload::UploadState::new(
@@ -621,7 +619,7 @@ mod tests {
     #[test]
     fn a_master_key_is_made_only_for_a_new_data_directory() {
         use std::os::unix::fs::PermissionsExt;
-        assert!(std::env::var_os(userz_core::security::envelope::MASTER_KEYS_ENV).is_none(), "test needs it unset");
+        assert!(std::env::var_os(userz_security::envelope::MASTER_KEYS_ENV).is_none(), "test needs it unset");
         let tmp = tempfile::tempdir().unwrap();
         master_keys(tmp.path()).unwrap();
         let key = tmp.path().join("master.key");

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{server_command, start_server};
-use userz_core::engine::secrets::open_secret;
-use userz_core::engine::CommandBus;
-use userz_core::security::envelope::{Envelope, SecretKind, StaticKeyProvider};
+use userz_engine::secrets::open_secret;
+use userz_engine::CommandBus;
+use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
 
 /// Runs `userz-server admin ARGS` on `data_dir` with `stdin` as input.
 fn admin(data_dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> Output {

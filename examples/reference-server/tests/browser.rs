@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use userz_core::domain::feedback::FeedbackStatus;
-use userz_core::engine::projections::feedback_summary;
+use userz_engine::projections::feedback_summary;
 use userz_reference_server::config::{ModelApiKind, ModelConfig, SmtpConfig};
 use userz_reference_server::{start, Config};
 use userz_testkit::model_server::{Gate, ScriptedModelServer, ScriptedTurn};
@@ -202,7 +202,7 @@ async fn widget_to_dashboard_to_live_run_and_guardrail_refusal_in_headless_chrom
         .engine()
         .unwrap()
         .bus()
-        .load::<userz_core::domain::feedback::FeedbackDecider>(&userz_core::engine::CommandBus::stream::<
+        .load::<userz_core::domain::feedback::FeedbackDecider>(&userz_engine::CommandBus::stream::<
             userz_core::domain::feedback::FeedbackDecider,
         >(first))
         .await

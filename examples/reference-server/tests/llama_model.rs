@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use userz_core::domain::feedback::{FeedbackDecider, FeedbackState};
-use userz_core::engine::CommandBus;
+use userz_engine::CommandBus;
 use userz_reference_server::config::{ClassifierKind, MaxTokensFieldKind, ModelApiKind, ModelConfig};
 use userz_reference_server::{start, Config};
 use userz_testkit::services::require;

@@ -7,7 +7,7 @@
 //!
 //! Credentials are never in configuration:
 //! - **GitLab**: each Repo's project access token is sealed in its org's
-//!   secrets with [`put_secret`](userz_core::engine::secrets::put_secret)
+//!   secrets with [`put_secret`](userz_engine::secrets::put_secret)
 //!   under kind [`SecretKind::RepoToken`] and slot id = the repo id
 //!   (`RepoId::to_string()`, see [`repo_token_slot`]). It is opened at the
 //!   first resolve of that repo and the built [`GitLabProvider`] is cached per
@@ -33,13 +33,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use userz_core::domain::repo::Provider;
-use userz_core::engine::secrets::open_secret;
-use userz_core::engine::CommandBus;
 use userz_core::error::{Error, Result};
 use userz_core::ids::{OrgId, RepoId};
 use userz_core::ports::{RepoTarget, VcsProvider, VcsResolver};
-use userz_core::security::envelope::{Envelope, SecretKind};
-use userz_core::security::secret::SecretString;
+use userz_engine::secrets::open_secret;
+use userz_engine::CommandBus;
+use userz_security::envelope::{Envelope, SecretKind};
+use userz_security::secret::SecretString;
 use userz_vcs_git::GitBranchProvider;
 use userz_vcs_github::GitHubAppProvider;
 use userz_vcs_gitlab::GitLabProvider;

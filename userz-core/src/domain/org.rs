@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::{StoredApiKey, PREFIX_LEN};
 use crate::decider::{Aggregate, Decider, Rejection};
 use crate::domain::common::{Actor, Role};
 use crate::event_names;
 use crate::ids::{AppId, OrgId, UserId};
-use crate::security::api_key::{StoredApiKey, PREFIX_LEN};
 use crate::sensitive::Sensitive;
 use crate::time::Timestamp;
 

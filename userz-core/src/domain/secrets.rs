@@ -4,7 +4,7 @@
 //! Only ciphertext is ever recorded: the org key is stored wrapped by a master
 //! key the [`KeyProvider`](crate::ports::KeyProvider) holds, each secret is an
 //! AES-SIV [`SealedSecret`] bound to org, kind and slot id. Sealing and opening
-//! happen outside the decider ([`crate::engine::secrets`]).
+//! happen outside the decider (`userz_engine::secrets`).
 //!
 //! One stream per org: `secrets-<org id>`.
 
@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::{SealedSecret, SecretKind, WrappedOrgKey};
 use crate::decider::{Aggregate, Decider, Rejection};
 use crate::domain::common::Actor;
 use crate::event_names;
-use crate::security::envelope::{SealedSecret, SecretKind, WrappedOrgKey};
 
 /// Commands on an org's secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,6 @@
-//! Diff guardrails: the host's post-flight check on what a run changed.
-//!
-//! The evaluator works on a [`Change`] list computed by the host from git objects.
-//! A refusal names the first file and the rule that tripped it.
+//! Diff guardrail data: the [`Change`] list the host computes from git objects
+//! and the [`Violation`] a refusal names. The evaluator that checks a change
+//! list against forbidden-path rules is `userz_security::guardrail`.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +57,3 @@ pub struct Violation {
     /// The rule (a forbidden-path pattern or a named structural rule).
     pub rule: String,
 }
-
-mod evaluator;
-pub use evaluator::*;

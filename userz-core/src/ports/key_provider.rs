@@ -1,6 +1,6 @@
 //! The [`KeyProvider`] port: the master key that wraps each org's data key.
 //!
-//! Implementations: [`crate::security::envelope::StaticKeyProvider`] (master
+//! Implementations: `userz_security::envelope::StaticKeyProvider` (master
 //! keys given as bytes or one env-var value, for single-node deployments); a
 //! KMS adapter implements the same trait outside the core.
 
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::security::secret::SecretBytes;
+use crate::secret::SecretBytes;
 
 /// A data key wrapped by a master key, tagged with the master key's id/version.
 ///
@@ -21,7 +21,7 @@ pub struct WrappedKey {
     /// Id (including version) of the master key that wrapped this blob.
     pub master_key_id: String,
     /// Provider-specific wrapped bytes.
-    #[serde(with = "crate::security::encoding::b64")]
+    #[serde(with = "crate::encoding::b64")]
     pub ciphertext: Vec<u8>,
 }
 

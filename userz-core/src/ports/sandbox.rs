@@ -58,7 +58,7 @@ pub struct SandboxSpec {
     /// The org's own model-provider key, decrypted for this run only. The
     /// sandbox hands it to the run's egress proxy (never into the sandbox);
     /// `None`: the deployment's configured key. Zeroized when dropped.
-    pub model_key: Option<crate::security::secret::SecretString>,
+    pub model_key: Option<crate::secret::SecretString>,
 }
 
 /// How a run ended inside the sandbox.

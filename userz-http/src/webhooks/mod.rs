@@ -14,7 +14,7 @@
 //! 2. answers `404 not_found` with details `{"provider","rule":"not_configured","config":<env var>}`
 //!    when the deployment has no secret for the provider;
 //! 3. authenticates with the provider's verifier from
-//!    `userz_core::security::webhooks` (signature and timestamp tolerance);
+//!    `userz_security::webhooks` (signature and timestamp tolerance);
 //!    a failure is `401 invalid_signature` with details
 //!    `{"provider","rule":<bad_signature|timestamp_out_of_tolerance|missing_header|malformed_header>,"header"?}`;
 //! 4. refuses a delivery id already recorded in the [`ReplayGuard`] with
@@ -75,20 +75,20 @@ use userz_core::domain::billing::{BillingCommand, BillingDecider, BillingRecord}
 use userz_core::domain::common::Actor;
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackDecider, FeedbackState};
 use userz_core::domain::org::{OrgDecider, OrgState};
-use userz_core::engine::{CommandBus, CommandError, CommandMeta};
 use userz_core::ids::{CorrelationId, FeedbackId, OrgId, RepoId};
 use userz_core::ports::{Cache, ReadModelStore};
-use userz_core::review::{
+use userz_core::{Clock, Timestamp};
+use userz_engine::review::{
     parse_github, parse_gitlab, RepositoryRef, ReviewWebhookError, ReviewWebhookOutcome, ReviewWebhooks,
     GITHUB_EVENT_HEADER,
 };
-use userz_core::security::body_limit::read_to_bytes;
-use userz_core::security::secret::SecretBytes;
-use userz_core::security::webhooks::{
+use userz_engine::{CommandBus, CommandError, CommandMeta};
+use userz_security::body_limit::read_to_bytes;
+use userz_security::secret::SecretBytes;
+use userz_security::webhooks::{
     Delivery, DiscordVerifier, GitHubVerifier, GitLabVerifier, ReplayGuard, SlackVerifier, StandardWebhookSecret,
     StripeVerifier, WebhookError, WebhookVerifier,
 };
-use userz_core::{Clock, Timestamp};
 
 pub use chatops::{parse_action_value, parse_discord, parse_slack, ChatAction, ChatRequest};
 
@@ -443,7 +443,7 @@ impl Inner {
         v: &dyn WebhookVerifier,
         headers: &HeaderMap,
         body: &[u8],
-        notice: Option<userz_core::review::InboundPrNotice>,
+        notice: Option<userz_engine::review::InboundPrNotice>,
         delivery: &Delivery,
     ) -> Result<Json<Value>, ApiError> {
         let provider = v.provider();

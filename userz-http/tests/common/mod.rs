@@ -10,22 +10,22 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use userz_core::engine::projections::{
-    run_projection, AuditLogProjection, FeedbackListProjection, Projection, RunDetailProjection,
-};
-use userz_core::engine::CommandBus;
 use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::ports::{EventStore, ReadModelStore};
-use userz_core::security::api_key::HashParams;
-use userz_core::security::envelope::{Envelope, StaticKeyProvider};
-use userz_core::security::secret::SecretBytes;
 use userz_core::Clock;
+use userz_engine::projections::{
+    run_projection, AuditLogProjection, FeedbackListProjection, Projection, RunDetailProjection,
+};
+use userz_engine::CommandBus;
 use userz_http::admin::{Admin, NewApp};
 use userz_http::directory::DirectoryRepos;
 use userz_http::directory::{self, DirectoryProjection};
 use userz_http::upload::{UploadConfig, UploadState};
 use userz_http::webhooks::{WebhookSecrets, WebhookState};
 use userz_http::{api_router, ApiConfig, ApiDeps, ApiState};
+use userz_security::api_key::HashParams;
+use userz_security::envelope::{Envelope, StaticKeyProvider};
+use userz_security::secret::SecretBytes;
 use userz_store_blob::{BlobStoreBuilder, Blobs};
 use userz_store_memory::MemoryStores;
 use userz_testkit::{eventually, ManualClock};

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use userz_core::domain::common::{Dedup, ProcessingMode};
 use userz_core::domain::repo::Provider;
-use userz_core::engine::Engine;
+use userz_engine::Engine;
 use userz_store_memory::{MemoryCache, MemoryStores};
 use userz_testkit::scenarios::{seed_with_provider, Rig, Seeded, StoreSet};
 use userz_testkit::ManualClock;

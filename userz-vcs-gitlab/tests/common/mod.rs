@@ -6,7 +6,7 @@ use std::path::Path;
 
 use userz_core::ids::{OrgId, RepoId, RunId};
 use userz_core::ports::{RepoTarget, Workspace};
-use userz_core::security::secret::SecretString;
+use userz_security::secret::SecretString;
 use userz_testkit::git_http::GitHttpServer;
 use userz_testkit::gitlab_fake::GitLabFake;
 use userz_vcs_gitlab::{GitLabProvider, GIT_USER};
