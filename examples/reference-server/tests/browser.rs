@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use userz_core::domain::feedback::FeedbackStatus;
 use userz_engine::projections::feedback_summary;
-use userz_reference_server::config::{ModelApiKind, ModelConfig, SmtpConfig};
-use userz_reference_server::{start, Config};
+use userz_server::config::{ModelApiKind, ModelConfig, SmtpConfig};
+use userz_server::{start, Config};
 use userz_testkit::model_server::{Gate, ScriptedModelServer, ScriptedTurn};
 use userz_testkit::services::require;
 
@@ -187,13 +187,10 @@ async fn widget_to_dashboard_to_live_run_and_guardrail_refusal_in_headless_chrom
     assert_eq!(result["secondRun"]["guardrailRule"], ".github/workflows/**", "{result}");
 
     // What the server recorded for the same ids.
-    let store = server.store.clone();
+    let read_models = server.stores.read_models.clone();
     for (key, want) in [("first", FeedbackStatus::BranchPushed), ("second", FeedbackStatus::PrFailed)] {
         let id = result[key].as_str().unwrap().parse().unwrap();
-        let row = feedback_summary(&store as &dyn userz_core::ports::ReadModelStore, demo.org, id)
-            .await
-            .unwrap()
-            .expect("listed for the demo org");
+        let row = feedback_summary(read_models.as_ref(), demo.org, id).await.unwrap().expect("listed for the demo org");
         assert_eq!(row.status, want, "{key}: {row:?}");
     }
     // The widget sent the console error with the first report.

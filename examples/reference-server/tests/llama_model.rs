@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use userz_core::domain::feedback::{FeedbackDecider, FeedbackState};
 use userz_engine::CommandBus;
-use userz_reference_server::config::{ClassifierKind, MaxTokensFieldKind, ModelApiKind, ModelConfig};
-use userz_reference_server::{start, Config};
+use userz_server::config::{ClassifierKind, MaxTokensFieldKind, ModelApiKind, ModelConfig};
+use userz_server::{start, Config};
 use userz_testkit::services::require;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

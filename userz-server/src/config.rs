@@ -45,6 +45,101 @@ pub enum ConfigError {
     },
 }
 
+/// Which event store (with its read models, work queue and, where it has one,
+/// cache) the engine runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// One SQLite file in the data directory: the embedded default, one process.
+    #[default]
+    Sqlite,
+    /// PostgreSQL (`store.url`): several processes share it.
+    Postgres,
+    /// NATS JetStream (`store.url`, one or more servers): several processes share it.
+    Nats,
+}
+
+impl StoreKind {
+    /// The configuration name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Nats => "nats",
+        }
+    }
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "postgres" => Ok(StoreKind::Postgres),
+            "nats" => Ok(StoreKind::Nats),
+            other => Err(format!("{other:?}: expected sqlite, postgres or nats")),
+        }
+    }
+}
+
+/// `[store]`: where events, read models and the work queue live.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite` (default), `postgres` or `nats`.
+    pub kind: StoreKind,
+    /// SQLite: the database file (default `<data_dir>/userz.db`).
+    pub path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user@host:port/db`; NATS: `nats://host:port`
+    /// (several servers separated by commas). Put no password here: use
+    /// `url_env`.
+    pub url: Option<String>,
+    /// Name of the environment variable holding the URL instead (for URLs
+    /// with credentials).
+    pub url_env: Option<String>,
+    /// PostgreSQL schema, NATS stream/bucket prefix (default `userz`).
+    pub namespace: Option<String>,
+    /// NATS: stream replicas (default 1; 3 on a three-node cluster).
+    pub replicas: Option<usize>,
+}
+
+/// Which cache holds sessions, upload tickets and the webhook replay guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    /// The store's own cache (SQLite, NATS KV). PostgreSQL has none.
+    #[default]
+    Store,
+    /// Redis (`cache.url`).
+    Redis,
+    /// Process memory: one process only (sessions are lost on restart).
+    Memory,
+}
+
+impl std::str::FromStr for CacheKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "store" => Ok(CacheKind::Store),
+            "redis" => Ok(CacheKind::Redis),
+            "memory" => Ok(CacheKind::Memory),
+            other => Err(format!("{other:?}: expected store, redis or memory")),
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `store` (default), `redis` or `memory`.
+    pub kind: CacheKind,
+    /// Redis: `redis://host:port`.
+    pub url: Option<String>,
+    /// Name of the environment variable holding the URL instead.
+    pub url_env: Option<String>,
+}
+
 /// Which classifier labels reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -266,6 +361,10 @@ pub struct Config {
     pub workers: usize,
     /// Request limits of the `/v1` API.
     pub limits: LimitSettings,
+    /// `[store]`: the event store and what comes with it.
+    pub store: StoreConfig,
+    /// `[cache]`: sessions, tickets, replay guard.
+    pub cache: CacheConfig,
 }
 
 /// Rate limits of the `/v1` API (token buckets: burst, then per minute).
@@ -315,7 +414,29 @@ impl Default for Config {
             github_app: None,
             workers: 2,
             limits: LimitSettings::default(),
+            store: StoreConfig::default(),
+            cache: CacheConfig::default(),
         }
+    }
+}
+
+/// A URL given directly or through a named environment variable (one of the two).
+fn url_setting(
+    url: Option<&str>,
+    url_env: Option<&str>,
+    field: &'static str,
+    env_field: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match (url, url_env) {
+        (Some(_), Some(_)) => {
+            Err(ConfigError::Invalid { field, message: format!("give {field} or {env_field}, not both") })
+        }
+        (Some(u), None) => Ok(Some(u.to_owned())),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(ConfigError::Invalid { field: env_field, message: format!("names {var}, which is not set") }),
+        },
+        (None, None) => Ok(None),
     }
 }
 
@@ -346,7 +467,21 @@ impl Config {
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        Self::from_toml_str(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+    }
+
+    /// Parses a configuration; an error names the field (`store.kind: …`).
+    pub fn from_toml_str(text: &str) -> Result<Self, String> {
+        let de = toml::de::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            if field.is_empty() || field == "." {
+                inner.to_string()
+            } else {
+                format!("{field}: {inner}")
+            }
+        })
     }
 
     /// Applies `USERZ_LISTEN`, `USERZ_PUBLIC_URL`, `USERZ_DATA_DIR`,
@@ -384,6 +519,18 @@ impl Config {
         }
         if let Some(v) = parse_env("USERZ_WORKERS")? {
             self.workers = v;
+        }
+        if let Some(v) = parse_env("USERZ_STORE")? {
+            self.store.kind = v;
+        }
+        if let Some(v) = env_var("USERZ_STORE_URL") {
+            self.store.url = Some(v);
+        }
+        if let Some(v) = parse_env("USERZ_CACHE")? {
+            self.cache.kind = v;
+        }
+        if let Some(v) = env_var("USERZ_CACHE_URL") {
+            self.cache.url = Some(v);
         }
         if let Some(api) = env_var("USERZ_MODEL_API") {
             let api = match api.as_str() {
@@ -460,6 +607,8 @@ impl Config {
         if !self.admin_email.contains('@') {
             return Err(ConfigError::Invalid { field: "admin_email", message: "must be an e-mail address".into() });
         }
+        self.store_url()?;
+        self.cache_url()?;
         if self.workers == 0 || self.workers > 64 {
             return Err(ConfigError::Invalid { field: "workers", message: "must be 1-64".into() });
         }
@@ -468,6 +617,68 @@ impl Config {
 
     /// The `/v1` API settings (the `sk_` key limit is fixed by the product:
     /// capacity 100, 10/s).
+    /// The store's URL: `store.url`, or the variable `store.url_env` names.
+    /// `None` for SQLite; an error naming the field when a networked store has
+    /// none, or both are given.
+    pub fn store_url(&self) -> Result<Option<String>, ConfigError> {
+        let s = &self.store;
+        let url = url_setting(s.url.as_deref(), s.url_env.as_deref(), "store.url", "store.url_env")?;
+        match (s.kind, url) {
+            (StoreKind::Sqlite, Some(_)) => Err(ConfigError::Invalid {
+                field: "store.url",
+                message: "the sqlite store takes store.path, not a URL".into(),
+            }),
+            (StoreKind::Sqlite, None) => Ok(None),
+            (kind, None) => Err(ConfigError::Invalid {
+                field: "store.url",
+                message: format!("store.kind = {:?} needs store.url (or store.url_env)", kind.as_str()),
+            }),
+            (StoreKind::Postgres, Some(u)) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+                Err(ConfigError::Invalid {
+                    field: "store.url",
+                    message: "a postgres store URL starts with postgres:// or postgresql://".into(),
+                })
+            }
+            (StoreKind::Nats, Some(u))
+                if !u.split(',').all(|one| {
+                    let one = one.trim();
+                    one.starts_with("nats://") || one.starts_with("tls://")
+                }) =>
+            {
+                Err(ConfigError::Invalid {
+                    field: "store.url",
+                    message: "each NATS server URL starts with nats:// or tls://".into(),
+                })
+            }
+            (_, Some(u)) => Ok(Some(u)),
+        }
+    }
+
+    /// The cache's URL (Redis), checked like [`store_url`](Self::store_url).
+    pub fn cache_url(&self) -> Result<Option<String>, ConfigError> {
+        let c = &self.cache;
+        let url = url_setting(c.url.as_deref(), c.url_env.as_deref(), "cache.url", "cache.url_env")?;
+        match (c.kind, url) {
+            (CacheKind::Redis, None) => Err(ConfigError::Invalid {
+                field: "cache.url",
+                message: "cache.kind = \"redis\" needs cache.url (or cache.url_env)".into(),
+            }),
+            (CacheKind::Redis, Some(u)) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+                Err(ConfigError::Invalid { field: "cache.url", message: "a Redis URL starts with redis://".into() })
+            }
+            (CacheKind::Redis, Some(u)) => Ok(Some(u)),
+            (_, Some(_)) => Err(ConfigError::Invalid {
+                field: "cache.url",
+                message: "only cache.kind = \"redis\" takes a URL".into(),
+            }),
+            (CacheKind::Store, None) if self.store.kind == StoreKind::Postgres => Err(ConfigError::Invalid {
+                field: "cache.kind",
+                message: "the postgres store has no cache: set cache.kind = \"redis\" (with cache.url), or \"memory\" for a single process".into(),
+            }),
+            (_, None) => Ok(None),
+        }
+    }
+
     pub fn api_config(&self) -> userz_http::ApiConfig {
         use userz_http::ratelimit::BucketConfig;
         userz_http::ApiConfig {
@@ -522,8 +733,8 @@ mod tests {
 
     #[test]
     fn github_app_needs_exactly_one_key_source() {
-        let parse = |t: &str| toml::from_str::<Config>(t).unwrap().validate();
-        let source = |t: &str| toml::from_str::<Config>(t).unwrap().github_app.unwrap().key_source().unwrap();
+        let parse = |t: &str| Config::from_toml_str(t).unwrap().validate();
+        let source = |t: &str| Config::from_toml_str(t).unwrap().github_app.unwrap().key_source().unwrap();
         let env = "[github_app]\napp_id = \"1\"\nprivate_key_env = \"K\"\n";
         parse(env).unwrap();
         assert_eq!(source(env), GithubKeySource::Env("K".into()));
@@ -547,5 +758,37 @@ mod tests {
     fn public_url_must_not_end_with_a_slash() {
         let c = Config { public_url: Some("http://x/".into()), ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().contains("public_url"));
+    }
+
+    #[test]
+    fn store_settings_are_checked_and_errors_name_the_setting() {
+        let invalid = |t: &str| match Config::from_toml_str(t) {
+            Err(parse) => parse,
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        };
+        let ok = |t: &str| Config::from_toml_str(t).unwrap().validate().unwrap();
+        ok("");
+        ok("[store]\nkind = \"sqlite\"\npath = \"/tmp/x.db\"\n");
+        ok("[store]\nkind = \"postgres\"\nurl = \"postgres://u@127.0.0.1:5432/db\"\n[cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n");
+        ok("[store]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222, nats://127.0.0.1:4223\"\nreplicas = 3\n");
+        ok("[store]\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\n[cache]\nkind = \"memory\"\n");
+        for (toml, field, words) in [
+            ("[store]\nkind = \"mysql\"\n", "store.kind", "unknown variant"),
+            ("[store]\nkinds = \"sqlite\"\n", "store", "unknown field"),
+            ("[store]\nkind = \"postgres\"\n", "store.url", "needs store.url"),
+            ("[store]\nkind = \"nats\"\n", "store.url", "needs store.url"),
+            ("[store]\nkind = \"postgres\"\nurl = \"mysql://h/db\"\n", "store.url", "postgres://"),
+            ("[store]\nkind = \"nats\"\nurl = \"nats://a:1,http://b:2\"\n", "store.url", "nats://"),
+            ("[store]\nurl = \"postgres://h/db\"\n", "store.url", "store.path"),
+            ("[store]\nkind = \"postgres\"\nurl = \"postgres://h/db\"\n", "cache.kind", "has no cache"),
+            ("[store]\nkind = \"postgres\"\nurl = \"postgres://h/db\"\nurl_env = \"X\"\n", "store.url", "not both"),
+            ("[store]\nkind = \"nats\"\nurl_env = \"USERZ_TEST_SURELY_UNSET_VAR\"\n", "store.url_env", "not set"),
+            ("[cache]\nkind = \"redis\"\n", "cache.url", "needs cache.url"),
+            ("[cache]\nkind = \"redis\"\nurl = \"http://h\"\n", "cache.url", "redis://"),
+            ("[cache]\nurl = \"redis://h\"\n", "cache.url", "only cache.kind"),
+        ] {
+            let e = invalid(toml);
+            assert!(e.contains(field) && e.contains(words), "{toml:?}: {e}");
+        }
     }
 }

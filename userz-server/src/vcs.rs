@@ -1,6 +1,4 @@
-//! # userz-vcs-routing
-//!
-//! An example [`VcsResolver`] for a deployment whose repositories live on
+//! The production [`VcsResolver`]: one deployment whose repositories live on
 //! GitHub, GitLab (gitlab.com or self-hosted) and plain git remotes at once.
 //! Wrap it in a [`VcsRouter`](userz_core::ports::VcsRouter) and hand that to
 //! the engine as `EngineDeps::vcs`.
@@ -24,8 +22,8 @@
 //! `RecordSecretUse` audit event, because a resolver does not know which run
 //! it serves (the model key opened by the executor is recorded).
 //!
-//! This crate lives under `examples/` because it depends on several adapters,
-//! which adapters and the core must not do.
+//! It lives in the composition root because it depends on every forge
+//! adapter, which adapters and the core must not do.
 
 use std::collections::HashMap;
 use std::sync::Arc;

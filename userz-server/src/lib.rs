@@ -1,12 +1,25 @@
-//! # userz-reference-server
+//! # userz-server
 //!
-//! A complete Userz deployment on embedded defaults: the SQLite store, blobs on
-//! the local filesystem, the process sandbox running the real agent, a VCS
-//! provider per repository, the model provider from configuration, the `/v1`
-//! API, webhooks, the dashboard and the widget, all in one process.
+//! The Userz composition root as a library. A [`Config`] (a TOML file with
+//! `USERZ_*` environment overrides, every field defaulted) selects the store
+//! (`sqlite` | `postgres` | `nats`) and cache, blob storage, the sandbox
+//! backend, the VCS router, the classifier and the model; [`build`] assembles
+//! the engine and its workers with the `/v1` API, webhooks, the dashboard and
+//! the widget as one axum [`Router`]; [`start`] also binds and serves it.
 //!
-//! [`start`] assembles and serves it; the `userz-server` binary adds
-//! configuration loading and the admin CLI.
+//! The reference server (`examples/reference-server`) is [`cli::main`]; a
+//! service that already has an axum application merges [`Userz::router`] into
+//! its own (`examples/embedded-axum`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), userz_server::ServerError> {
+//! let config = userz_server::Config::load(None)?;
+//! let userz = userz_server::build(config, "https://feedback.example.com".into()).await?;
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my service" }))
+//!     .merge(userz.router());
+//! # let _ = app; Ok(()) }
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,14 +43,17 @@ use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, StaticKeyProvider};
 use userz_security::secret::SecretString;
 use userz_store_blob::{BlobStoreBuilder, Blobs, UploadTranscripts};
-use userz_store_sqlite::{SqliteStore, SqliteStoreBuilder};
 
 pub mod admin_cli;
+pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod stores;
+pub mod vcs;
 
 pub use config::Config;
 pub use demo::DemoInfo;
+pub use stores::{Stores, DB_FILE};
 
 /// The org secret slot (`ai_provider_key`) an org sets to use its own model key.
 pub const MODEL_SECRET_SLOT: &str = "model";
@@ -68,29 +84,36 @@ pub enum ServerError {
     },
 }
 
-/// A running server. Dropping it stops serving and the engine.
+/// The assembled engine: workers and projections running, and the router
+/// that serves its API, webhooks, dashboard and widget. Dropping it stops the
+/// engine and the background tasks.
 #[derive(Debug)]
-pub struct Server {
-    /// The address bound.
-    pub addr: SocketAddr,
-    /// The URL users reach it at.
+pub struct Userz {
+    /// The URL users reach the router at.
     pub public_url: String,
     /// What the first start created, when the demo is enabled.
     pub demo: Option<DemoInfo>,
     /// Why agent runs cannot execute here, if they cannot (printed at start).
     pub sandbox_unavailable: Option<String>,
-    /// The store (tests read read models from it).
-    pub store: SqliteStore,
+    /// The storage ports (tests read read models from them).
+    pub stores: Stores,
+    router: Router,
     engine: Option<Engine>,
     background: Vec<JoinHandle<()>>,
-    stop: Option<oneshot::Sender<()>>,
-    serve: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-impl Server {
+impl Userz {
     /// The engine.
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
+    }
+
+    /// The `/v1` API, webhooks, dashboard, widget, `/healthz` and (with the
+    /// demo) `/demo`, to serve alone or merge into an existing application.
+    /// Handlers read the client address, so serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// A `curl` line that submits feedback to the demo App.
@@ -102,6 +125,57 @@ impl Server {
             url = self.public_url,
             key = d.public_key
         ))
+    }
+
+    /// Stops the engine and the background tasks.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown();
+        }
+    }
+}
+
+impl Drop for Userz {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// A running server: [`Userz`] served on a bound address. Dropping it stops
+/// serving and the engine.
+#[derive(Debug)]
+pub struct Server {
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// The URL users reach it at.
+    pub public_url: String,
+    /// What the first start created, when the demo is enabled.
+    pub demo: Option<DemoInfo>,
+    /// Why agent runs cannot execute here, if they cannot (printed at start).
+    pub sandbox_unavailable: Option<String>,
+    /// The storage ports (tests read read models from them).
+    pub stores: Stores,
+    userz: Option<Userz>,
+    stop: Option<oneshot::Sender<()>>,
+    serve: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// The engine.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.userz.as_ref().and_then(Userz::engine)
+    }
+
+    /// A `curl` line that submits feedback to the demo App.
+    pub fn curl_line(&self) -> Option<String> {
+        self.userz.as_ref().and_then(Userz::curl_line)
     }
 
     /// Serves until ctrl-c or until the serving task ends.
@@ -133,11 +207,8 @@ impl Server {
         if let Some(serve) = self.serve.take() {
             serve.abort();
         }
-        for task in self.background.drain(..) {
-            task.abort();
-        }
-        if let Some(engine) = self.engine.take() {
-            engine.shutdown();
+        if let Some(userz) = self.userz.take() {
+            userz.shutdown();
         }
     }
 }
@@ -149,19 +220,19 @@ impl Drop for Server {
 }
 
 /// The master key: `USERZ_MASTER_KEYS` when set, else `<data_dir>/master.key`,
-/// created with mode 0600 when the data directory is new (no `userz.db` yet).
-/// An existing database without its key file is an error: a fresh key would
-/// seal new secrets the old ones' readers cannot open, and the old ones would
-/// be unreadable.
-pub(crate) fn master_keys(data_dir: &Path) -> Result<StaticKeyProvider, ServerError> {
+/// created with mode 0600 when the store holds no data yet (`existing_data`
+/// false). An existing store without its key file is an error: a fresh key
+/// would seal new secrets the old ones' readers cannot open, and the old ones
+/// would be unreadable.
+pub(crate) fn master_keys(data_dir: &Path, existing_data: bool) -> Result<StaticKeyProvider, ServerError> {
     let env = userz_security::envelope::MASTER_KEYS_ENV;
     if std::env::var_os(env).is_some() {
         return StaticKeyProvider::from_env().map_err(|e| ServerError::Setup(format!("master key: {e}")));
     }
     let path = data_dir.join("master.key");
-    if !path.exists() && data_dir.join(DB_FILE).exists() {
+    if !path.exists() && existing_data {
         return Err(ServerError::Setup(format!(
-            "{} has a database but no master.key, and {env} is not set: run with the master key it was created with",
+            "{} has no master.key but the store already holds data, and {env} is not set: run with the master key it was created with",
             data_dir.display()
         )));
     }
@@ -325,8 +396,8 @@ fn process_sandbox(config: &Config) -> Result<ProcessSandbox, String> {
 }
 
 /// The resolver's GitHub App settings from `[github_app]`.
-fn github_app_settings(g: &config::GithubAppConfig) -> Result<userz_vcs_routing::GithubAppSettings, ServerError> {
-    use userz_vcs_routing::GithubAppKey;
+fn github_app_settings(g: &config::GithubAppConfig) -> Result<vcs::GithubAppSettings, ServerError> {
+    use vcs::GithubAppKey;
     let key = match g.key_source()? {
         config::GithubKeySource::Env(var) => {
             GithubAppKey::Pem(SecretString::new(std::env::var(&var).map_err(|_| {
@@ -335,7 +406,7 @@ fn github_app_settings(g: &config::GithubAppConfig) -> Result<userz_vcs_routing:
         }
         config::GithubKeySource::Sealed { org, slot } => GithubAppKey::Sealed { org, slot },
     };
-    Ok(userz_vcs_routing::GithubAppSettings {
+    Ok(vcs::GithubAppSettings {
         app_id: g.app_id.clone(),
         key,
         api_base: g.api_base.clone(),
@@ -357,19 +428,32 @@ fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
 
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
-/// The SQLite file in the data directory.
-pub(crate) const DB_FILE: &str = "userz.db";
-
-/// Assembles and starts the server.
-pub async fn start(config: Config) -> Result<Server, ServerError> {
-    config.validate()?;
+/// Opens the stores and the master key: the key file may only be created for
+/// a store that holds no data yet.
+pub(crate) async fn open_stores(config: &Config, clock: Arc<dyn Clock>) -> Result<(Stores, Envelope), ServerError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServerError::Setup(format!("{}: {e}", config.data_dir.display())))?;
+    if config.store.kind == config::StoreKind::Sqlite {
+        // Before the store creates the database file.
+        let existing = stores::sqlite_path(config).exists();
+        let envelope = Envelope::new(Arc::new(master_keys(&config.data_dir, existing)?));
+        return Ok((Stores::open(config, clock).await?, envelope));
+    }
+    let stores = Stores::open(config, clock).await?;
+    let existing = !stores.is_empty().await?;
+    let envelope = Envelope::new(Arc::new(master_keys(&config.data_dir, existing)?));
+    Ok((stores, envelope))
+}
+
+/// Assembles the engine from `config` and starts its workers and
+/// projections; `public_url` is where users reach [`Userz::router`] (links in
+/// mails, the demo App's allowed origin). The router is not served: merge it
+/// into an application or use [`start`].
+pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerError> {
+    config.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // Before the store creates the database file (see master_keys).
-    let envelope = Envelope::new(Arc::new(master_keys(&config.data_dir)?));
-    let store = SqliteStoreBuilder::new(config.data_dir.join(DB_FILE)).with_clock(clock.clone()).build().await?;
-    let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store.clone()));
+    let (stores, envelope) = open_stores(&config, clock.clone()).await?;
+    let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
     let objects = BlobStoreBuilder::local(config.data_dir.join("blobs"))
         .build()
         .map_err(|e| ServerError::Setup(format!("blob storage: {e}")))?;
@@ -404,16 +488,16 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
             Arc::new(userz_security::classifier::LayeredClassifier::new(Arc::new(model)))
         }
     };
-    let mut resolver = userz_vcs_routing::SealedVcsResolver::new(bus.clone(), envelope.clone())
+    let mut resolver = vcs::SealedVcsResolver::new(bus.clone(), envelope.clone())
         .with_user_agent(concat!("userz-server/", env!("CARGO_PKG_VERSION")));
     if let Some(g) = &config.github_app {
         resolver = resolver.with_github_app(github_app_settings(g)?);
     }
     let vcs = Arc::new(VcsRouter::new(Arc::new(resolver)));
     let deps = EngineDeps {
-        events: Arc::new(store.clone()),
-        read_models: Arc::new(store.clone()),
-        queue: Arc::new(store.clone()),
+        events: stores.events.clone(),
+        read_models: stores.read_models.clone(),
+        queue: stores.queue.clone(),
         clock: clock.clone(),
         classifier,
         sandbox,
@@ -444,12 +528,6 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         clock.clone(),
         Some(envelope.clone()),
     );
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-    let public_url = config.public_url(addr);
 
     let demo = match demo::load(&config.data_dir)? {
         Some(d) => Some(d),
@@ -485,7 +563,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         }
         dash_config = dash_config.with_google(settings);
     }
-    let cache: Arc<dyn userz_core::ports::Cache> = Arc::new(store.clone());
+    let cache = stores.cache.clone();
     let dashboard = userz_dashboard::DashboardState::new(
         engine.bus().clone(),
         engine.read_models().clone(),
@@ -551,10 +629,31 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         background.push(outbound.spawn());
     }
 
-    let app = router(&demo, &public_url)
+    let router = router(&demo, &public_url)
         .merge(userz_http::api_router(api))
         .merge(userz_dashboard::router(dashboard))
         .fallback(userz_http::not_found_fallback);
+    Ok(Userz {
+        public_url,
+        demo,
+        sandbox_unavailable,
+        stores,
+        router,
+        engine: Some(engine),
+        background: std::mem::take(&mut background),
+    })
+}
+
+/// Binds `config.listen`, assembles the engine with [`build`] and serves it.
+pub async fn start(config: Config) -> Result<Server, ServerError> {
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let public_url = config.public_url(addr);
+    let userz = build(config, public_url.clone()).await?;
+    let app = userz.router();
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -566,11 +665,10 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
     Ok(Server {
         addr,
         public_url,
-        demo,
-        sandbox_unavailable,
-        store,
-        engine: Some(engine),
-        background: std::mem::take(&mut background),
+        demo: userz.demo.clone(),
+        sandbox_unavailable: userz.sandbox_unavailable.clone(),
+        stores: userz.stores.clone(),
+        userz: Some(userz),
         stop: Some(stop),
         serve: Some(serve),
     })
@@ -621,16 +719,15 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert!(std::env::var_os(userz_security::envelope::MASTER_KEYS_ENV).is_none(), "test needs it unset");
         let tmp = tempfile::tempdir().unwrap();
-        master_keys(tmp.path()).unwrap();
+        master_keys(tmp.path(), false).unwrap();
         let key = tmp.path().join("master.key");
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
         let first = std::fs::read(&key).unwrap();
-        master_keys(tmp.path()).unwrap();
+        master_keys(tmp.path(), true).unwrap();
         assert_eq!(std::fs::read(&key).unwrap(), first, "an existing key is kept");
-        // A database without its key: refused, nothing written.
+        // A store with data but without its key: refused, nothing written.
         std::fs::remove_file(&key).unwrap();
-        std::fs::write(tmp.path().join(DB_FILE), b"").unwrap();
-        let e = master_keys(tmp.path()).unwrap_err();
+        let e = master_keys(tmp.path(), true).unwrap_err();
         assert!(e.to_string().contains("no master.key"), "{e}");
         assert!(!key.exists());
     }
@@ -639,7 +736,7 @@ mod tests {
     async fn the_dashboard_reads_blobs_only_under_the_viewers_org() {
         use userz_dashboard::BlobReader as _;
         let tmp = tempfile::tempdir().unwrap();
-        let store = SqliteStoreBuilder::new(tmp.path().join(DB_FILE)).build().await.unwrap();
+        let store = userz_store_sqlite::SqliteStoreBuilder::new(tmp.path().join(DB_FILE)).build().await.unwrap();
         let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store));
         let objects = BlobStoreBuilder::local(tmp.path().join("blobs")).build().unwrap();
         let blobs = Blobs::new(objects, bus, Arc::new(SystemClock));

@@ -1,10 +1,10 @@
 //! The operator commands of `userz-server`: create orgs, Apps and repos, issue
 //! and revoke `sk_` keys, set secrets (write-only) and signing secrets.
 //!
-//! They open the server's data directory directly (the same SQLite file and
-//! master key), so they work with the server stopped or running: SQLite
-//! serialises the writers, and a running server sees the new events within its
-//! store's poll interval. Every write goes through [`userz_http::admin::Admin`],
+//! They open the server's configured store and master key directly (by
+//! default the data directory's SQLite file), so they work with the server
+//! stopped or running: the store serialises the writers, and a running server
+//! sees the new events within its store's poll interval or notification. Every write goes through [`userz_http::admin::Admin`],
 //! so it is validated by the aggregate's decider and recorded as events, exactly
 //! as if the server had made it.
 //!
@@ -24,11 +24,10 @@ use userz_core::{Clock, SystemClock};
 use userz_engine::projections::catch_up_projection;
 use userz_engine::CommandBus;
 use userz_http::admin::{Admin, AdminError, NewApp, NewRepo};
-use userz_security::envelope::{Envelope, SecretKind};
+use userz_security::envelope::SecretKind;
 use userz_security::secret::SecretString;
-use userz_store_sqlite::{SqliteStore, SqliteStoreBuilder};
 
-use crate::Config;
+use crate::{Config, Stores};
 
 /// An admin command.
 #[derive(Debug, Subcommand)]
@@ -281,34 +280,31 @@ impl CliError {
 /// The data directory opened for admin commands.
 #[derive(Debug)]
 pub struct AdminContext {
-    store: SqliteStore,
+    stores: Stores,
     admin: Admin,
 }
 
 impl AdminContext {
     /// Opens `config.data_dir` (creating it and a master key when new).
     pub async fn open(config: &Config) -> Result<Self, CliError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| CliError::Setup(format!("{}: {e}", config.data_dir.display())))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        // Before the store creates the database file (see master_keys).
-        let envelope =
-            Envelope::new(Arc::new(crate::master_keys(&config.data_dir).map_err(|e| CliError::Setup(e.to_string()))?));
-        let store = SqliteStoreBuilder::new(config.data_dir.join(crate::DB_FILE))
-            .with_clock(clock.clone())
-            .build()
-            .await
-            .map_err(|e| CliError::Setup(format!("store: {e}")))?;
-        let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store.clone()));
-        let admin = Admin::new(bus, Arc::new(store.clone()), clock, Some(envelope));
-        Ok(Self { store, admin })
+        let (stores, envelope) =
+            crate::open_stores(config, clock.clone()).await.map_err(|e| CliError::Setup(e.to_string()))?;
+        let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
+        let admin = Admin::new(bus, stores.read_models.clone(), clock, Some(envelope));
+        Ok(Self { stores, admin })
     }
 
     /// Brings the directory read model up to date (the listings read it).
     async fn catch_up(&self) -> Result<(), CliError> {
-        catch_up_projection(&userz_http::directory::DirectoryProjection, &self.store, &self.store, 500)
-            .await
-            .map_err(|e| CliError::Setup(format!("directory: {e}")))?;
+        catch_up_projection(
+            &userz_http::directory::DirectoryProjection,
+            self.stores.events.as_ref(),
+            self.stores.read_models.as_ref(),
+            500,
+        )
+        .await
+        .map_err(|e| CliError::Setup(format!("directory: {e}")))?;
         Ok(())
     }
 

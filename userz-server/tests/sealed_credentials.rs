@@ -23,6 +23,7 @@ use userz_engine::secrets::put_secret;
 use userz_engine::{CommandBus, Engine, EngineDeps};
 use userz_git::GitChangeReader;
 use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
+use userz_server::vcs::{repo_token_slot, GithubAppKey, GithubAppSettings, SealedVcsResolver};
 use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
 use userz_testkit::git_http::GitHttpServer;
@@ -31,7 +32,6 @@ use userz_testkit::gitlab_fake::GitLabFake;
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status, StoreSet};
 use userz_testkit::ManualClock;
 use userz_vcs_gitlab::GIT_USER;
-use userz_vcs_routing::{repo_token_slot, GithubAppKey, GithubAppSettings, SealedVcsResolver};
 
 const PROJECT: &str = "acme/platform/widgets";
 const PLAIN: &str = "acme/plain";

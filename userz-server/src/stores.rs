@@ -1,0 +1,121 @@
+//! The engine's storage, selected by configuration: `[store] kind = "sqlite" |
+//! "postgres" | "nats"` and `[cache] kind = "store" | "redis" | "memory"`.
+//!
+//! Every choice yields the same four ports ([`EventStore`], [`ReadModelStore`],
+//! [`WorkQueue`], [`Cache`]) as trait objects, so nothing after this module
+//! knows which engine it runs on. A store that cannot be reached stops start-up
+//! with an error naming the setting.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use userz_core::ports::{Cache, EventStore, ReadModelStore, WorkQueue};
+use userz_core::Clock;
+
+use crate::config::{CacheKind, Config, StoreKind};
+use crate::ServerError;
+
+/// The SQLite file in the data directory (the embedded default).
+pub const DB_FILE: &str = "userz.db";
+
+/// The storage ports the engine, the HTTP layer and the dashboard share.
+#[derive(Clone)]
+pub struct Stores {
+    /// Which store the events live in.
+    pub kind: StoreKind,
+    /// The event log.
+    pub events: Arc<dyn EventStore>,
+    /// Read models and projection checkpoints.
+    pub read_models: Arc<dyn ReadModelStore>,
+    /// Sanitize and run jobs.
+    pub queue: Arc<dyn WorkQueue>,
+    /// Sessions, upload tickets, replay guard, rate-limit state.
+    pub cache: Arc<dyn Cache>,
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stores").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+/// The SQLite file a configuration uses.
+pub fn sqlite_path(config: &Config) -> PathBuf {
+    config.store.path.clone().unwrap_or_else(|| config.data_dir.join(DB_FILE))
+}
+
+fn unreachable(field: &'static str, what: &str, e: impl fmt::Display) -> ServerError {
+    ServerError::Setup(format!("{field}: cannot open the {what}: {e}"))
+}
+
+impl Stores {
+    /// Opens (and, where needed, creates) the configured store and cache.
+    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        let url = config.store_url()?;
+        let namespace = config.store.namespace.clone().unwrap_or_else(|| "userz".into());
+        let (events, read_models, queue, own_cache): (
+            Arc<dyn EventStore>,
+            Arc<dyn ReadModelStore>,
+            Arc<dyn WorkQueue>,
+            Option<Arc<dyn Cache>>,
+        ) = match config.store.kind {
+            StoreKind::Sqlite => {
+                let path = sqlite_path(config);
+                let s = userz_store_sqlite::SqliteStoreBuilder::new(&path)
+                    .with_clock(clock.clone())
+                    .build()
+                    .await
+                    .map_err(|e| unreachable("store.path", &format!("SQLite store at {}", path.display()), e))?;
+                let s = Arc::new(s);
+                (s.clone(), s.clone(), s.clone(), Some(s))
+            }
+            StoreKind::Postgres => {
+                // Invariant: store_url() returns Some for every networked kind.
+                let url = url.ok_or_else(|| ServerError::Setup("store.url: missing".into()))?;
+                let s = userz_store_postgres::PgStoreBuilder::new(url)
+                    .with_schema(namespace)
+                    .with_clock(clock.clone())
+                    .build()
+                    .await
+                    .map_err(|e| unreachable("store.url", "PostgreSQL store", e))?;
+                let s = Arc::new(s);
+                (s.clone(), s.clone(), s, None)
+            }
+            StoreKind::Nats => {
+                let url = url.ok_or_else(|| ServerError::Setup("store.url: missing".into()))?;
+                let mut b =
+                    userz_store_nats::NatsStoreBuilder::new(url).with_prefix(namespace).with_clock(clock.clone());
+                if let Some(n) = config.store.replicas {
+                    b = b.with_replicas(n);
+                }
+                let s = b.build().await.map_err(|e| unreachable("store.url", "NATS JetStream store", e))?;
+                let s = Arc::new(s);
+                (s.clone(), s.clone(), s.clone(), Some(s))
+            }
+        };
+        let cache: Arc<dyn Cache> = match config.cache.kind {
+            CacheKind::Store => own_cache.ok_or_else(|| {
+                ServerError::Setup(format!(
+                    "cache.kind: the {} store has no cache; set cache.kind = \"redis\" or \"memory\"",
+                    config.store.kind.as_str()
+                ))
+            })?,
+            CacheKind::Memory => Arc::new(userz_store_memory::MemoryCache::new(clock.clone())),
+            CacheKind::Redis => {
+                let url = config.cache_url()?.ok_or_else(|| ServerError::Setup("cache.url: missing".into()))?;
+                let c = userz_store_redis::RedisCacheBuilder::new(url)
+                    .build()
+                    .await
+                    .map_err(|e| unreachable("cache.url", "Redis cache", e))?;
+                Arc::new(c)
+            }
+        };
+        Ok(Self { kind: config.store.kind, events, read_models, queue, cache })
+    }
+
+    /// Whether the event log is empty (a new deployment).
+    pub async fn is_empty(&self) -> Result<bool, ServerError> {
+        Ok(self.events.read_all(0, 1).await?.is_empty())
+    }
+}
