@@ -609,6 +609,20 @@ impl Config {
         }
         self.store_url()?;
         self.cache_url()?;
+        if let Some(ns) = &self.store.namespace {
+            let valid = (1..=32).contains(&ns.len())
+                && ns.starts_with(|c: char| c.is_ascii_alphabetic())
+                && ns.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    field: "store.namespace",
+                    message: format!("{ns:?}: 1-32 characters of [A-Za-z0-9_], starting with a letter"),
+                });
+            }
+        }
+        if self.store.replicas.is_some_and(|n| !(1..=5).contains(&n)) {
+            return Err(ConfigError::Invalid { field: "store.replicas", message: "must be 1-5".into() });
+        }
         if self.workers == 0 || self.workers > 64 {
             return Err(ConfigError::Invalid { field: "workers", message: "must be 1-64".into() });
         }
@@ -786,6 +800,8 @@ mod tests {
             ("[cache]\nkind = \"redis\"\n", "cache.url", "needs cache.url"),
             ("[cache]\nkind = \"redis\"\nurl = \"http://h\"\n", "cache.url", "redis://"),
             ("[cache]\nurl = \"redis://h\"\n", "cache.url", "only cache.kind"),
+            ("[store]\nnamespace = \"a-b\"\n", "store.namespace", "[A-Za-z0-9_]"),
+            ("[store]\nkind = \"nats\"\nurl = \"nats://h:1\"\nreplicas = 7\n", "store.replicas", "1-5"),
         ] {
             let e = invalid(toml);
             assert!(e.contains(field) && e.contains(words), "{toml:?}: {e}");

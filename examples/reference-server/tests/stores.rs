@@ -1,0 +1,124 @@
+//! The reference server starts on each store from configuration alone (a
+//! `-c` file naming the store, nothing else changed): SQLite, PostgreSQL (with
+//! Redis as its cache) and NATS JetStream, the real servers that
+//! `scripts/services.sh` starts on loopback. On each, the printed `curl` line
+//! gets `201` and the report reaches the dashboard, which exercises the event
+//! log, the projections, the work queue and the cache of that store. Invalid or
+//! unreachable store settings stop start-up with an error naming the setting.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{dashboard_lists, server_command, spawn, submit_printed_curl_line, wait_line};
+
+/// A namespace no other test shares (PostgreSQL schema, NATS prefix).
+fn namespace() -> String {
+    format!("rs_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}
+
+fn write_config(dir: &Path, toml: &str) -> std::path::PathBuf {
+    let path = dir.join("userz.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Serves with `toml` as the configuration file, checks the printed store and
+/// the main job's first steps on it.
+fn serves_the_main_job_on(kind: &str, toml: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), toml);
+    let mut cmd = server_command(&tmp.path().join("data"));
+    cmd.arg("-c").arg(&config);
+    let (_server, rx) = spawn(cmd);
+    let mut seen = Vec::new();
+    let url_line = wait_line(&rx, &mut seen, |l| l.starts_with("userz server listening on "));
+    let base = url_line.trim_start_matches("userz server listening on ").trim().to_string();
+    let store_line = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("store:"));
+    assert_eq!(store_line.trim().trim_start_matches("store:").trim(), kind);
+    wait_line(&rx, &mut seen, |l| l.starts_with("submit feedback:"));
+    let curl = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("curl "));
+    let id = submit_printed_curl_line(&curl);
+    assert!(dashboard_lists(&base, &rx, &mut seen, &id), "feedback {id} is in the dashboard queue on {kind}");
+}
+
+#[test]
+fn starts_on_sqlite_from_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("elsewhere.db");
+    serves_the_main_job_on("sqlite", &format!("[store]\nkind = \"sqlite\"\npath = {:?}\n", db.to_str().unwrap()));
+    assert!(db.is_file(), "the configured path holds the database");
+}
+
+#[test]
+fn starts_on_postgres_from_configuration() {
+    let (Some(pg), Some(redis)) =
+        (userz_testkit::services::require("USERZ_PG_URL"), userz_testkit::services::require("USERZ_REDIS_URL"))
+    else {
+        return;
+    };
+    serves_the_main_job_on(
+        "postgres",
+        &format!(
+            "[store]\nkind = \"postgres\"\nurl = {pg:?}\nnamespace = {:?}\n[cache]\nkind = \"redis\"\nurl = {redis:?}\n",
+            namespace()
+        ),
+    );
+}
+
+#[test]
+fn starts_on_nats_from_configuration() {
+    let Some(nats) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    serves_the_main_job_on(
+        "nats",
+        &format!("[store]\nkind = \"nats\"\nurl = {nats:?}\nnamespace = {:?}\n", namespace()),
+    );
+}
+
+/// Runs the server with `toml` and returns its exit code and stderr; it must
+/// stop by itself.
+fn refused(toml: &str) -> (i32, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), toml);
+    let mut cmd = server_command(&tmp.path().join("data"));
+    cmd.arg("-c").arg(&config).arg("serve");
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop on {toml:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn invalid_store_settings_stop_start_up_naming_the_setting() {
+    for (toml, code, field) in [
+        ("[store]\nkind = \"mysql\"\n", 2, "store.kind"),
+        ("[store]\nkind = \"postgres\"\n", 2, "store.url"),
+        ("[store]\nkind = \"postgres\"\nurl = \"postgres://u@127.0.0.1:1/db\"\n", 2, "cache.kind"),
+        ("[store]\nkind = \"nats\"\nurl = \"http://127.0.0.1:4222\"\n", 2, "store.url"),
+        ("[cache]\nkind = \"redis\"\n", 2, "cache.url"),
+        ("[store]\nnamespace = \"no spaces\"\n", 2, "store.namespace"),
+        // Well-formed but unreachable (port 1 on loopback refuses at once).
+        (
+            "[store]\nkind = \"postgres\"\nurl = \"postgres://u@127.0.0.1:1/db\"\n[cache]\nkind = \"memory\"\n",
+            1,
+            "store.url",
+        ),
+        ("[store]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:1\"\n", 1, "store.url"),
+    ] {
+        let (got, err) = refused(toml);
+        assert_eq!(got, code, "{toml:?}: {err}");
+        assert!(err.contains(field), "{toml:?} names {field}: {err}");
+    }
+}
