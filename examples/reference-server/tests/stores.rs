@@ -122,3 +122,13 @@ fn invalid_store_settings_stop_start_up_naming_the_setting() {
         assert!(err.contains(field), "{toml:?} names {field}: {err}");
     }
 }
+
+/// `userz.toml` beside this crate documents the embedded defaults: it parses,
+/// and every value it sets is the default, so it cannot drift from the code.
+#[test]
+fn the_shipped_config_file_states_the_embedded_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("userz.toml");
+    let shipped = userz_server::Config::from_toml_file(&path).unwrap();
+    shipped.validate().unwrap();
+    assert_eq!(format!("{shipped:?}"), format!("{:?}", userz_server::Config::default()));
+}
