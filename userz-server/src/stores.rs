@@ -40,6 +40,9 @@ impl fmt::Debug for Stores {
     }
 }
 
+/// What a store offers: events, read models, queue, and its own cache if any.
+type Opened = (Arc<dyn EventStore>, Arc<dyn ReadModelStore>, Arc<dyn WorkQueue>, Option<Arc<dyn Cache>>);
+
 /// The SQLite file a configuration uses.
 pub fn sqlite_path(config: &Config) -> PathBuf {
     config.store.path.clone().unwrap_or_else(|| config.data_dir.join(DB_FILE))
@@ -54,12 +57,7 @@ impl Stores {
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
         let url = config.store_url()?;
         let namespace = config.store.namespace.clone().unwrap_or_else(|| "userz".into());
-        let (events, read_models, queue, own_cache): (
-            Arc<dyn EventStore>,
-            Arc<dyn ReadModelStore>,
-            Arc<dyn WorkQueue>,
-            Option<Arc<dyn Cache>>,
-        ) = match config.store.kind {
+        let (events, read_models, queue, own_cache): Opened = match config.store.kind {
             StoreKind::Sqlite => {
                 let path = sqlite_path(config);
                 let s = userz_store_sqlite::SqliteStoreBuilder::new(&path)
