@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use crate::commands::{CommandBus, CommandMeta};
-use crate::pipeline::{exec_tolerant, Job};
+use crate::pipeline::exec_tolerant;
+use crate::process::Job;
 use crate::secrets::open_secret;
 use crate::{queues, Inner};
 use userz_core::domain::app::{AppDecider, AppState};
 use userz_core::domain::feedback::{Feedback, FeedbackCommand, FeedbackDecider, FeedbackState, Routing, Stage};
-use userz_core::domain::pr::{PrDecider, PrState};
+use userz_core::domain::pr::{DiffComment, PrDecider, PrState};
 use userz_core::domain::repo::{Provider, Repo, RepoDecider, RepoState};
 use userz_core::domain::run::{AgentRun, RunCommand, RunDecider, RunKind, RunState, RunStatus};
 use userz_core::error::{Error, Result};
@@ -153,27 +154,15 @@ async fn load_run(inner: &Inner, run: userz_core::ids::RunId) -> Result<Option<A
 }
 
 async fn execute_run(inner: &Inner, job: &ClaimedJob, run_id: userz_core::ids::RunId) -> Result<Done> {
-    let Some(run) = load_run(inner, run_id).await? else {
+    let Some(view) = RunView::load(inner, run_id).await? else {
         return Ok(Done::Ack);
     };
-    if run.status.is_terminal() {
-        return Ok(Done::Ack);
-    }
-    let (repo, _) = inner.bus.load::<RepoDecider>(&CommandBus::stream::<RepoDecider>(run.repo)).await?;
-    let RepoState::Active(repo) = repo else {
-        return Err(Error::NotFound(format!("repo {}", run.repo)));
-    };
-    let (fb, _) = inner.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(run.feedback)).await?;
-    let FeedbackState::Exists(fb) = fb else {
-        return Err(Error::NotFound(format!("feedback {}", run.feedback)));
-    };
-    let target = repo_target(&repo);
-    let result = if run.status == RunStatus::Pushing && run.pushed_head.is_some() {
+    let result = if view.run.status == RunStatus::Pushing && view.run.pushed_head.is_some() {
         // The branch is already pushed (a crash came between push and PR): only the
         // PR step remains, and it is idempotent per branch.
-        finish_push(inner, job, &run, &fb, &target).await
+        finish_push(inner, job, &view).await
     } else {
-        full_pass(inner, job, &run, &repo, &fb, &target).await
+        full_pass(inner, job, &view).await
     };
     match result {
         Ok(done) => Ok(done),
@@ -201,17 +190,51 @@ async fn execute_run(inner: &Inner, job: &ClaimedJob, run_id: userz_core::ids::R
     }
 }
 
-/// Builds the agent's prompt: the report (and, for revisions, the unresolved
-/// review comments it answers) as untrusted data.
-async fn prompt_for(inner: &Inner, run: &AgentRun, fb: &Feedback) -> Result<userz_security::wrap::Prompt> {
-    let mut comments = Vec::new();
-    if let RunKind::Revision { pr, comments: ids, .. } = &run.kind {
-        let (state, _) = inner.bus.load::<PrDecider>(&CommandBus::stream::<PrDecider>(*pr)).await?;
-        if let PrState::Exists(p) = state {
-            comments = p.comments.into_iter().filter(|c| ids.contains(&c.comment)).collect();
+/// What one delivery of a run job reads, loaded once: the run, its repository,
+/// its report and, for a revision, the review comments it answers. Later steps
+/// use this view instead of reloading aggregates; only the cancellation check
+/// while the agent runs reads the run's status again.
+struct RunView {
+    run: AgentRun,
+    repo: Repo,
+    feedback: Feedback,
+    comments: Vec<DiffComment>,
+    target: RepoTarget,
+}
+
+impl RunView {
+    /// `None` when the run does not exist or has ended.
+    async fn load(inner: &Inner, run: userz_core::ids::RunId) -> Result<Option<Self>> {
+        let Some(run) = load_run(inner, run).await? else {
+            return Ok(None);
+        };
+        if run.status.is_terminal() {
+            return Ok(None);
         }
+        let (repo, _) = inner.bus.load::<RepoDecider>(&CommandBus::stream::<RepoDecider>(run.repo)).await?;
+        let RepoState::Active(repo) = repo else {
+            return Err(Error::NotFound(format!("repo {}", run.repo)));
+        };
+        let (fb, _) = inner.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(run.feedback)).await?;
+        let FeedbackState::Exists(feedback) = fb else {
+            return Err(Error::NotFound(format!("feedback {}", run.feedback)));
+        };
+        let mut comments = Vec::new();
+        if let RunKind::Revision { pr, comments: ids, .. } = &run.kind {
+            let (state, _) = inner.bus.load::<PrDecider>(&CommandBus::stream::<PrDecider>(*pr)).await?;
+            if let PrState::Exists(p) = state {
+                comments = p.comments.into_iter().filter(|c| ids.contains(&c.comment)).collect();
+            }
+        }
+        let target = repo_target(&repo);
+        Ok(Some(Self { run, repo, feedback: *feedback, comments, target }))
     }
-    Ok(crate::prompt::build(fb, &comments.iter().collect::<Vec<_>>()))
+
+    /// The agent's prompt: the report (and, for revisions, the unresolved
+    /// review comments it answers) as untrusted data.
+    fn prompt(&self) -> userz_security::wrap::Prompt {
+        crate::prompt::build(&self.feedback, &self.comments.iter().collect::<Vec<_>>())
+    }
 }
 
 /// Records `cmd` on `run`'s stream for this job delivery; `Ok(false)` means the
@@ -229,14 +252,8 @@ async fn record(
         .step(step)
 }
 
-async fn full_pass(
-    inner: &Inner,
-    job: &ClaimedJob,
-    run: &AgentRun,
-    repo: &Repo,
-    fb: &Feedback,
-    target: &RepoTarget,
-) -> std::result::Result<Done, StepError> {
+async fn full_pass(inner: &Inner, job: &ClaimedJob, view: &RunView) -> std::result::Result<Done, StepError> {
+    let (run, target) = (&view.run, &view.target);
     let now = || inner.deps.clock.now();
     if !record(inner, job, run.run, "provision", &RunCommand::Provision { at: now() }).await? {
         return Ok(Done::Ack);
@@ -245,7 +262,7 @@ async fn full_pass(
     let dir = inner.deps.sandbox.allocate_workspace(run.run, &inner.config.limits).await.step("allocate_workspace")?;
     let result = match inner.deps.vcs.prepare_workspace(target, run.run, &run.branch, revision, &dir).await {
         Ok(ws) => {
-            let result = with_workspace(inner, job, run, repo, fb, target, &ws).await;
+            let result = with_workspace(inner, job, view, &ws).await;
             // The workspace goes on every path; a failed discard is logged, not fatal.
             if let Err(e) = inner.deps.changes.discard(&ws).await {
                 tracing::warn!(run = %run.run, error = %e, "workspace not discarded");
@@ -260,22 +277,19 @@ async fn full_pass(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn with_workspace(
     inner: &Inner,
     job: &ClaimedJob,
-    run: &AgentRun,
-    repo: &Repo,
-    fb: &Feedback,
-    target: &RepoTarget,
+    view: &RunView,
     ws: &Workspace,
 ) -> std::result::Result<Done, StepError> {
+    let (run, repo, target) = (&view.run, &view.repo, &view.target);
     let now = || inner.deps.clock.now();
     let cmd = RunCommand::StartAgent { base_commit: ws.base_commit.clone(), at: now() };
     if !record(inner, job, run.run, "start_agent", &cmd).await? {
         return Ok(Done::Ack);
     }
-    let prompt = prompt_for(inner, run, fb).await.step("prompt")?;
+    let prompt = view.prompt();
     let model_key = match (&inner.deps.envelope, &inner.config.model_secret) {
         (Some(envelope), Some(slot)) => {
             let kind = SecretKind::AiProviderKey;
@@ -351,19 +365,12 @@ async fn with_workspace(
     let pushed = inner.deps.vcs.push(target, ws).await.step("push")?;
     let cmd = RunCommand::RecordPush { branch: pushed.branch, head: pushed.head_commit };
     record(inner, job, run.run, "record_push", &cmd).await?;
-    let Some(run) = load_run(inner, run.run).await.step("reload")? else {
-        return Ok(Done::Ack);
-    };
-    finish_push(inner, job, &run, fb, target).await
+    // The push changed nothing finish_push reads (branch, ids, report).
+    finish_push(inner, job, view).await
 }
 
-async fn finish_push(
-    inner: &Inner,
-    job: &ClaimedJob,
-    run: &AgentRun,
-    fb: &Feedback,
-    target: &RepoTarget,
-) -> std::result::Result<Done, StepError> {
+async fn finish_push(inner: &Inner, job: &ClaimedJob, view: &RunView) -> std::result::Result<Done, StepError> {
+    let (run, fb, target) = (&view.run, &view.feedback, &view.target);
     let now = inner.deps.clock.now();
     // Asked per repository: with a `VcsRouter` one engine serves branch-only
     // and PR-capable repositories at once.

@@ -21,6 +21,7 @@ pub mod codec;
 pub mod commands;
 mod executor;
 mod pipeline;
+pub mod process;
 pub mod projections;
 mod prompt;
 pub mod review;
