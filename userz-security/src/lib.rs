@@ -12,7 +12,8 @@
 //!   ([`session`]);
 //! - inbound webhook verifiers per provider and the outbound signer
 //!   ([`webhooks`]; each provider behind its own cargo feature);
-//! - the diff guardrail evaluator ([`guardrail`]).
+//! - the diff guardrail evaluator ([`guardrail`]);
+//! - HMAC-SHA256 signing and constant-time verification for every caller ([`mac`]).
 //!
 //! ```
 //! use userz_security::guardrail::{Change, Guardrails};
@@ -29,6 +30,7 @@ pub(crate) mod encoding;
 pub mod envelope;
 pub mod guardrail;
 pub mod ingest;
+pub mod mac;
 pub mod prefilter;
 pub mod session;
 pub mod unicode;

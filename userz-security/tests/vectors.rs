@@ -133,3 +133,22 @@ fn standard_webhooks_reference_vector() {
     let now = Timestamp::from_millis(ts.parse::<i64>().unwrap() * 1000);
     StandardWebhooksVerifier::new(secret).authenticate(&h, payload, now).unwrap();
 }
+
+#[test]
+fn rfc4231_hmac_sha256_through_the_one_mac_helper() {
+    use userz_security::mac::{hmac_sha256, verify_hmac_sha256};
+    let d = data(include_str!("data/rfc4231_hmac_sha256.json"));
+    let cases = d["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for c in cases {
+        let (key, msg, want) = (hex(&c["key"]), hex(&c["data"]), hex(&c["hmac_sha256"]));
+        assert_eq!(hmac_sha256(&key, &[&msg]).to_vec(), want, "case {}", c["case"]);
+        // Parts are authenticated as their concatenation.
+        let (a, b) = msg.split_at(msg.len() / 2);
+        assert!(verify_hmac_sha256(&key, &[a, b], &want), "case {}", c["case"]);
+        let mut wrong = want.clone();
+        wrong[31] ^= 1;
+        assert!(!verify_hmac_sha256(&key, &[&msg], &wrong));
+        assert!(!verify_hmac_sha256(&key, &[&msg], &want[..31]), "a short tag is refused");
+    }
+}

@@ -47,7 +47,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
@@ -250,25 +249,14 @@ pub(crate) fn check_tolerance_secs(ts_secs: i64, now: Timestamp, tolerance: Dura
     }
 }
 
-/// HMAC-SHA256 over the concatenation of `parts`.
-pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
-    // Invariant: HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    #[allow(clippy::expect_used)]
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac
-}
-
 /// HMAC-SHA256 tag over the concatenation of `parts`.
 pub(crate) fn hmac_tag(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    hmac_sha256(key, parts).finalize().into_bytes().into()
+    crate::mac::hmac_sha256(key, parts)
 }
 
 /// Constant-time check of `expected` against one HMAC computation.
 pub(crate) fn hmac_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
-    hmac_sha256(key, parts).verify_slice(expected).is_ok()
+    crate::mac::verify_hmac_sha256(key, parts, expected)
 }
 
 /// Decodes exactly 32 bytes of lower- or upper-case hex.
