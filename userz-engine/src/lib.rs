@@ -17,12 +17,14 @@
 //! commands and jobs, which the stores deduplicate.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod blobs;
 pub mod codec;
 pub mod commands;
 mod executor;
 mod pipeline;
 pub mod projections;
 mod prompt;
+pub mod rate_limit;
 pub mod review;
 pub mod secrets;
 
@@ -45,6 +47,7 @@ pub use projections::{
     AuditEntry, AuditLogProjection, FeedbackListProjection, FeedbackPage, FeedbackQuery, FeedbackSummary,
     PendingTimersProjection, Projection, ProjectionTx, RunDetail, RunDetailProjection,
 };
+pub use rate_limit::LocalRateLimiter;
 
 /// Queue names.
 pub mod queues {
