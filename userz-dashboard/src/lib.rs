@@ -76,7 +76,7 @@ use axum::Router;
 use tokio::task::JoinHandle;
 
 use userz_core::ids::OrgId;
-use userz_core::ports::{Cache, EventStore, ReadModelStore};
+use userz_core::ports::{BlobKey, BlobStore, Cache, EventStore, ReadModelStore};
 use userz_core::{Clock, Timestamp};
 use userz_engine::projections::run_projection;
 use userz_engine::CommandBus;
@@ -245,17 +245,22 @@ pub trait ApiKeyDirectory: Send + Sync + std::fmt::Debug {
     async fn list(&self, org: OrgId) -> userz_core::Result<Vec<ApiKeyInfo>>;
 }
 
-/// Where the server keeps blobs: run transcripts and report attachments (the
-/// blob store is the server's).
+/// The first `limit` bytes of `org`'s object at `key`, from `store`.
 ///
-/// # Contract
-/// Returns the object at `key` only when it belongs to `org` (an
-/// implementation must refuse keys outside the org's prefix with `Ok(None)`),
-/// cut to at most `limit` bytes from its start; `Ok(None)` when there is none.
-#[async_trait]
-pub trait BlobReader: Send + Sync + std::fmt::Debug {
-    /// The first `limit` bytes of `org`'s object at `key`.
-    async fn read(&self, org: OrgId, key: &str, limit: usize) -> userz_core::Result<Option<bytes::Bytes>>;
+/// `key` comes from a read model or a report (text the widget sent), so it is
+/// read only when it parses as one of `org`'s keys ([`BlobKey::parse`]):
+/// another org's key, or one climbing out with `..`, reads as `Ok(None)`, as
+/// does a missing object.
+pub(crate) async fn read_org_blob(
+    store: &dyn BlobStore,
+    org: OrgId,
+    key: &str,
+    limit: usize,
+) -> userz_core::Result<Option<bytes::Bytes>> {
+    let Some(key) = BlobKey::parse(org, key) else {
+        return Ok(None);
+    };
+    store.get(&key, Some(u64::try_from(limit).unwrap_or(u64::MAX))).await
 }
 
 /// Everything the dashboard's handlers share. Cheap to clone.
@@ -269,7 +274,7 @@ pub struct DashboardState {
     pub(crate) config: Arc<DashboardConfig>,
     pub(crate) envelope: Option<Envelope>,
     pub(crate) keys: Option<Arc<dyn ApiKeyDirectory>>,
-    pub(crate) blobs: Option<Arc<dyn BlobReader>>,
+    pub(crate) blobs: Option<Arc<dyn BlobStore>>,
     pub(crate) mailer: mail::Mailer,
 }
 
@@ -313,9 +318,9 @@ impl DashboardState {
     }
 
     /// Shows run transcripts on the run page and serves report attachments
-    /// (screenshots inline), read from `store`.
+    /// (screenshots inline), read from `store`, only under the viewer's org.
     #[must_use]
-    pub fn with_blobs(mut self, store: Arc<dyn BlobReader>) -> Self {
+    pub fn with_blobs(mut self, store: Arc<dyn BlobStore>) -> Self {
         self.blobs = Some(store);
         self
     }
@@ -348,4 +353,30 @@ pub fn spawn_directory_projection(events: Arc<dyn EventStore>, read_models: Arc<
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use userz_core::SystemClock;
+    use userz_store_memory::MemoryBlobStore;
+
+    #[tokio::test]
+    async fn the_dashboard_reads_blobs_only_under_the_viewers_org() {
+        let store = MemoryBlobStore::new(Arc::new(SystemClock));
+        let (a, b) = (OrgId::new(), OrgId::new());
+        let key = format!("orgs/{a}/screenshots/s.png");
+        store.put(&BlobKey::parse(a, &key).unwrap(), bytes::Bytes::from_static(b"0123456789")).await.unwrap();
+        let read = |org, key: String, limit| {
+            let store = &store;
+            async move { read_org_blob(store, org, &key, limit).await.unwrap() }
+        };
+        assert_eq!(read(a, key.clone(), 1 << 20).await.as_deref(), Some(&b"0123456789"[..]));
+        assert_eq!(read(a, key.clone(), 4).await.as_deref(), Some(&b"0123"[..]), "cut at the limit");
+        assert_eq!(read(b, key.clone(), 1 << 20).await, None, "another org's key is never read");
+        let climbing = format!("orgs/{b}/../{a}/screenshots/s.png");
+        assert_eq!(read(b, climbing, 1 << 20).await, None);
+        assert_eq!(read(a, format!("orgs/{a}/screenshots/missing.png"), 10).await, None);
+    }
 }

@@ -421,7 +421,7 @@ async fn run_page(
     b.push_str("</ol></div>");
     if let (Some(store), Some(key)) = (&state.blobs, d.transcript.as_deref()) {
         b.push_str("<h2>Transcript</h2>");
-        match store.read(ctx.org, key, TRANSCRIPT_BYTES).await {
+        match crate::read_org_blob(store.as_ref(), ctx.org, key, TRANSCRIPT_BYTES).await {
             Ok(Some(bytes)) => b.push_str(&transcript_list(&bytes)),
             Ok(None) => b.push_str(
                 "<p id=\"run-transcript-missing\">The transcript is not stored (expired or never uploaded).</p>",
@@ -458,7 +458,8 @@ async fn feedback_attachment(
     let (fb_state, _) = state.bus.load::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(id)).await?;
     let fb = fb_state.get().filter(|f| f.org == ctx.org).ok_or(DashError::NotFound)?;
     let a = fb.content.attachments.get(n).ok_or(DashError::NotFound)?;
-    let bytes = store.read(ctx.org, &a.key, ATTACHMENT_BYTES).await?.ok_or(DashError::NotFound)?;
+    let bytes =
+        crate::read_org_blob(store.as_ref(), ctx.org, &a.key, ATTACHMENT_BYTES).await?.ok_or(DashError::NotFound)?;
     let inline = INLINE_IMAGE_TYPES.contains(&a.content_type.as_str());
     let mut resp = bytes.into_response();
     let h = resp.headers_mut();

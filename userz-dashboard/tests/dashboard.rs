@@ -27,18 +27,16 @@ use userz_core::guardrail::Violation;
 use userz_core::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, UserId};
 use userz_core::ports::classifier::{Classification, Label, SignalRecord};
 use userz_core::ports::sandbox::{SandboxExit, Usage};
-use userz_core::ports::{Cache, ReadModelStore};
+use userz_core::ports::{BlobKey, BlobStore, Cache, ReadModelStore};
 use userz_core::{Clock, Sensitive};
 use userz_dashboard::directory::memberships_by_email;
-use userz_dashboard::{
-    router, BlobReader, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings,
-};
+use userz_dashboard::{router, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings};
 use userz_engine::projections::{run_projection, FeedbackListProjection, PullRequestProjection, RunDetailProjection};
 use userz_engine::{CommandBus, CommandMeta, Projection};
 use userz_security::envelope::Envelope;
 use userz_security::envelope::StaticKeyProvider;
 use userz_security::session::{sign_in, CacheSessionStore, SessionConfig, SessionId, SessionStore};
-use userz_store_memory::MemoryStores;
+use userz_store_memory::{MemoryBlobStore, MemoryStores};
 use userz_testkit::clock::ManualClock;
 use userz_testkit::google_fake::{GoogleAccount, GoogleFake};
 
@@ -146,7 +144,7 @@ async fn harness_with(google: Option<GoogleSettings>) -> H {
     harness_full(google, None).await
 }
 
-async fn harness_full(google: Option<GoogleSettings>, blobs: Option<Arc<dyn BlobReader>>) -> H {
+async fn harness_full(google: Option<GoogleSettings>, blobs: Option<Arc<dyn BlobStore>>) -> H {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
     let cache = Arc::new(CountingCache { inner: stores.cache.clone(), session_writes: AtomicUsize::new(0) });
@@ -949,26 +947,18 @@ async fn role_changes_apply_at_the_next_request_and_removed_members_are_signed_o
     assert_eq!(h.get("/", Some(&cookie)).await.location(), "/signin");
 }
 
-/// Transcripts held in memory, by (org, key), honouring the org rule.
-#[derive(Debug, Default)]
-struct MemBlobs(std::sync::Mutex<Vec<(OrgId, String, Bytes)>>);
+/// A blob store in memory for the dashboard to read from.
+fn mem_blobs() -> Arc<MemoryBlobStore> {
+    Arc::new(MemoryBlobStore::new(Arc::new(ManualClock::at_2026())))
+}
 
-#[async_trait]
-impl BlobReader for MemBlobs {
-    async fn read(&self, org: OrgId, key: &str, limit: usize) -> userz_core::Result<Option<Bytes>> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(o, k, _)| *o == org && k == key)
-            .map(|(_, _, b)| b.slice(..b.len().min(limit))))
-    }
+async fn put(store: &MemoryBlobStore, key: &str, bytes: Bytes) {
+    store.put(&BlobKey::parse_any(key).unwrap(), bytes).await.unwrap();
 }
 
 #[tokio::test]
 async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
-    let store = Arc::new(MemBlobs::default());
+    let store = mem_blobs();
     let h = harness_full(None, Some(store.clone())).await;
     let fb = h.classified(&h.a, "fix the footer").await;
     let run = h.run(&h.a, fb).await;
@@ -980,7 +970,7 @@ async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
         "not json at all",
         r#"{"type":"stopped","stop":{"kind":"completed"},"steps":2}"#,
     ];
-    store.0.lock().unwrap().push((h.a.org, key.clone(), Bytes::from(lines.join("\n") + "\n")));
+    put(&store, &key, Bytes::from(lines.join("\n") + "\n")).await;
     let now = h.clock.now();
     h.run_cmd(run, RunCommand::Provision { at: now }).await;
     h.run_cmd(run, RunCommand::StartAgent { base_commit: "abc".into(), at: now }).await;
@@ -1003,17 +993,17 @@ async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>alert(1)"), "{page}");
     assert!(page.contains("src/&lt;b&gt;.js"), "{page}");
 
-    // A transcript key is read for the viewer's own org only: the same key
-    // stored for another org is not shown.
-    store.0.lock().unwrap().clear();
-    store.0.lock().unwrap().push((h.b.org, key, Bytes::from_static(b"{}")));
+    // A transcript key is read for the viewer's own org only: the same run's
+    // transcript stored under another org's prefix is not shown.
+    store.delete(&BlobKey::parse_any(&key).unwrap()).await.unwrap();
+    put(&store, BlobKey::run_transcript(h.b.org, run).as_str(), Bytes::from_static(b"{}")).await;
     let page = h.get(&format!("/runs/{run}"), Some(&cookie)).await.body;
     assert!(page.contains("run-transcript-missing") && !page.contains("run-transcript-entries"), "{page}");
 }
 
 #[tokio::test]
 async fn attachments_are_served_for_their_org_only_images_inline_others_as_downloads() {
-    let store = Arc::new(MemBlobs::default());
+    let store = mem_blobs();
     let h = harness_full(None, Some(store.clone())).await;
     let id = FeedbackId::new();
     let shot = format!("orgs/{}/screenshots/s.png", h.a.org);
@@ -1049,12 +1039,9 @@ async fn attachments_are_served_for_their_org_only_images_inline_others_as_downl
     ];
     let cmd = FeedbackCommand::Submit { feedback: id, org: h.a.org, app: h.a.app, content, received_at: h.clock.now() };
     h.fb(id, cmd).await;
-    {
-        let mut blobs = store.0.lock().unwrap();
-        blobs.push((h.a.org, shot, Bytes::from_static(b"png-bytes")));
-        blobs.push((h.a.org, note, Bytes::from_static(b"<script>alert(1)</script>")));
-        blobs.push((h.b.org, format!("orgs/{}/screenshots/b.png", h.b.org), Bytes::from_static(b"B's")));
-    }
+    put(&store, &shot, Bytes::from_static(b"png-bytes")).await;
+    put(&store, &note, Bytes::from_static(b"<script>alert(1)</script>")).await;
+    put(&store, &format!("orgs/{}/screenshots/b.png", h.b.org), Bytes::from_static(b"B's")).await;
     let cookie = h.session(h.a.owner.user).await;
     let page = h.get(&format!("/feedback/{id}"), Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::OK);

@@ -17,6 +17,7 @@
 //! commands and jobs, which the stores deduplicate.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod blobs;
 pub mod codec;
 pub mod commands;
 mod executor;
@@ -24,6 +25,7 @@ mod pipeline;
 pub mod process;
 pub mod projections;
 mod prompt;
+pub mod rate_limit;
 pub mod review;
 pub mod secrets;
 
@@ -46,6 +48,7 @@ pub use projections::{
     AuditEntry, AuditLogProjection, FeedbackListProjection, FeedbackPage, FeedbackQuery, FeedbackSummary,
     PendingTimersProjection, Projection, ProjectionTx, RunDetail, RunDetailProjection,
 };
+pub use rate_limit::LocalRateLimiter;
 
 /// Queue names.
 pub mod queues {

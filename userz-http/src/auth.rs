@@ -38,6 +38,7 @@ use userz_security::widget_auth::{OriginAllowlist, UserTokenClaims, UserTokenVer
 
 use crate::directory::{self, AppRow};
 use crate::error::{ApiError, ErrorCode};
+use crate::ratelimit::{retry_after_secs, BucketConfig, RateDecision};
 use crate::state::ApiState;
 
 /// Header carrying the App's public key on widget requests.
@@ -115,15 +116,32 @@ pub async fn authenticate_key(state: &ApiState, headers: &HeaderMap) -> Result<O
         }
         state.0.verified_keys.lock().insert(prefix.clone(), digest);
     }
-    if let Err(secs) = state.0.key_limiter.check(&prefix) {
-        let cfg = state.0.key_limiter.config();
+    if let Err(e) = charge(state, "api_key", state.config().api_key_limit, &prefix).await {
         tracing::info!(org = %row.org, prefix = %prefix, "api key rate limited");
-        return Err(rate_limited("api_key", cfg, secs));
+        return Err(e);
     }
     Ok(OrgAuth { org: row.org, prefix })
 }
 
-fn rate_limited(limit: &str, cfg: crate::ratelimit::BucketConfig, secs: u64) -> ApiError {
+/// Takes one token from the `kind` bucket of `key`; `429 rate_limited` with
+/// `Retry-After` when it is empty.
+///
+/// A limit the limiter refuses as unusable (capacity 0, refill 0) refuses every
+/// request, as an empty bucket would; a limiter that is down answers
+/// `503 unavailable` (fail closed).
+async fn charge(state: &ApiState, kind: &str, limit: BucketConfig, key: &str) -> Result<(), ApiError> {
+    match state.limiter().check(&format!("{kind}:{key}"), limit, 1).await {
+        Ok(RateDecision::Allowed { .. }) => Ok(()),
+        Ok(RateDecision::Limited { retry_after }) => Err(rate_limited(kind, limit, retry_after_secs(retry_after))),
+        Err(userz_core::Error::Invalid(reason)) => {
+            tracing::error!(limit = kind, %reason, "rate limit misconfigured; refusing");
+            Err(rate_limited(kind, limit, 60))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn rate_limited(limit: &str, cfg: BucketConfig, secs: u64) -> ApiError {
     ApiError::new(ErrorCode::RateLimited, format!("rate limit exceeded; retry in {secs}s"))
         .with_details(json!({ "limit": limit, "capacity": cfg.capacity, "refillPerMinute": cfg.refill_per_minute }))
         .with_retry_after(secs)
@@ -218,9 +236,7 @@ pub async fn authenticate_widget(
             ));
         }
         let bucket = ip.map(|i| format!("{}/{i}", app.app)).unwrap_or_else(|| format!("{}/unknown", app.app));
-        if let Err(secs) = state.0.ip_limiter.check(&bucket) {
-            return Err(rate_limited("public_per_ip", state.0.ip_limiter.config(), secs));
-        }
+        charge(state, "public_per_ip", state.config().public_per_ip, &bucket).await?;
         return Ok(WidgetAuth { app, mode: WidgetMode::Public });
     };
 
@@ -235,9 +251,7 @@ pub async fn authenticate_widget(
         }
     };
     let bucket = format!("{}/{}", app.app, claims.sub.expose());
-    if let Err(secs) = state.0.user_limiter.check(&bucket) {
-        return Err(rate_limited("private_per_user", state.0.user_limiter.config(), secs));
-    }
+    charge(state, "private_per_user", state.config().private_per_user, &bucket).await?;
     Ok(WidgetAuth { app, mode: WidgetMode::Private(claims) })
 }
 

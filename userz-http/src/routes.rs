@@ -539,7 +539,7 @@ async fn submit_feedback(State(state): State<ApiState>, req: Request) -> Result<
     let submission = FeedbackSubmission::from_json(&bytes).map_err(invalid_submission)?;
     drop(bytes);
     for (i, a) in submission.attachments.iter().enumerate() {
-        if userz_store_blob::layout::parse_org_key(auth.app.org, &a.key).is_none() {
+        if userz_core::ports::BlobKey::parse(auth.app.org, &a.key).is_none() {
             return Err(ApiError::invalid_field(
                 &format!("attachments[{i}].key"),
                 "foreign_key",

@@ -15,7 +15,10 @@ use userz_security::body_limit::DEFAULT_BODY_LIMIT;
 use userz_security::envelope::Envelope;
 use userz_security::widget_auth::UserTokenVerifier;
 
-use crate::ratelimit::{BucketConfig, RateLimiter};
+use userz_core::ports::RateLimiter;
+use userz_engine::LocalRateLimiter;
+
+use crate::ratelimit::BucketConfig;
 
 /// The ports the API uses.
 #[derive(Debug, Clone)]
@@ -104,9 +107,8 @@ impl IngestStats {
 pub(crate) struct Inner {
     pub(crate) deps: ApiDeps,
     pub(crate) config: ApiConfig,
-    pub(crate) key_limiter: RateLimiter,
-    pub(crate) ip_limiter: RateLimiter,
-    pub(crate) user_limiter: RateLimiter,
+    /// The buckets of every limit ([`ApiState::with_rate_limiter`]; default in process).
+    pub(crate) limiter: std::sync::OnceLock<Arc<dyn RateLimiter>>,
     /// `sk_` prefix → SHA-256 of the key that passed Argon2id verification.
     pub(crate) verified_keys: Mutex<HashMap<String, [u8; 32]>>,
     /// App → (signing-secret version, verifier).
@@ -130,11 +132,8 @@ pub struct ApiState(pub(crate) Arc<Inner>);
 impl ApiState {
     /// State over `deps` with `config`.
     pub fn new(deps: ApiDeps, config: ApiConfig) -> Self {
-        let clock = deps.clock.clone();
         Self(Arc::new(Inner {
-            key_limiter: RateLimiter::new(config.api_key_limit, clock.clone()),
-            ip_limiter: RateLimiter::new(config.public_per_ip, clock.clone()),
-            user_limiter: RateLimiter::new(config.private_per_user, clock),
+            limiter: std::sync::OnceLock::new(),
             deps,
             config,
             verified_keys: Mutex::new(HashMap::new()),
@@ -162,6 +161,20 @@ impl ApiState {
     pub fn with_webhooks(self, webhooks: crate::webhooks::WebhookState) -> Self {
         let _ = self.0.webhooks.set(webhooks);
         self
+    }
+
+    /// Keeps the rate-limit buckets in `limiter` (a shared one, e.g. Redis,
+    /// when several replicas serve one address) instead of the default
+    /// in-process [`LocalRateLimiter`]. Call it before serving: the first call
+    /// or the first request wins.
+    #[must_use]
+    pub fn with_rate_limiter(self, limiter: Arc<dyn RateLimiter>) -> Self {
+        let _ = self.0.limiter.set(limiter);
+        self
+    }
+
+    pub(crate) fn limiter(&self) -> &dyn RateLimiter {
+        self.0.limiter.get_or_init(|| Arc::new(LocalRateLimiter::new(self.0.deps.clock.clone()))).as_ref()
     }
 
     pub(crate) fn uploads(&self) -> Option<&crate::upload::UploadState> {

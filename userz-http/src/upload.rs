@@ -73,11 +73,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use userz_core::ids::{AppId, OrgId};
-use userz_core::ports::Cache;
+use userz_core::ports::{BlobKey, Cache};
 use userz_core::{Clock, Timestamp};
+use userz_engine::blobs::Blobs;
 use userz_security::body_limit::read_to_bytes;
 use userz_security::secret::SecretBytes;
-use userz_store_blob::{layout, Blobs};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -332,8 +332,8 @@ impl UploadState {
         }
         let name = format!("{}-{}.{}", request.kind.as_str(), uuid::Uuid::now_v7().simple(), extension(&content_type));
         let key = match request.kind {
-            UploadKind::Screenshot | UploadKind::Annotated => layout::screenshot(org, &name),
-            UploadKind::Attachment => layout::attachment(org, &name),
+            UploadKind::Screenshot | UploadKind::Annotated => BlobKey::screenshot(org, &name),
+            UploadKind::Attachment => BlobKey::attachment(org, &name),
         }
         .map_err(ApiError::internal)?
         .to_string();
@@ -450,8 +450,12 @@ impl UploadState {
         if !marked {
             return Err(ticket_error("already_used", "already used"));
         }
-        let key = object_store::path::Path::from(claims.key.as_str());
-        if let Err(e) = self.inner.blobs.put(claims.org, &key, bytes).await {
+        // The key was made by `issue` and is covered by the ticket's MAC.
+        let Some(key) = BlobKey::parse(claims.org, &claims.key) else {
+            let _ = self.inner.cache.delete(&used_key).await;
+            return Err(ApiError::internal(format!("signed upload key {:?} is not the org's", claims.key)));
+        };
+        if let Err(e) = self.inner.blobs.put(&key, bytes).await {
             // Let the client retry with the same ticket while it is valid.
             let _ = self.inner.cache.delete(&used_key).await;
             tracing::warn!(error = %e, "upload store failed");

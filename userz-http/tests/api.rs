@@ -775,7 +775,7 @@ async fn upload_url_then_put_through_the_api_router_then_attach_only_to_the_same
     let put = h.request("PUT", path, &[("content-type", "image/png")], Some(png)).await;
     assert_eq!(put.status, 201, "{}", put.body);
     assert_eq!(put.body["key"], key.as_str());
-    let stored = h.blobs.get(&object_store::path::Path::from(key.as_str())).await.unwrap();
+    let stored = h.blobs.get(&userz_core::ports::BlobKey::parse_any(&key).unwrap()).await.unwrap();
     assert_eq!(&stored[..], &png[..]);
 
     let attach = |key: &str| {

@@ -13,12 +13,13 @@ use axum::{Extension, Router};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use userz_core::ids::{AppId, OrgId};
+use userz_engine::blobs::Blobs;
 use userz_engine::CommandBus;
 use userz_http::upload::{
     upload_put_router, upload_url_router, UploadCaller, UploadConfig, UploadState, MAX_UPLOAD_BYTES,
 };
 use userz_security::secret::SecretBytes;
-use userz_store_blob::{BlobStoreBuilder, Blobs};
+use userz_store_memory::MemoryBlobStore;
 use userz_store_memory::MemoryStores;
 use userz_testkit::ManualClock;
 
@@ -38,7 +39,7 @@ async fn env() -> Env {
     let clock = Arc::new(ManualClock::at_2026());
     let m = MemoryStores::new(clock.clone());
     let bus = CommandBus::new(m.events.clone(), m.read_models.clone());
-    let blobs = Blobs::new(BlobStoreBuilder::memory().build().unwrap(), bus, clock.clone());
+    let blobs = Blobs::new(Arc::new(MemoryBlobStore::new(clock.clone())), bus, clock.clone());
     let config = UploadConfig::new(SecretBytes::copy_from(b"0123456789abcdef0123456789abcdef-upload"), BASE);
     let state = UploadState::new(config, blobs.clone(), m.cache.clone(), clock.clone()).unwrap();
     let org = OrgId::new();
@@ -97,7 +98,7 @@ async fn a_ticket_stores_exactly_the_signed_bytes_once() {
     let a = e.put(path, "image/png", data.clone()).await;
     assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
     assert_eq!(a.body, json!({"key": key, "contentType": "image/png", "byteSize": 70_000}));
-    let stored = e.blobs.get(&object_store::path::Path::from(key.as_str())).await.unwrap();
+    let stored = e.blobs.get(&userz_core::ports::BlobKey::parse_any(&key).unwrap()).await.unwrap();
     assert_eq!(stored.as_ref(), data.as_slice());
 
     assert_eq!(a.headers["access-control-allow-origin"], "*");
@@ -119,7 +120,7 @@ async fn a_ticket_stores_exactly_the_signed_bytes_once() {
     let chunks: Vec<Vec<u8>> = data.chunks(3000).map(<[u8]>::to_vec).collect();
     let a = send_chunked(e.addr, Method::PUT, &path, &headers(&[("content-type", "application/pdf")]), chunks).await;
     assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
-    let stored = e.blobs.get(&object_store::path::Path::from(key.as_str())).await.unwrap();
+    let stored = e.blobs.get(&userz_core::ports::BlobKey::parse_any(&key).unwrap()).await.unwrap();
     assert_eq!(stored.as_ref(), data.as_slice());
 }
 
@@ -210,7 +211,10 @@ async fn puts_that_differ_from_the_ticket_are_refused() {
     // None of the refusals used the ticket up.
     let a = e.put(&path, "image/webp", data.clone()).await;
     assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
-    assert_eq!(e.blobs.get(&object_store::path::Path::from(key.as_str())).await.unwrap().as_ref(), data.as_slice());
+    assert_eq!(
+        e.blobs.get(&userz_core::ports::BlobKey::parse_any(&key).unwrap()).await.unwrap().as_ref(),
+        data.as_slice()
+    );
     assert_refused(&e.put(&path, "image/webp", data).await, unauthorized, "invalid_signature", "already_used");
 
     // Expired: 300 s after issue is still valid, a moment later is not.

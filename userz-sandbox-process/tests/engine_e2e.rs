@@ -16,8 +16,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::memory::InMemory;
-use object_store::ObjectStore;
 use serde_json::json;
 use userz_core::agent::ModelApi;
 use userz_core::domain::common::Actor;
@@ -28,13 +26,13 @@ use userz_core::domain::run::RunStatus;
 use userz_core::ports::Limits;
 use userz_core::Clock;
 use userz_egress::ModelRoute;
+use userz_engine::blobs::{Blobs, UploadTranscripts};
 use userz_engine::projections::audit_log;
 use userz_engine::secrets::put_secret;
 use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_git::GitChangeReader;
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
-use userz_store_blob::{Blobs, UploadTranscripts};
 use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
 use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
@@ -109,7 +107,7 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     let clock = Arc::new(userz_core::SystemClock);
     let stores = MemoryStores::new(clock.clone());
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
-    let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let objects = Arc::new(userz_store_memory::MemoryBlobStore::new(clock.clone()));
     let sandbox = Arc::new(UploadTranscripts::new(process.clone(), Blobs::new(objects.clone(), bus, clock.clone())));
     let envelope = Envelope::new(Arc::new(StaticKeyProvider::generate("master-e2e").unwrap()));
     let deps = EngineDeps {
@@ -204,7 +202,8 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     );
     // The transcript is in object storage under the run's key.
     let key = detail.transcript.clone().expect("transcript key");
-    let transcript = objects.get(&key.as_str().into()).await.unwrap().bytes().await.unwrap();
+    let key = userz_core::ports::BlobKey::parse_any(key.as_str()).unwrap();
+    let transcript = userz_core::ports::BlobStore::get(objects.as_ref(), &key, None).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&transcript);
     assert!(text.lines().count() >= 6 && text.contains("\"git_commit\""), "{text}");
 

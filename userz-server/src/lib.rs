@@ -35,14 +35,15 @@ use tokio::task::JoinHandle;
 use userz_core::agent::ModelApi;
 use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{Limits, Sandbox, SandboxOutcome, SandboxSpec};
-use userz_core::ports::{Classifier, VcsRouter};
+use userz_core::ports::{BlobStore, Classifier, VcsRouter};
 use userz_core::{Clock, SystemClock};
 use userz_egress::ModelRoute;
+use userz_engine::blobs::{Blobs, UploadTranscripts};
 use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, StaticKeyProvider};
 use userz_security::secret::SecretString;
-use userz_store_blob::{BlobStoreBuilder, Blobs, UploadTranscripts};
+use userz_store_blob::BlobStoreBuilder;
 
 pub mod admin_cli;
 pub mod cli;
@@ -282,29 +283,6 @@ impl userz_dashboard::ApiKeyDirectory for AdminKeys {
     }
 }
 
-/// The dashboard's blobs (transcripts, attachments), from the blob store, only under the org's prefix.
-#[derive(Debug)]
-struct BlobObjects(Blobs);
-
-#[async_trait]
-impl userz_dashboard::BlobReader for BlobObjects {
-    async fn read(
-        &self,
-        org: userz_core::ids::OrgId,
-        key: &str,
-        limit: usize,
-    ) -> userz_core::Result<Option<bytes::Bytes>> {
-        let Some(path) = userz_store_blob::layout::parse_org_key(org, key) else {
-            return Ok(None);
-        };
-        match self.0.get(&path).await {
-            Ok(bytes) => Ok(Some(bytes.slice(..bytes.len().min(limit)))),
-            Err(userz_store_blob::Error::Store(object_store::Error::NotFound { .. })) => Ok(None),
-            Err(e) => Err(userz_core::Error::Unavailable(format!("blob {key}: {e}"))),
-        }
-    }
-}
-
 /// A sandbox that cannot run anything here; every run fails with `reason`.
 #[derive(Debug)]
 struct UnavailableSandbox {
@@ -457,6 +435,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
     let objects = BlobStoreBuilder::local(config.data_dir.join("blobs"))
         .build()
         .map_err(|e| ServerError::Setup(format!("blob storage: {e}")))?;
+    let objects: Arc<dyn BlobStore> = Arc::new(objects);
     let blobs = Blobs::new(objects.clone(), bus.clone(), clock.clone());
 
     let (sandbox, sandbox_unavailable): (Arc<dyn Sandbox>, Option<String>) = match process_sandbox(&config) {
@@ -573,7 +552,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
     )
     .with_envelope(envelope.clone())
     .with_api_keys(Arc::new(AdminKeys(admin.clone())))
-    .with_blobs(Arc::new(BlobObjects(blobs.clone())));
+    .with_blobs(objects.clone());
     let api = userz_http::ApiState::new(
         userz_http::ApiDeps {
             bus: engine.bus().clone(),
@@ -730,29 +709,6 @@ mod tests {
         let e = master_keys(tmp.path(), true).unwrap_err();
         assert!(e.to_string().contains("no master.key"), "{e}");
         assert!(!key.exists());
-    }
-
-    #[tokio::test]
-    async fn the_dashboard_reads_blobs_only_under_the_viewers_org() {
-        use userz_dashboard::BlobReader as _;
-        let tmp = tempfile::tempdir().unwrap();
-        let store = userz_store_sqlite::SqliteStoreBuilder::new(tmp.path().join(DB_FILE)).build().await.unwrap();
-        let bus = CommandBus::new(Arc::new(store.clone()), Arc::new(store));
-        let objects = BlobStoreBuilder::local(tmp.path().join("blobs")).build().unwrap();
-        let blobs = Blobs::new(objects, bus, Arc::new(SystemClock));
-        let (a, b) = (userz_core::ids::OrgId::new(), userz_core::ids::OrgId::new());
-        let key = format!("orgs/{a}/screenshots/s.png");
-        blobs
-            .put(a, &object_store::path::Path::from(key.as_str()), bytes::Bytes::from_static(b"0123456789"))
-            .await
-            .unwrap();
-        let reader = BlobObjects(blobs);
-        assert_eq!(reader.read(a, &key, 1 << 20).await.unwrap().as_deref(), Some(&b"0123456789"[..]));
-        assert_eq!(reader.read(a, &key, 4).await.unwrap().as_deref(), Some(&b"0123"[..]), "cut at the limit");
-        assert_eq!(reader.read(b, &key, 1 << 20).await.unwrap(), None, "another org's key is never read");
-        let climbing = format!("orgs/{b}/../{a}/screenshots/s.png");
-        assert_eq!(reader.read(b, &climbing, 1 << 20).await.unwrap(), None);
-        assert_eq!(reader.read(a, &format!("orgs/{a}/screenshots/missing.png"), 10).await.unwrap(), None);
     }
 
     #[test]

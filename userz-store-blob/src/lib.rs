@@ -1,60 +1,41 @@
 //! # userz-store-blob
 //!
-//! Object storage for the Userz engine: screenshots and full run transcripts
-//! (DESIGN G18), kept 30 days unless marked for retention.
+//! The [`BlobStore`] port on the [`object_store`] crate: screenshots and full
+//! run transcripts (DESIGN G18) on the local filesystem (default), in memory
+//! (tests) or in S3 or an S3-compatible server. [`BlobStoreBuilder`] makes the
+//! store; [`ObjectBlobStore`] adapts any [`ObjectStore`] to the port.
 //!
-//! - Storage is any [`object_store::ObjectStore`]; [`BlobStoreBuilder`] makes the
-//!   three this project uses: the local filesystem (default), in-memory (tests)
-//!   and S3 or an S3-compatible server.
-//! - [`layout`] names keys per organization (`orgs/<org>/screenshots/<id>`,
-//!   `orgs/<org>/runs/<run>/transcript.jsonl`).
-//! - [`Blobs`] writes an object and records a `BlobStored` event for it; retention
-//!   marks are `BlobRetained` / `BlobReleased` events of the same stream
-//!   ([`userz_core::domain::blob`]).
-//! - [`Sweeper`] deletes what aged out, recording `BlobDeleted` first.
+//! Keys are [`BlobKey`]s (`orgs/<org>/…`, checked by `userz-core`); the blob
+//! events, the retention sweeper and the transcript upload live in
+//! `userz_engine::blobs` over the port.
 //!
 //! ```
-//! # async fn demo() -> Result<(), userz_store_blob::Error> {
-//! use std::sync::Arc;
-//! use userz_engine::CommandBus;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use userz_core::ids::OrgId;
-//! use userz_core::SystemClock;
-//! use userz_store_blob::{layout, BlobStoreBuilder, Blobs, Sweeper};
-//! use userz_store_memory::MemoryStores;
+//! use userz_core::ports::{BlobKey, BlobStore};
+//! use userz_store_blob::BlobStoreBuilder;
 //!
-//! let stores = MemoryStores::new(Arc::new(SystemClock));
-//! let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
 //! let store = BlobStoreBuilder::memory().build()?;
-//! let blobs = Blobs::new(store.clone(), bus.clone(), Arc::new(SystemClock));
-//! let org = OrgId::new();
-//! blobs.put(org, &layout::screenshot(org, "shot-1.png")?, "png bytes".into()).await?;
-//! let report = Sweeper::new(store, bus, Arc::new(SystemClock)).sweep().await?;
-//! assert_eq!(report.deleted, 0); // nothing is 30 days old yet
+//! let key = BlobKey::screenshot(OrgId::new(), "shot-1.png")?;
+//! store.put(&key, "png bytes".into()).await?;
+//! assert_eq!(store.get(&key, Some(3)).await?.as_deref(), Some(&b"png"[..]));
 //! # Ok(()) }
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
-pub mod layout;
-mod sweeper;
-mod transcripts;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
-use userz_core::domain::blob::{BlobCommand, BlobDecider, BlobId};
-use userz_core::domain::common::Actor;
-use userz_core::ids::{CommandId, CorrelationId, OrgId};
-use userz_core::Clock;
-use userz_engine::{CommandBus, CommandError, CommandMeta};
-
-pub use sweeper::{SweepReport, Sweeper, DEFAULT_MAX_AGE};
-pub use transcripts::UploadTranscripts;
+use object_store::{ObjectMeta, ObjectStore, PutPayload};
+use userz_core::ports::blob::{self, BlobCapabilities, BlobKey, BlobListing, BlobMeta, BlobStore};
+use userz_core::Timestamp;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -63,23 +44,30 @@ pub enum Error {
     /// The object store failed.
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
-    /// Recording a blob event failed (a rejection names its rule).
-    #[error("blob event: {0}")]
-    Command(#[from] CommandError),
-    /// A name used in a key broke the layout's rules.
-    #[error("{field}: {reason}")]
-    InvalidName {
-        /// Which name.
-        field: &'static str,
-        /// The rule.
-        reason: &'static str,
-    },
     /// The builder's settings are unusable.
     #[error("configuration: {0}")]
     Config(String),
-    /// Reading a local file to upload failed.
-    #[error("local file: {0}")]
-    Io(String),
+}
+
+impl From<Error> for userz_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Store(e) => store_error(e),
+            Error::Config(m) => userz_core::Error::Invalid(m),
+        }
+    }
+}
+
+/// The port's error for an object store failure.
+fn store_error(e: object_store::Error) -> userz_core::Error {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { path, .. } => userz_core::Error::NotFound(format!("blob {path}")),
+        E::InvalidPath { source } => userz_core::Error::Invalid(source.to_string()),
+        E::NotSupported { source } => userz_core::Error::Unsupported(source.to_string()),
+        E::NotImplemented => userz_core::Error::Unsupported("not implemented by this object store".into()),
+        other => userz_core::Error::Unavailable(other.to_string()),
+    }
 }
 
 /// Settings of the S3 backend.
@@ -206,7 +194,19 @@ impl BlobStoreBuilder {
     }
 
     /// Builds the store.
-    pub fn build(self) -> Result<Arc<dyn ObjectStore>, Error> {
+    ///
+    /// # Errors
+    /// [`Error::Config`] for unusable settings, [`Error::Store`] when the backend refuses them.
+    pub fn build(self) -> Result<ObjectBlobStore, Error> {
+        let durable = !matches!(self.backend, Backend::Memory);
+        Ok(ObjectBlobStore { store: self.build_object_store()?, durable })
+    }
+
+    /// Builds the underlying [`ObjectStore`] (for tools that need the raw store).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_object_store(self) -> Result<Arc<dyn ObjectStore>, Error> {
         Ok(match self.backend {
             Backend::Memory => Arc::new(InMemory::new()),
             Backend::Local(root) => {
@@ -235,62 +235,107 @@ impl BlobStoreBuilder {
     }
 }
 
-/// Writes blobs and records their events.
+/// The [`BlobStore`] port on any [`ObjectStore`]. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Blobs {
+pub struct ObjectBlobStore {
     store: Arc<dyn ObjectStore>,
-    bus: CommandBus,
-    clock: Arc<dyn Clock>,
+    durable: bool,
 }
 
-impl Blobs {
-    /// Blobs in `store`, events through `bus`, times from `clock`.
-    pub fn new(store: Arc<dyn ObjectStore>, bus: CommandBus, clock: Arc<dyn Clock>) -> Self {
-        Self { store, bus, clock }
+impl ObjectBlobStore {
+    /// The port over `store`, whose objects outlive the process (a filesystem,
+    /// a bucket); see [`in_memory`](Self::in_memory) for the other kind.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, durable: true }
     }
 
-    /// The object store.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+    /// The port over a fresh [`InMemory`] store.
+    pub fn in_memory() -> Self {
+        Self { store: Arc::new(InMemory::new()), durable: false }
+    }
+
+    /// The underlying object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
+}
 
-    /// Stores `bytes` at `key` (a [`layout`] key of `org`).
-    ///
-    /// The `BlobStored` event is recorded *before* the object is written: a crash
-    /// in between leaves an event without an object, which the sweeper deletes in
-    /// due course, rather than an object no event knows about.
-    pub async fn put(&self, org: OrgId, key: &Path, bytes: Bytes) -> Result<(), Error> {
-        let at = self.clock.now();
-        let id = BlobId::for_key(key.as_ref());
-        let cmd =
-            BlobCommand::Record { org, key: key.to_string(), size: u64::try_from(bytes.len()).unwrap_or(u64::MAX), at };
-        let meta = CommandMeta {
-            command_id: CommandId::derived(id.0, &format!("record:{}", at.as_millis())),
-            correlation_id: CorrelationId::new(),
+/// The object store path of `key`. `BlobKey`s are canonical in the sense of
+/// [`Path::parse`] (no empty, `.` or `..` segments, no control characters), so
+/// the object lands at exactly the key's text, never a percent-encoded variant.
+fn path(key: &BlobKey) -> userz_core::Result<Path> {
+    Path::parse(key.as_str()).map_err(|e| userz_core::Error::Invalid(e.to_string()))
+}
+
+fn meta(m: ObjectMeta) -> BlobMeta {
+    BlobMeta {
+        key: m.location.to_string(),
+        size: m.size,
+        last_modified: Timestamp::from_millis(m.last_modified.timestamp_millis()),
+    }
+}
+
+#[async_trait]
+impl BlobStore for ObjectBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> userz_core::Result<()> {
+        self.store.put(&path(key)?, PutPayload::from(bytes)).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &BlobKey, limit: Option<u64>) -> userz_core::Result<Option<Bytes>> {
+        let location = path(key)?;
+        let found = match limit {
+            None => match self.store.get(&location).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            },
+            // A ranged read of an empty object (or of zero bytes) is refused by
+            // some backends, so the size is asked first.
+            Some(n) => match self.store.head(&location).await {
+                Ok(m) if m.size == 0 || n == 0 => Ok(Bytes::new()),
+                Ok(m) => self.store.get_range(&location, 0..n.min(m.size)).await,
+                Err(e) => Err(e),
+            },
         };
-        self.bus.execute::<BlobDecider>(&CommandBus::stream::<BlobDecider>(id), meta, &cmd).await?;
-        self.store.put(key, PutPayload::from(bytes)).await?;
-        Ok(())
+        match found {
+            Ok(b) => Ok(Some(b)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
-    /// Reads the object at `key`.
-    pub async fn get(&self, key: &Path) -> Result<Bytes, Error> {
-        Ok(self.store.get(key).await?.bytes().await?)
+    async fn head(&self, key: &BlobKey) -> userz_core::Result<Option<BlobMeta>> {
+        match self.store.head(&path(key)?).await {
+            Ok(m) => Ok(Some(meta(m))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
-    /// Marks the blob at `key` for retention (a `BlobRetained` event).
-    pub async fn retain(&self, key: &Path, by: Actor) -> Result<(), Error> {
-        self.command(key, BlobCommand::Retain { by }).await
+    async fn delete(&self, key: &BlobKey) -> userz_core::Result<()> {
+        match self.store.delete(&path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
-    /// Lifts the retention mark (a `BlobReleased` event).
-    pub async fn release(&self, key: &Path, by: Actor) -> Result<(), Error> {
-        self.command(key, BlobCommand::Release { by }).await
+    fn list(&self, prefix: &str) -> BlobListing {
+        let trimmed = prefix.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Box::pin(self.store.list(None).map(|r| r.map(meta).map_err(store_error)));
+        }
+        if !blob::is_canonical(trimmed) {
+            return blob::invalid_prefix(prefix);
+        }
+        let Ok(p) = Path::parse(trimmed) else { return blob::invalid_prefix(prefix) };
+        Box::pin(self.store.list(Some(&p)).map(|r| r.map(meta).map_err(store_error)))
     }
 
-    async fn command(&self, key: &Path, cmd: BlobCommand) -> Result<(), Error> {
-        let stream = CommandBus::stream::<BlobDecider>(BlobId::for_key(key.as_ref()));
-        self.bus.execute::<BlobDecider>(&stream, CommandMeta::new(), &cmd).await?;
-        Ok(())
+    fn capabilities(&self) -> BlobCapabilities {
+        if self.durable {
+            BlobCapabilities::durable()
+        } else {
+            BlobCapabilities::in_memory()
+        }
     }
 }

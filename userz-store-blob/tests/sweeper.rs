@@ -1,4 +1,5 @@
-//! The retention sweeper with an injected clock, on the in-memory object store,
+//! The engine's retention sweeper (`userz_engine::blobs::Sweeper`) over this
+//! adapter, with an injected clock, on the in-memory object store,
 //! the local filesystem, and the S3-compatible server that `scripts/services.sh`
 //! starts (`USERZ_S3_ENDPOINT`).
 //!
@@ -15,9 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use userz_core::domain::blob::{BlobDecider, BlobId, BlobState};
 use userz_core::domain::common::Actor;
 use userz_core::ids::{OrgId, RunId, UserId};
+use userz_core::ports::blob::org_prefix;
+use userz_core::ports::{BlobKey, BlobStore};
 use userz_core::{Clock, SystemClock};
+use userz_engine::blobs::{Blobs, SweepReport, Sweeper};
 use userz_engine::CommandBus;
-use userz_store_blob::{layout, BlobStoreBuilder, Blobs, Error, SweepReport, Sweeper};
+use userz_store_blob::{BlobStoreBuilder, Error, ObjectBlobStore};
 use userz_store_memory::MemoryStores;
 use userz_testkit::ManualClock;
 
@@ -30,7 +34,8 @@ struct World {
     sweeper: Sweeper,
 }
 
-fn world(store: Arc<dyn ObjectStore>, clock: Arc<ManualClock>) -> World {
+fn world(store: ObjectBlobStore, clock: Arc<ManualClock>) -> World {
+    let store: Arc<dyn BlobStore> = Arc::new(store);
     let stores = MemoryStores::new(clock.clone());
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
     let blobs = Blobs::new(store.clone(), bus.clone(), clock.clone());
@@ -38,7 +43,11 @@ fn world(store: Arc<dyn ObjectStore>, clock: Arc<ManualClock>) -> World {
     World { clock, bus, blobs, sweeper }
 }
 
-async fn exists(store: &dyn ObjectStore, key: &Path) -> bool {
+async fn exists(store: &ObjectBlobStore, key: &BlobKey) -> bool {
+    store.head(key).await.unwrap_or_else(|e| panic!("head {key}: {e}")).is_some()
+}
+
+async fn raw_exists(store: &dyn ObjectStore, key: &Path) -> bool {
     match store.head(key).await {
         Ok(_) => true,
         Err(object_store::Error::NotFound { .. }) => false,
@@ -46,8 +55,8 @@ async fn exists(store: &dyn ObjectStore, key: &Path) -> bool {
     }
 }
 
-async fn state(bus: &CommandBus, key: &Path) -> (BlobState, u64) {
-    bus.load::<BlobDecider>(&CommandBus::stream::<BlobDecider>(BlobId::for_key(key.as_ref())))
+async fn state(bus: &CommandBus, key: &BlobKey) -> (BlobState, u64) {
+    bus.load::<BlobDecider>(&CommandBus::stream::<BlobDecider>(BlobId::for_key(key.as_str())))
         .await
         .unwrap_or_else(|e| panic!("load: {e}"))
 }
@@ -55,33 +64,33 @@ async fn state(bus: &CommandBus, key: &Path) -> (BlobState, u64) {
 /// The must-show: 31 days old → deleted (with a `BlobDeleted` event); 31 days old
 /// but retained → kept; 29 days old → kept. Then releasing the retained one lets
 /// the next sweep delete it.
-async fn thirty_day_retention(store: Arc<dyn ObjectStore>) {
+async fn thirty_day_retention(store: ObjectBlobStore) {
     let w = world(store.clone(), Arc::new(ManualClock::at_2026()));
     let org = OrgId::new();
-    let old = layout::screenshot(org, "old.png").unwrap_or_else(|e| panic!("{e}"));
-    let kept = layout::run_transcript(org, RunId::new());
-    let young = layout::screenshot(org, "young.png").unwrap_or_else(|e| panic!("{e}"));
+    let old = BlobKey::screenshot(org, "old.png").unwrap_or_else(|e| panic!("{e}"));
+    let kept = BlobKey::run_transcript(org, RunId::new());
+    let young = BlobKey::screenshot(org, "young.png").unwrap_or_else(|e| panic!("{e}"));
 
-    w.blobs.put(org, &old, Bytes::from_static(b"old")).await.unwrap_or_else(|e| panic!("{e}"));
-    w.blobs.put(org, &kept, Bytes::from_static(b"{\"turn\":1}\n")).await.unwrap_or_else(|e| panic!("{e}"));
+    w.blobs.put(&old, Bytes::from_static(b"old")).await.unwrap_or_else(|e| panic!("{e}"));
+    w.blobs.put(&kept, Bytes::from_static(b"{\"turn\":1}\n")).await.unwrap_or_else(|e| panic!("{e}"));
     let reviewer = Actor::User { user: UserId::new() };
     w.blobs.retain(&kept, reviewer.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     w.clock.advance(2 * DAY);
-    w.blobs.put(org, &young, Bytes::from_static(b"young")).await.unwrap_or_else(|e| panic!("{e}"));
+    w.blobs.put(&young, Bytes::from_static(b"young")).await.unwrap_or_else(|e| panic!("{e}"));
     w.clock.advance(29 * DAY); // old and kept: 31 days; young: 29 days
 
     let report = w.sweeper.sweep().await.unwrap_or_else(|e| panic!("sweep: {e}"));
     assert_eq!(report, SweepReport { scanned: 3, deleted: 1, retained: 1, young: 1, foreign: 0 });
-    assert!(!exists(store.as_ref(), &old).await, "31-day-old blob deleted");
+    assert!(!exists(&store, &old).await, "31-day-old blob deleted");
     assert!(matches!(state(&w.bus, &old).await.0, BlobState::Deleted { .. }), "deletion is an event");
-    assert!(exists(store.as_ref(), &kept).await, "retained blob kept");
-    assert!(exists(store.as_ref(), &young).await, "29-day-old blob kept");
+    assert!(exists(&store, &kept).await, "retained blob kept");
+    assert!(exists(&store, &young).await, "29-day-old blob kept");
     assert_eq!(w.blobs.get(&young).await.unwrap_or_default(), Bytes::from_static(b"young"));
 
     w.blobs.release(&kept, reviewer).await.unwrap_or_else(|e| panic!("{e}"));
     let report = w.sweeper.sweep().await.unwrap_or_else(|e| panic!("sweep: {e}"));
     assert_eq!((report.deleted, report.young), (1, 1));
-    assert!(!exists(store.as_ref(), &kept).await, "released blob ages out");
+    assert!(!exists(&store, &kept).await, "released blob ages out");
 }
 
 #[tokio::test]
@@ -114,11 +123,11 @@ async fn an_interrupted_sweep_resumes_without_duplicate_events() {
     let store = BlobStoreBuilder::memory().build().unwrap_or_else(|e| panic!("{e}"));
     let w = world(store.clone(), Arc::new(ManualClock::at_2026()));
     let org = OrgId::new();
-    let key = layout::screenshot(org, "a.png").unwrap_or_else(|e| panic!("{e}"));
-    w.blobs.put(org, &key, Bytes::from_static(b"a")).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = BlobKey::screenshot(org, "a.png").unwrap_or_else(|e| panic!("{e}"));
+    w.blobs.put(&key, Bytes::from_static(b"a")).await.unwrap_or_else(|e| panic!("{e}"));
     w.clock.advance(31 * DAY);
     // A sweep that crashed after recording the deletion, before deleting the object.
-    let stream = CommandBus::stream::<BlobDecider>(BlobId::for_key(key.as_ref()));
+    let stream = CommandBus::stream::<BlobDecider>(BlobId::for_key(key.as_str()));
     let cmd = userz_core::domain::blob::BlobCommand::Delete { at: w.clock.now() };
     w.bus
         .execute::<BlobDecider>(&stream, userz_engine::CommandMeta::new(), &cmd)
@@ -128,7 +137,7 @@ async fn an_interrupted_sweep_resumes_without_duplicate_events() {
 
     let report = w.sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.deleted, 1);
-    assert!(!exists(store.as_ref(), &key).await, "the object is deleted on resume");
+    assert!(!exists(&store, &key).await, "the object is deleted on resume");
     assert_eq!(state(&w.bus, &key).await.1, version_before, "no second BlobDeleted");
     assert_eq!(w.sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}")).scanned, 0);
 }
@@ -138,8 +147,8 @@ async fn a_recorded_blob_whose_object_never_landed_is_harmless() {
     let store = BlobStoreBuilder::memory().build().unwrap_or_else(|e| panic!("{e}"));
     let w = world(store.clone(), Arc::new(ManualClock::at_2026()));
     let org = OrgId::new();
-    let key = layout::screenshot(org, "ghost.png").unwrap_or_else(|e| panic!("{e}"));
-    w.blobs.put(org, &key, Bytes::from_static(b"g")).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = BlobKey::screenshot(org, "ghost.png").unwrap_or_else(|e| panic!("{e}"));
+    w.blobs.put(&key, Bytes::from_static(b"g")).await.unwrap_or_else(|e| panic!("{e}"));
     store.delete(&key).await.unwrap_or_else(|e| panic!("{e}"));
     w.clock.advance(31 * DAY);
     let report = w.sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}"));
@@ -154,10 +163,11 @@ async fn an_old_object_without_events_is_adopted_then_deleted() {
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let w = world(store.clone(), clock);
     let org = OrgId::new();
-    let orphan = layout::screenshot(org, "orphan.png").unwrap_or_else(|e| panic!("{e}"));
+    let orphan = BlobKey::screenshot(org, "orphan.png").unwrap_or_else(|e| panic!("{e}"));
     let foreign = Path::from("elsewhere/file.bin");
-    for k in [&orphan, &foreign] {
-        store.put(k, PutPayload::from_static(b"x")).await.unwrap_or_else(|e| panic!("{e}"));
+    let raw = store.object_store();
+    for k in [&Path::from(orphan.as_str()), &foreign] {
+        raw.put(k, PutPayload::from_static(b"x")).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let report = w.sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((report.young, report.foreign, report.deleted), (1, 1, 0), "fresh orphan kept");
@@ -165,8 +175,8 @@ async fn an_old_object_without_events_is_adopted_then_deleted() {
     w.clock.advance(31 * DAY);
     let report = w.sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((report.deleted, report.foreign), (1, 1));
-    assert!(!exists(store.as_ref(), &orphan).await);
-    assert!(exists(store.as_ref(), &foreign).await, "objects outside the layout are left alone");
+    assert!(!exists(&store, &orphan).await);
+    assert!(raw_exists(raw.as_ref(), &foreign).await, "objects outside the layout are left alone");
     let (s, version) = state(&w.bus, &orphan).await;
     assert!(matches!(s, BlobState::Deleted { org: o, .. } if o == org));
     assert_eq!(version, 2, "BlobStored (adopted) then BlobDeleted");
@@ -176,27 +186,24 @@ async fn an_old_object_without_events_is_adopted_then_deleted() {
 async fn a_shorter_max_age_is_honoured() {
     let store = BlobStoreBuilder::memory().build().unwrap_or_else(|e| panic!("{e}"));
     let w = world(store.clone(), Arc::new(ManualClock::at_2026()));
-    let sweeper = w.sweeper.clone().with_max_age(7 * DAY).with_prefix(layout::org_prefix(OrgId::new()));
+    let sweeper = w.sweeper.clone().with_max_age(7 * DAY).with_prefix(org_prefix(OrgId::new()));
     let org = OrgId::new();
-    let key = layout::screenshot(org, "k.png").unwrap_or_else(|e| panic!("{e}"));
-    w.blobs.put(org, &key, Bytes::from_static(b"k")).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = BlobKey::screenshot(org, "k.png").unwrap_or_else(|e| panic!("{e}"));
+    w.blobs.put(&key, Bytes::from_static(b"k")).await.unwrap_or_else(|e| panic!("{e}"));
     w.clock.advance(8 * DAY);
     assert_eq!(sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}")).scanned, 0, "other org's prefix");
-    let sweeper = sweeper.with_prefix(layout::org_prefix(org));
+    let sweeper = sweeper.with_prefix(org_prefix(org));
     assert_eq!(sweeper.sweep().await.unwrap_or_else(|e| panic!("{e}")).deleted, 1);
 }
 
 #[tokio::test]
 async fn a_key_under_another_org_is_refused() {
+    // `Blobs::put` takes the org from the key, so a key can only be stored as its
+    // own org's; a caller-supplied key of another org does not parse as ours.
     let store = BlobStoreBuilder::memory().build().unwrap_or_else(|e| panic!("{e}"));
-    let w = world(store.clone(), Arc::new(ManualClock::at_2026()));
-    let key = layout::screenshot(OrgId::new(), "x.png").unwrap_or_else(|e| panic!("{e}"));
-    let err = w.blobs.put(OrgId::new(), &key, Bytes::from_static(b"x")).await.err();
-    assert!(
-        matches!(&err, Some(Error::Command(c)) if c.rejection().is_some_and(|r| r.rule() == "invalid_input")),
-        "got {err:?}"
-    );
-    assert!(!exists(store.as_ref(), &key).await, "nothing written");
+    let key = BlobKey::screenshot(OrgId::new(), "x.png").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(BlobKey::parse(OrgId::new(), key.as_str()), None, "another org's key refused");
+    assert!(!exists(&store, &key).await, "nothing written");
 }
 
 #[test]

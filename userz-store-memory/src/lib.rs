@@ -1,7 +1,8 @@
 //! # userz-store-memory
 //!
 //! In-memory adapters for the Userz engine's storage ports: [`MemoryEventStore`],
-//! [`MemoryCache`], [`MemoryWorkQueue`] and [`MemoryReadModelStore`]. They honour
+//! [`MemoryCache`], [`MemoryWorkQueue`], [`MemoryReadModelStore`] and
+//! [`MemoryBlobStore`]. They honour
 //! the same contracts as the durable adapters (and pass the same conformance
 //! suites) but keep nothing across a process restart. Use them for tests, demos
 //! and embedding where durability is not needed.
@@ -22,6 +23,7 @@
 //! # }
 //! ```
 
+mod blob;
 mod cache;
 mod event_store;
 mod queue;
@@ -31,12 +33,13 @@ use std::sync::Arc;
 
 use userz_core::Clock;
 
+pub use blob::MemoryBlobStore;
 pub use cache::MemoryCache;
 pub use event_store::MemoryEventStore;
 pub use queue::MemoryWorkQueue;
 pub use read_model::MemoryReadModelStore;
 
-/// All four memory adapters sharing one clock.
+/// All the memory adapters sharing one clock.
 #[derive(Debug, Clone)]
 pub struct MemoryStores {
     /// Event store.
@@ -47,6 +50,8 @@ pub struct MemoryStores {
     pub queue: Arc<MemoryWorkQueue>,
     /// Read models.
     pub read_models: Arc<MemoryReadModelStore>,
+    /// Blobs.
+    pub blobs: Arc<MemoryBlobStore>,
 }
 
 impl MemoryStores {
@@ -55,8 +60,9 @@ impl MemoryStores {
         Self {
             events: Arc::new(MemoryEventStore::new(clock.clone())),
             cache: Arc::new(MemoryCache::new(clock.clone())),
-            queue: Arc::new(MemoryWorkQueue::new(clock)),
+            queue: Arc::new(MemoryWorkQueue::new(clock.clone())),
             read_models: Arc::new(MemoryReadModelStore::new()),
+            blobs: Arc::new(MemoryBlobStore::new(clock)),
         }
     }
 }

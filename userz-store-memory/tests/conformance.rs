@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use userz_store_memory::MemoryStores;
-use userz_testkit::conformance::{cache, event_store, read_model, work_queue};
+use userz_testkit::conformance::{blob, cache, event_store, read_model, work_queue};
 use userz_testkit::{ManualClock, TimeControl};
 
 fn stores() -> (MemoryStores, Arc<ManualClock>) {
@@ -34,4 +34,10 @@ async fn work_queue_conformance() {
 async fn read_model_conformance() {
     let (s, _) = stores();
     read_model::run_all(s.read_models).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_conformance() {
+    let (s, _) = stores();
+    blob::run_all(s.blobs, None).await;
 }

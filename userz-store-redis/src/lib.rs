@@ -12,8 +12,9 @@
 //!   [`Clock`](userz_core::Clock)): tests of this adapter use real time;
 //! - every key is namespaced by an optional prefix (`<prefix>:<key>`), so several
 //!   deployments or tests can share one server;
-//! - [`TokenBucket`] is the rate-limit helper (capacity 100, refill 10/s by
-//!   default) as one atomic script that returns "allowed" or a retry-after.
+//! - [`RedisRateLimiter`] is the `RateLimiter` port as one atomic script that
+//!   returns "allowed" or a retry-after, shared by every replica;
+//!   [`TokenBucket`] fixes one bucket shape (capacity 100, refill 10/s by default).
 //!
 //! One [`redis::aio::ConnectionManager`] is shared by every clone: it pipelines
 //! concurrent commands over one connection and reconnects after a failure.
@@ -41,7 +42,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use userz_core::ports::Cache;
 use userz_core::{Error, Result};
 
-pub use bucket::{RateDecision, TokenBucket, TokenBucketConfig};
+pub use bucket::{RateDecision, RedisRateLimiter, TokenBucket, TokenBucketConfig};
 
 /// The environment variable [`RedisCacheBuilder::from_env`] reads.
 pub const URL_ENV: &str = "USERZ_REDIS_URL";
@@ -166,6 +167,12 @@ impl RedisCache {
     /// A rate limiter whose buckets live under this cache's prefix.
     pub fn token_bucket(&self, config: TokenBucketConfig) -> TokenBucket {
         TokenBucket::new(self.connection(), self.inner.prefix.clone(), config)
+    }
+
+    /// The [`RateLimiter`](userz_core::ports::RateLimiter) port with buckets
+    /// under this cache's prefix.
+    pub fn rate_limiter(&self) -> RedisRateLimiter {
+        RedisRateLimiter::new(self.connection(), self.inner.prefix.clone())
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use userz_core::ports::Cache;
+use userz_core::ports::{Cache, RateLimiter};
 use userz_store_redis::{RateDecision, RedisCache, RedisCacheBuilder, TokenBucketConfig};
-use userz_testkit::conformance::cache;
+use userz_testkit::conformance::{cache, rate_limit};
 use userz_testkit::{ManualClock, TimeControl};
 
 /// A cache under a fresh prefix, or `None` when the server is absent and
@@ -100,4 +100,25 @@ async fn token_bucket_refuses_a_cost_above_capacity() {
     assert!(matches!(err, Some(userz_core::Error::Invalid(_))), "got {err:?}");
     let d = bucket.take_n("k", 5).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(d, RateDecision::Allowed { remaining: 0 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiter_conformance() {
+    let Some(url) = userz_testkit::services::require("USERZ_REDIS_URL") else { return };
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let clock = Arc::new(ManualClock::at_2026());
+    // Two connections under one prefix: the second handle shares the buckets.
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let cache = RedisCacheBuilder::new(url.clone())
+            .with_prefix(prefix.clone())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let limiter: Arc<dyn RateLimiter> = Arc::new(cache.rate_limiter().with_clock(clock.clone()));
+        handles.push(limiter);
+    }
+    let second = handles.pop();
+    let first = handles.pop().unwrap_or_else(|| unreachable!("two handles were made"));
+    rate_limit::run_all(first, second, clock).await;
 }

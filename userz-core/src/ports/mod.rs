@@ -4,21 +4,25 @@
 //! proves it with the conformance suites of `userz-testkit`. Ports are
 //! object-safe and used as `Arc<dyn Port>`.
 
+pub mod blob;
 pub mod cache;
 pub mod classifier;
 pub mod event_store;
 pub mod key_provider;
 pub mod model;
+pub mod rate_limit;
 pub mod read_model;
 pub mod sandbox;
 pub mod vcs;
 pub mod work_queue;
 
+pub use blob::{BlobCapabilities, BlobKey, BlobListing, BlobMeta, BlobStore};
 pub use cache::Cache;
 pub use classifier::{Classification, Classifier, ClassifierInput, Label, SignalRecord};
 pub use event_store::{catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities};
 pub use key_provider::{KeyProvider, WrappedKey};
 pub use model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall, ToolSpec};
+pub use rate_limit::{RateDecision, RateLimit, RateLimiter, RateLimiterCapabilities};
 pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
 pub use sandbox::{EgressRecord, Limits, ResourceUsage, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
 pub use vcs::{

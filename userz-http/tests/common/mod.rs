@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::ports::{EventStore, ReadModelStore};
 use userz_core::Clock;
+use userz_engine::blobs::Blobs;
 use userz_engine::projections::{
     run_projection, AuditLogProjection, FeedbackListProjection, Projection, RunDetailProjection,
 };
@@ -26,7 +27,7 @@ use userz_http::{api_router, ApiConfig, ApiDeps, ApiState};
 use userz_security::api_key::HashParams;
 use userz_security::envelope::{Envelope, StaticKeyProvider};
 use userz_security::secret::SecretBytes;
-use userz_store_blob::{BlobStoreBuilder, Blobs};
+use userz_store_memory::MemoryBlobStore;
 use userz_store_memory::MemoryStores;
 use userz_testkit::{eventually, ManualClock};
 
@@ -110,7 +111,7 @@ pub async fn start_on(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // Uploads into an in-memory object store, tickets pointing back here.
-    let blobs = Blobs::new(BlobStoreBuilder::memory().build().unwrap(), bus.clone(), clock.clone());
+    let blobs = Blobs::new(Arc::new(MemoryBlobStore::new(clock.clone())), bus.clone(), clock.clone());
     let cache = MemoryStores::new(clock.clone()).cache;
     // Slack chat-ops for every org, so a request can reach the webhook code.
     let webhooks = WebhookState::new(

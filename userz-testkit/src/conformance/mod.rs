@@ -5,8 +5,10 @@
 //! instance (even a shared server) can run them all. A check panics with a
 //! message naming the contract clause it found broken.
 
+pub mod blob;
 pub mod cache;
 pub mod event_store;
+pub mod rate_limit;
 pub mod read_model;
 pub mod work_queue;
 

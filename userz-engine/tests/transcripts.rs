@@ -5,13 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use object_store::memory::InMemory;
-use object_store::ObjectStore;
 use userz_core::ids::{OrgId, RunId};
-use userz_core::ports::{Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Workspace};
+use userz_core::ports::{BlobKey, BlobStore, Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Workspace};
+use userz_engine::blobs::{Blobs, UploadTranscripts};
 use userz_engine::CommandBus;
-use userz_store_blob::{layout, Blobs, UploadTranscripts};
-use userz_store_memory::MemoryStores;
+use userz_store_memory::{MemoryBlobStore, MemoryStores};
 use userz_testkit::ManualClock;
 
 /// Leaves a transcript file behind, like a real sandbox adapter.
@@ -52,14 +50,14 @@ async fn transcript_is_stored_under_the_runs_key_and_the_host_file_removed() {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = Arc::new(MemoryBlobStore::new(clock.clone()));
     let sandbox = UploadTranscripts::new(Arc::new(Leaves(file.clone())), Blobs::new(store.clone(), bus, clock));
     let (org, run) = (OrgId::new(), RunId::new());
     let outcome = sandbox.run(&spec(org, run)).await.unwrap();
-    let key = layout::run_transcript(org, run);
-    assert_eq!(outcome.transcript.as_deref(), Some(key.as_ref()));
+    let key = BlobKey::run_transcript(org, run);
+    assert_eq!(outcome.transcript.as_deref(), Some(key.as_str()));
     assert!(outcome.transcript_path.is_none());
-    let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
+    let stored = store.get(&key, None).await.unwrap().unwrap();
     assert_eq!(&stored[..], b"{\"type\":\"stopped\"}\n");
     assert!(!file.exists(), "host copy removed");
 
@@ -84,7 +82,8 @@ async fn transcript_is_stored_under_the_runs_key_and_the_host_file_removed() {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
-    let sandbox = UploadTranscripts::new(Arc::new(Gone), Blobs::new(Arc::new(InMemory::new()), bus, clock));
+    let sandbox =
+        UploadTranscripts::new(Arc::new(Gone), Blobs::new(Arc::new(MemoryBlobStore::new(clock.clone())), bus, clock));
     let outcome = sandbox.run(&spec(org, RunId::new())).await.unwrap();
     assert_eq!(outcome.exit, SandboxExit::Completed);
     assert!(outcome.transcript.is_none());

@@ -1,18 +1,18 @@
 //! Run transcripts into object storage (G18: full run logs live in blobs).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use userz_core::ids::RunId;
-use userz_core::ports::{Limits, Sandbox, SandboxOutcome, SandboxSpec};
+use userz_core::ports::{BlobKey, Limits, Sandbox, SandboxOutcome, SandboxSpec};
 
-use crate::{layout, Blobs};
+use super::Blobs;
 
 /// Wraps any [`Sandbox`]: after a run, the transcript the sandbox left on the
 /// host (`SandboxOutcome::transcript_path`) is stored as the run's transcript
-/// blob (`layout::run_transcript`), the outcome names that key, and the host
+/// blob ([`BlobKey::run_transcript`]), the outcome names that key, and the host
 /// file is deleted.
 ///
 /// A failed upload does not fail the run: the outcome then carries no key and
@@ -29,10 +29,10 @@ impl UploadTranscripts {
         Self { inner, blobs }
     }
 
-    async fn upload(&self, spec: &SandboxSpec, path: &PathBuf) -> Result<String, crate::Error> {
-        let bytes = tokio::fs::read(path).await.map_err(|e| crate::Error::Io(e.to_string()))?;
-        let key = layout::run_transcript(spec.org, spec.run);
-        self.blobs.put(spec.org, &key, Bytes::from(bytes)).await?;
+    async fn upload(&self, spec: &SandboxSpec, path: &Path) -> Result<String, String> {
+        let bytes = tokio::fs::read(path).await.map_err(|e| format!("local file: {e}"))?;
+        let key = BlobKey::run_transcript(spec.org, spec.run);
+        self.blobs.put(&key, Bytes::from(bytes)).await.map_err(|e| e.to_string())?;
         Ok(key.to_string())
     }
 }
