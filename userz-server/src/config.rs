@@ -140,6 +140,59 @@ pub struct CacheConfig {
     pub url_env: Option<String>,
 }
 
+/// Where screenshots, attachments and run transcripts are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobKind {
+    /// A directory (default `<data_dir>/blobs`).
+    #[default]
+    Fs,
+    /// An S3 bucket (or an S3-compatible server at `blobs.endpoint`); the
+    /// credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    S3,
+    /// Process memory (tests and demos: gone when the process ends).
+    Memory,
+}
+
+/// `[blobs]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobConfig {
+    /// `fs` (default), `s3` or `memory`.
+    pub kind: BlobKind,
+    /// fs: the directory (default `<data_dir>/blobs`).
+    pub path: Option<PathBuf>,
+    /// s3: the bucket.
+    pub bucket: Option<String>,
+    /// s3: an S3-compatible endpoint (`http(s)://host:port`), path-style.
+    pub endpoint: Option<String>,
+    /// s3: the region (default `us-east-1`).
+    pub region: Option<String>,
+}
+
+/// Where the API's token buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKind {
+    /// This process's memory: limits hold per process.
+    #[default]
+    Local,
+    /// Redis (the `[cache]` Redis, or `rate_limits.url`): limits hold across processes.
+    Redis,
+}
+
+/// `[rate_limits]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `local` (default) or `redis`.
+    pub kind: RateLimitKind,
+    /// Redis URL when the cache is not Redis.
+    pub url: Option<String>,
+    /// Name of the environment variable holding that URL instead.
+    pub url_env: Option<String>,
+}
+
 /// Which classifier labels reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -365,6 +418,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[cache]`: sessions, tickets, replay guard.
     pub cache: CacheConfig,
+    /// `[blobs]`: screenshots, attachments, transcripts.
+    pub blobs: BlobConfig,
+    /// `[rate_limits]`: where the API's token buckets live.
+    pub rate_limits: RateLimitConfig,
 }
 
 /// Rate limits of the `/v1` API (token buckets: burst, then per minute).
@@ -416,6 +473,8 @@ impl Default for Config {
             limits: LimitSettings::default(),
             store: StoreConfig::default(),
             cache: CacheConfig::default(),
+            blobs: BlobConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -609,6 +668,31 @@ impl Config {
         }
         self.store_url()?;
         self.cache_url()?;
+        self.rate_limit_url()?;
+        match self.blobs.kind {
+            BlobKind::S3 if self.blobs.bucket.as_deref().is_none_or(str::is_empty) => {
+                return Err(ConfigError::Invalid {
+                    field: "blobs.bucket",
+                    message: "blobs.kind = \"s3\" needs a bucket".into(),
+                })
+            }
+            BlobKind::S3 => {}
+            _ if self.blobs.bucket.is_some() || self.blobs.endpoint.is_some() || self.blobs.region.is_some() => {
+                return Err(ConfigError::Invalid {
+                    field: "blobs.kind",
+                    message: "bucket, endpoint and region are for blobs.kind = \"s3\"".into(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(e) = &self.blobs.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    field: "blobs.endpoint",
+                    message: format!("{e:?}: must be an http(s) URL"),
+                });
+            }
+        }
         if let Some(ns) = &self.store.namespace {
             let valid = (1..=32).contains(&ns.len())
                 && ns.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -690,6 +774,32 @@ impl Config {
                 message: "the postgres store has no cache: set cache.kind = \"redis\" (with cache.url), or \"memory\" for a single process".into(),
             }),
             (_, None) => Ok(None),
+        }
+    }
+
+    /// The Redis URL of the rate limiter: `rate_limits.url`(`_env`), else the
+    /// cache's when the cache is Redis. `None` for local limits.
+    pub fn rate_limit_url(&self) -> Result<Option<String>, ConfigError> {
+        let r = &self.rate_limits;
+        let own = url_setting(r.url.as_deref(), r.url_env.as_deref(), "rate_limits.url", "rate_limits.url_env")?;
+        match (r.kind, own) {
+            (RateLimitKind::Local, Some(_)) => Err(ConfigError::Invalid {
+                field: "rate_limits.url",
+                message: "only rate_limits.kind = \"redis\" takes a URL".into(),
+            }),
+            (RateLimitKind::Local, None) => Ok(None),
+            (RateLimitKind::Redis, Some(u)) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+                Err(ConfigError::Invalid {
+                    field: "rate_limits.url",
+                    message: "a Redis URL starts with redis://".into(),
+                })
+            }
+            (RateLimitKind::Redis, Some(u)) => Ok(Some(u)),
+            (RateLimitKind::Redis, None) if self.cache.kind == CacheKind::Redis => self.cache_url(),
+            (RateLimitKind::Redis, None) => Err(ConfigError::Invalid {
+                field: "rate_limits.url",
+                message: "rate_limits.kind = \"redis\" needs rate_limits.url, or cache.kind = \"redis\"".into(),
+            }),
         }
     }
 
@@ -786,6 +896,8 @@ mod tests {
         ok("[store]\nkind = \"postgres\"\nurl = \"postgres://u@127.0.0.1:5432/db\"\n[cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n");
         ok("[store]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222, nats://127.0.0.1:4223\"\nreplicas = 3\n");
         ok("[store]\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\n[cache]\nkind = \"memory\"\n");
+        ok("[blobs]\nkind = \"s3\"\nbucket = \"userz\"\nendpoint = \"http://127.0.0.1:9000\"\n");
+        ok("[cache]\nkind = \"redis\"\nurl = \"redis://h:1\"\n[rate_limits]\nkind = \"redis\"\n");
         for (toml, field, words) in [
             ("[store]\nkind = \"mysql\"\n", "store.kind", "unknown variant"),
             ("[store]\nkinds = \"sqlite\"\n", "store", "unknown field"),
@@ -801,6 +913,12 @@ mod tests {
             ("[cache]\nkind = \"redis\"\nurl = \"http://h\"\n", "cache.url", "redis://"),
             ("[cache]\nurl = \"redis://h\"\n", "cache.url", "only cache.kind"),
             ("[store]\nnamespace = \"a-b\"\n", "store.namespace", "[A-Za-z0-9_]"),
+            ("[blobs]\nkind = \"s3\"\n", "blobs.bucket", "needs a bucket"),
+            ("[blobs]\nbucket = \"b\"\n", "blobs.kind", "for blobs.kind"),
+            ("[blobs]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"127.0.0.1:9\"\n", "blobs.endpoint", "http(s)"),
+            ("[blobs]\nkind = \"gcs\"\n", "blobs.kind", "unknown variant"),
+            ("[rate_limits]\nkind = \"redis\"\n", "rate_limits.url", "needs rate_limits.url"),
+            ("[rate_limits]\nurl = \"redis://h\"\n", "rate_limits.url", "only rate_limits.kind"),
             ("[store]\nkind = \"nats\"\nurl = \"nats://h:1\"\nreplicas = 7\n", "store.replicas", "1-5"),
         ] {
             let e = invalid(toml);

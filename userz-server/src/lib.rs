@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use userz_core::agent::ModelApi;
 use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{Limits, Sandbox, SandboxOutcome, SandboxSpec};
-use userz_core::ports::{BlobStore, Classifier, VcsRouter};
+use userz_core::ports::{Classifier, VcsRouter};
 use userz_core::{Clock, SystemClock};
 use userz_egress::ModelRoute;
 use userz_engine::blobs::{Blobs, UploadTranscripts};
@@ -43,7 +43,6 @@ use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, StaticKeyProvider};
 use userz_security::secret::SecretString;
-use userz_store_blob::BlobStoreBuilder;
 
 pub mod admin_cli;
 pub mod cli;
@@ -432,10 +431,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (stores, envelope) = open_stores(&config, clock.clone()).await?;
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
-    let objects = BlobStoreBuilder::local(config.data_dir.join("blobs"))
-        .build()
-        .map_err(|e| ServerError::Setup(format!("blob storage: {e}")))?;
-    let objects: Arc<dyn BlobStore> = Arc::new(objects);
+    let objects = stores.blobs.clone();
     let blobs = Blobs::new(objects.clone(), bus.clone(), clock.clone());
 
     let (sandbox, sandbox_unavailable): (Arc<dyn Sandbox>, Option<String>) = match process_sandbox(&config) {
@@ -561,7 +557,8 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
             envelope: Some(envelope.clone()),
         },
         config.api_config(),
-    );
+    )
+    .with_rate_limiter(stores.rate_limiter.clone());
     // Uploads: tickets are signed with USERZ_UPLOAD_SECRET when set (several
     // replicas must share it), else with a random per-process secret (tickets
     // live 300 s, so a restart only voids those in flight).

@@ -10,10 +10,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use userz_core::ports::{Cache, EventStore, ReadModelStore, WorkQueue};
+use userz_core::ports::{BlobStore, Cache, EventStore, RateLimiter, ReadModelStore, WorkQueue};
 use userz_core::Clock;
 
-use crate::config::{CacheKind, Config, StoreKind};
+use crate::config::{BlobKind, CacheKind, Config, RateLimitKind, StoreKind};
 use crate::ServerError;
 
 /// The SQLite file in the data directory (the embedded default).
@@ -30,8 +30,12 @@ pub struct Stores {
     pub read_models: Arc<dyn ReadModelStore>,
     /// Sanitize and run jobs.
     pub queue: Arc<dyn WorkQueue>,
-    /// Sessions, upload tickets, replay guard, rate-limit state.
+    /// Sessions, upload tickets, replay guard.
     pub cache: Arc<dyn Cache>,
+    /// Screenshots, attachments, run transcripts.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The API's token buckets.
+    pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl fmt::Debug for Stores {
@@ -109,7 +113,40 @@ impl Stores {
                 Arc::new(c)
             }
         };
-        Ok(Self { kind: config.store.kind, events, read_models, queue, cache })
+        let blobs: Arc<dyn BlobStore> = {
+            let b = &config.blobs;
+            let builder = match b.kind {
+                BlobKind::Fs => userz_store_blob::BlobStoreBuilder::local(
+                    b.path.clone().unwrap_or_else(|| config.data_dir.join("blobs")),
+                ),
+                BlobKind::Memory => userz_store_blob::BlobStoreBuilder::memory(),
+                BlobKind::S3 => {
+                    let mut s3 = userz_store_blob::BlobStoreBuilder::s3(b.bucket.clone().unwrap_or_default());
+                    if let Some(e) = &b.endpoint {
+                        s3 = s3.with_endpoint(e.clone());
+                    }
+                    if let Some(r) = &b.region {
+                        s3 = s3.with_region(r.clone());
+                    }
+                    s3
+                }
+            };
+            let field = if b.kind == BlobKind::S3 { "blobs.bucket" } else { "blobs.path" };
+            Arc::new(builder.build().map_err(|e| unreachable(field, "blob store", e))?)
+        };
+        let rate_limiter: Arc<dyn RateLimiter> = match config.rate_limits.kind {
+            RateLimitKind::Local => Arc::new(userz_engine::LocalRateLimiter::new(clock.clone())),
+            RateLimitKind::Redis => {
+                let url =
+                    config.rate_limit_url()?.ok_or_else(|| ServerError::Setup("rate_limits.url: missing".into()))?;
+                let c = userz_store_redis::RedisCacheBuilder::new(url)
+                    .build()
+                    .await
+                    .map_err(|e| unreachable("rate_limits.url", "Redis rate limiter", e))?;
+                Arc::new(c.rate_limiter().with_clock(clock.clone()))
+            }
+        };
+        Ok(Self { kind: config.store.kind, events, read_models, queue, cache, blobs, rate_limiter })
     }
 
     /// Whether the event log is empty (a new deployment).

@@ -26,22 +26,47 @@ fn write_config(dir: &Path, toml: &str) -> std::path::PathBuf {
 }
 
 /// Serves with `toml` as the configuration file, checks the printed store and
-/// the main job's first steps on it.
-fn serves_the_main_job_on(kind: &str, toml: &str) {
+/// the main job's first steps on it. Returns the base URL, the public key and
+/// the running server.
+fn serves_the_main_job_on(kind: &str, toml: &str) -> (common::Running, String, String) {
+    serves_the_main_job_with(kind, toml, &[])
+}
+
+fn serves_the_main_job_with(kind: &str, toml: &str, env: &[(&str, &str)]) -> (common::Running, String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), toml);
     let mut cmd = server_command(&tmp.path().join("data"));
     cmd.arg("-c").arg(&config);
-    let (_server, rx) = spawn(cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (server, rx) = spawn(cmd);
     let mut seen = Vec::new();
     let url_line = wait_line(&rx, &mut seen, |l| l.starts_with("userz server listening on "));
     let base = url_line.trim_start_matches("userz server listening on ").trim().to_string();
     let store_line = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("store:"));
     assert_eq!(store_line.trim().trim_start_matches("store:").trim(), kind);
+    let key_line = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("public key:"));
+    let public_key = key_line.trim().trim_start_matches("public key:").trim().to_string();
     wait_line(&rx, &mut seen, |l| l.starts_with("submit feedback:"));
     let curl = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("curl "));
     let id = submit_printed_curl_line(&curl);
     assert!(dashboard_lists(&base, &rx, &mut seen, &id), "feedback {id} is in the dashboard queue on {kind}");
+    (server, base, public_key)
+}
+
+/// `curl` with arguments; returns (status code, body bytes).
+fn curl_bytes(args: &[&str]) -> (String, Vec<u8>) {
+    let out = std::process::Command::new("curl").args(["-sS", "-w", "\n%{http_code}"]).args(args).output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let split = out.stdout.iter().rposition(|&b| b == b'\n').unwrap();
+    (String::from_utf8_lossy(&out.stdout[split + 1..]).into_owned(), out.stdout[..split].to_vec())
+}
+
+/// `curl` with arguments; returns (status code, body as text).
+fn curl_status(args: &[&str]) -> (String, String) {
+    let (code, body) = curl_bytes(args);
+    (code, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[test]
@@ -52,20 +77,72 @@ fn starts_on_sqlite_from_configuration() {
     assert!(db.is_file(), "the configured path holds the database");
 }
 
+/// The distributed layout from configuration: events on PostgreSQL, the cache
+/// and the rate limits on Redis, blobs on S3 (moto). A screenshot uploaded
+/// through the API lands in the bucket.
 #[test]
-fn starts_on_postgres_from_configuration() {
-    let (Some(pg), Some(redis)) =
-        (userz_testkit::services::require("USERZ_PG_URL"), userz_testkit::services::require("USERZ_REDIS_URL"))
-    else {
+fn starts_on_postgres_with_redis_and_s3_from_configuration() {
+    let (Some(pg), Some(redis), Some(s3)) = (
+        userz_testkit::services::require("USERZ_PG_URL"),
+        userz_testkit::services::require("USERZ_REDIS_URL"),
+        userz_testkit::services::require("USERZ_S3_ENDPOINT"),
+    ) else {
         return;
     };
-    serves_the_main_job_on(
+    let bucket = format!("userz-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (code, body) = curl_status(&["-X", "PUT", &format!("{}/{bucket}", s3.trim_end_matches('/'))]);
+    assert_eq!(code, "200", "create bucket: {body}");
+    let (_server, base, public_key) = serves_the_main_job_with(
         "postgres",
         &format!(
-            "[store]\nkind = \"postgres\"\nurl = {pg:?}\nnamespace = {:?}\n[cache]\nkind = \"redis\"\nurl = {redis:?}\n",
+            "[store]\nkind = \"postgres\"\nurl = {pg:?}\nnamespace = {:?}\n\
+             [cache]\nkind = \"redis\"\nurl = {redis:?}\n\
+             [rate_limits]\nkind = \"redis\"\n\
+             [blobs]\nkind = \"s3\"\nbucket = {bucket:?}\nendpoint = {s3:?}\n",
             namespace()
         ),
+        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
     );
+    let png = b"\x89PNG\r\n\x1a\nnot-really-a-png";
+    let (code, body) = curl_status(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &format!("Origin: {base}"),
+        "-H",
+        &format!("X-Userz-Public-Key: {public_key}"),
+        "-d",
+        &format!("{{\"kind\":\"screenshot\",\"contentType\":\"image/png\",\"byteSize\":{}}}", png.len()),
+        &format!("{base}/v1/feedback/upload-url"),
+    ]);
+    assert_eq!(code, "201", "{body}");
+    let ticket: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (url, key) = (ticket["uploadUrl"].as_str().unwrap(), ticket["key"].as_str().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("s.png");
+    std::fs::write(&file, png).unwrap();
+    let (code, body) = curl_status(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: image/png",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        url,
+    ]);
+    assert_eq!(code, "201", "{body}");
+    // Read back with a SigV4-signed request (objects are private).
+    let (code, stored) = curl_bytes(&[
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        "testing:testing",
+        &format!("{}/{bucket}/{key}", s3.trim_end_matches('/')),
+    ]);
+    assert_eq!(code, "200", "the object is in the S3 bucket: {}", String::from_utf8_lossy(&stored));
+    assert_eq!(stored, png, "byte for byte");
 }
 
 #[test]
