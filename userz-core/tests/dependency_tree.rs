@@ -155,7 +155,19 @@ fn core_dependency_tree_has_no_provider_crate() {
 fn forbidden_lists_name_crates_the_workspace_really_uses() {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
         .unwrap_or_else(|e| panic!("Cargo.lock: {e}"));
-    for used in ["tokio", "sha2", "hmac", "argon2", "aes-siv", "jsonwebtoken", "ed25519-dalek", "regex", "aho-corasick", "hyper", "rusqlite"] {
+    for used in [
+        "tokio",
+        "sha2",
+        "hmac",
+        "argon2",
+        "aes-siv",
+        "jsonwebtoken",
+        "ed25519-dalek",
+        "regex",
+        "aho-corasick",
+        "hyper",
+        "rusqlite",
+    ] {
         assert!(lock.contains(&format!("name = \"{used}\"")), "{used} is not in Cargo.lock: update the lists");
         let listed = [IO, RUNTIME, CRYPTO, REGEX, PROVIDER].iter().any(|l| l.contains(&used));
         assert!(listed, "{used} is used by the workspace but not forbidden in core");

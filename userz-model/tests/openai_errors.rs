@@ -9,8 +9,8 @@ use common::*;
 use serde_json::{json, Value};
 use userz_core::agent::{ModelApi, ModelEndpoint};
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider, StopReason};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_model::{provider_from_endpoint, OpenAiCompatible, SecretString, Transport};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 
 const KEY: &str = "sk-test-9f8e7d6c5b4a39281706";
 

@@ -377,7 +377,7 @@ async fn provider_errors_name_status_and_message_and_classify_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwt_signed_with_another_key_is_refused() {
     let e = env().await;
-    let (other_private, _) = userz_testkit::github_fake::generate_app_key().unwrap();
+    let (other_private, _) = userz_fakes::github_fake::generate_app_key().unwrap();
     let impostor = GitHubAppProvider::builder(APP_ID, common::INSTALLATION, SecretString::from(other_private))
         .with_api_base(e.fake.base_url())
         .with_git_base(e.git.git_base())

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use secrecy::SecretString;
 use userz_core::ids::{OrgId, RepoId, RunId};
 use userz_core::ports::{RepoTarget, Workspace};
+use userz_fakes::github_fake::{generate_app_key, GitHubFake};
 use userz_testkit::git_http::GitHttpServer;
-use userz_testkit::github_fake::{generate_app_key, GitHubFake};
 use userz_vcs_github::GitHubAppProvider;
 
 pub const APP_ID: &str = "424242";

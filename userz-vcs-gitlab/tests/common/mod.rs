@@ -6,9 +6,9 @@ use std::path::Path;
 
 use userz_core::ids::{OrgId, RepoId, RunId};
 use userz_core::ports::{RepoTarget, Workspace};
+use userz_fakes::gitlab_fake::GitLabFake;
 use userz_security::secret::SecretString;
 use userz_testkit::git_http::GitHttpServer;
-use userz_testkit::gitlab_fake::GitLabFake;
 use userz_vcs_gitlab::{GitLabProvider, GIT_USER};
 
 /// A project in a subgroup, so the URL-encoded path has two `%2F`.
