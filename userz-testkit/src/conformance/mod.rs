@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod event_store;
+pub mod model;
 pub mod read_model;
 pub mod sandbox;
 pub mod vcs;
