@@ -83,8 +83,8 @@ pub trait SandboxUnderTest: Send + Sync {
     /// The host uid a run's processes (and its workspace files, during a run)
     /// belong to.
     fn run_uid(&self, run: RunId) -> u32;
-    /// The `argv[0]`s a run may legitimately show in its process list besides
-    /// nothing else (the backend's init and [`PROBE_INSIDE`]).
+    /// The only `argv[0]`s a run may show in its process list (the backend's
+    /// init and [`PROBE_INSIDE`]).
     fn own_processes(&self) -> Vec<String>;
     /// Host resources (cgroups, VMs …) of `run` still present.
     fn leftovers(&self, run: RunId) -> Vec<PathBuf>;
@@ -211,10 +211,6 @@ async fn probe(h: &dyn SandboxUnderTest, run: &TestRun, limits: Limits, args: &[
     (outcome, v)
 }
 
-fn start(b: &dyn SandboxBackend, setup: SandboxSetup) -> Option<Box<dyn SandboxUnderTest>> {
-    b.start(setup)
-}
-
 /// Whether `check` is waived for a backend with its own kernel (said on stderr).
 fn waived_by_kernel_isolation(check: &str, caps: &SandboxCapabilities) -> bool {
     if caps.kernel_isolation {
@@ -311,7 +307,7 @@ macro_rules! sandbox_conformance_tests {
 
 /// A plain probe run reports its identity and leaves no host resource behind.
 pub async fn true_runs_and_leaves_no_cgroup(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, verdicts) = probe(h.as_ref(), &run, limits(), &["status"]).await;
     eprintln!("{outcome:?}\n{}", String::from_utf8_lossy(&outcome.stderr));
@@ -322,7 +318,7 @@ pub async fn true_runs_and_leaves_no_cgroup(b: &dyn SandboxBackend, _caps: &Sand
 
 /// `/etc/shadow` cannot be read.
 pub async fn reading_etc_shadow_fails(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["read", "/etc/shadow"]).await;
     let v = contained(&outcome, &v);
@@ -332,7 +328,7 @@ pub async fn reading_etc_shadow_fails(b: &dyn SandboxBackend, _caps: &SandboxCap
 /// Nothing is shared with other runs: run A can neither list nor read run
 /// B's workspace, and runs have distinct host uids.
 pub async fn another_runs_workspace_is_out_of_reach(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let a = h.allocate(&limits()).await;
     let bb = h.allocate(&limits()).await;
     let secret = bb.workspace.join("secret.txt");
@@ -354,7 +350,7 @@ pub async fn another_runs_workspace_is_out_of_reach(b: &dyn SandboxBackend, _cap
 /// No host secret enters the sandbox: the environment holds `PATH`, `HOME`
 /// and `LANG` only, in the probe and in pid 1.
 pub async fn host_env_secret_is_invisible_and_env_is_scrubbed(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     // Planted in the test process (the sandbox's host side).
     std::env::set_var("USERZ_HOST_SECRET", "hunter2");
     let run = h.allocate(&limits()).await;
@@ -376,7 +372,7 @@ pub async fn host_env_secret_is_invisible_and_env_is_scrubbed(b: &dyn SandboxBac
 /// The workspace is the only writable place; writes there land on the host
 /// and are handed back to the host user after the run.
 pub async fn writes_outside_the_workspace_fail_and_inside_succeed(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     for path in ["/usr/x", "/etc/x", "/x", "/userz/bin/x", "/proc/x"] {
         let (outcome, v) = probe(h.as_ref(), &run, limits(), &["write", path]).await;
@@ -392,7 +388,7 @@ pub async fn writes_outside_the_workspace_fail_and_inside_succeed(b: &dyn Sandbo
 
 /// Symlinks planted in the workspace resolve inside the sandbox, not on the host.
 pub async fn planted_symlink_to_a_host_file_is_not_followed(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     // World-readable on the host: only the sandbox's mount namespace keeps it out.
     let host_file = h.host_dir().join("host-secret.txt");
@@ -410,7 +406,7 @@ pub async fn ptrace_is_refused(b: &dyn SandboxBackend, caps: &SandboxCapabilitie
     if waived_by_kernel_isolation("ptrace_is_refused", caps) {
         return;
     }
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["ptrace"]).await;
     let v = contained(&outcome, &v);
@@ -423,7 +419,7 @@ pub async fn mounting_is_refused(b: &dyn SandboxBackend, caps: &SandboxCapabilit
     if waived_by_kernel_isolation("mounting_is_refused", caps) {
         return;
     }
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["mount"]).await;
     contained(&outcome, &v);
@@ -434,7 +430,7 @@ pub async fn new_namespaces_are_refused(b: &dyn SandboxBackend, caps: &SandboxCa
     if waived_by_kernel_isolation("new_namespaces_are_refused", caps) {
         return;
     }
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["unshare"]).await;
     contained(&outcome, &v);
@@ -445,7 +441,7 @@ pub async fn kernel_modules_cannot_be_loaded(b: &dyn SandboxBackend, caps: &Sand
     if waived_by_kernel_isolation("kernel_modules_cannot_be_loaded", caps) {
         return;
     }
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["module"]).await;
     contained(&outcome, &v);
@@ -454,7 +450,7 @@ pub async fn kernel_modules_cannot_be_loaded(b: &dyn SandboxBackend, caps: &Sand
 /// Direct TCP reaches neither the host's loopback, a private address nor
 /// the internet.
 pub async fn direct_network_is_unreachable(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let listener = ok(TcpListener::bind("127.0.0.1:0"), "bind");
     ok(listener.set_nonblocking(true), "nonblocking");
@@ -475,7 +471,7 @@ pub async fn egress_refuses_unlisted_loopback_private_and_rebinding_targets(
 ) {
     let setup =
         SandboxSetup { resolve: vec![("rebind.test".into(), IpAddr::from([127, 0, 0, 1]))], ..SandboxSetup::default() };
-    let Some(h) = start(b, setup) else { return };
+    let Some(h) = b.start(setup) else { return };
     let run = h.allocate(&limits()).await;
     let listener = ok(TcpListener::bind("127.0.0.1:0"), "bind");
     ok(listener.set_nonblocking(true), "nonblocking");
@@ -509,7 +505,7 @@ pub async fn egress_control_an_allowlisted_excepted_target_goes_through(
 ) {
     let listener = ok(TcpListener::bind("127.0.0.1:0"), "bind");
     let addr = ok(listener.local_addr(), "local_addr");
-    let Some(h) = start(b, SandboxSetup { egress_except: Some(addr), ..SandboxSetup::default() }) else { return };
+    let Some(h) = b.start(SandboxSetup { egress_except: Some(addr), ..SandboxSetup::default() }) else { return };
     let run = h.allocate(&limits()).await;
     let target = addr.to_string();
     let (outcome, records) =
@@ -524,7 +520,7 @@ pub async fn egress_control_an_allowlisted_excepted_target_goes_through(
 /// A fork bomb stops at the pids cap, is reported as `pids`, and the host
 /// still forks.
 pub async fn fork_bomb_hits_the_pids_cap(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let caps = Limits { pids: 32, ..limits() };
     let run = h.allocate(&caps).await;
     let (outcome, v) = probe(h.as_ref(), &run, caps, &["fork-bomb", "10000"]).await;
@@ -539,7 +535,7 @@ pub async fn fork_bomb_hits_the_pids_cap(b: &dyn SandboxBackend, _caps: &Sandbox
 
 /// Allocating past the memory cap is OOM-killed inside and reported as `memory`.
 pub async fn memory_bomb_is_oom_killed_inside(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let caps = Limits { memory_bytes: 128 << 20, ..limits() };
     let run = h.allocate(&caps).await;
     let (outcome, v) = probe(h.as_ref(), &run, caps, &["memory", "1024"]).await;
@@ -551,7 +547,7 @@ pub async fn memory_bomb_is_oom_killed_inside(b: &dyn SandboxBackend, _caps: &Sa
 
 /// Spinning threads get no more CPU than the quota.
 pub async fn cpu_spin_is_throttled_to_the_quota(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let caps = Limits { cpu_millis: 500, ..limits() };
     let run = h.allocate(&caps).await;
     let (outcome, v) = probe(h.as_ref(), &run, caps, &["spin", "4", "2000"]).await;
@@ -570,7 +566,7 @@ pub async fn cpu_spin_is_throttled_to_the_quota(b: &dyn SandboxBackend, _caps: &
 /// Filling the workspace stops with ENOSPC at the disk cap, reported as
 /// `disk`, and the host holds no more than the cap for it.
 pub async fn disk_fill_stops_at_the_cap(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let caps = limits();
     let run = h.allocate(&caps).await;
     let cap = caps.disk_bytes.to_string();
@@ -585,7 +581,7 @@ pub async fn disk_fill_stops_at_the_cap(b: &dyn SandboxBackend, _caps: &SandboxC
 
 /// The scratch `/tmp` is capped ([`SCRATCH_BYTES`]).
 pub async fn scratch_tmp_is_size_capped(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let scratch = SCRATCH_BYTES.to_string();
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["fill", "/tmp/fill", &scratch]).await;
@@ -595,7 +591,7 @@ pub async fn scratch_tmp_is_size_capped(b: &dyn SandboxBackend, _caps: &SandboxC
 
 /// The wall clock is enforced from outside and reported as a timeout.
 pub async fn sleeping_past_the_deadline_is_killed(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let caps = Limits { wall_clock: Duration::from_secs(2), ..limits() };
     let run = h.allocate(&caps).await;
     let (outcome, v) = probe(h.as_ref(), &run, caps, &["sleep", "60"]).await;
@@ -607,7 +603,7 @@ pub async fn sleeping_past_the_deadline_is_killed(b: &dyn SandboxBackend, _caps:
 
 /// The process list shows the sandbox's own processes only.
 pub async fn process_list_shows_only_the_sandbox(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["procs"]).await;
     let v = contained(&outcome, &v);
@@ -623,7 +619,7 @@ pub async fn process_list_shows_only_the_sandbox(b: &dyn SandboxBackend, _caps: 
 /// The agent runs as uid 1000 with no capabilities, `no_new_privs` and a
 /// seccomp filter.
 pub async fn identity_has_no_privileges(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let (outcome, v) = probe(h.as_ref(), &run, limits(), &["status"]).await;
     let v = contained(&outcome, &v);
@@ -635,7 +631,7 @@ pub async fn identity_has_no_privileges(b: &dyn SandboxBackend, _caps: &SandboxC
 
 /// The workspace is mounted `noexec`; system binaries do run.
 pub async fn files_in_the_workspace_cannot_be_executed(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let copy = run.workspace.join("true");
     ok(std::fs::copy("/bin/true", &copy), "copy");
@@ -659,7 +655,7 @@ pub async fn model_key_and_repo_token_are_not_found_inside_during_a_run(
     const KEY: &str = "sk-live-model-key-4f1c9a7e2b";
     const TOKEN: &str = "ghs_repoTokenForThisRun0123456789";
     const CONTROL: &str = "control-needle-5d2e8b";
-    let Some(h) = start(b, SandboxSetup { model_key: Some(KEY.into()), ..SandboxSetup::default() }) else {
+    let Some(h) = b.start(SandboxSetup { model_key: Some(KEY.into()), ..SandboxSetup::default() }) else {
         return;
     };
     std::env::set_var("USERZ_REPO_TOKEN", TOKEN);
@@ -693,7 +689,7 @@ pub async fn allocate_again_releases_leftovers_and_release_is_idempotent(
     b: &dyn SandboxBackend,
     _caps: &SandboxCapabilities,
 ) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let port = h.port();
     let run = h.allocate(&limits()).await;
     ok(std::fs::write(run.workspace.join("left-over"), "x"), "write");
@@ -713,7 +709,7 @@ pub async fn allocate_again_releases_leftovers_and_release_is_idempotent(
 
 /// A disk cap too small to hold a workspace is refused naming `limits.disk_bytes`.
 pub async fn too_small_disk_cap_is_refused_with_the_field(b: &dyn SandboxBackend, _caps: &SandboxCapabilities) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let err = match h.port().allocate_workspace(RunId::new(), &Limits { disk_bytes: 1 << 20, ..limits() }).await {
         Ok(p) => panic!("a 1 MiB disk cap was accepted: {p:?}"),
         Err(e) => e,
@@ -742,7 +738,7 @@ pub async fn dropping_the_run_future_kills_the_sandbox_and_removes_its_cgroup(
     b: &dyn SandboxBackend,
     _caps: &SandboxCapabilities,
 ) {
-    let Some(h) = start(b, SandboxSetup::default()) else { return };
+    let Some(h) = b.start(SandboxSetup::default()) else { return };
     let run = h.allocate(&limits()).await;
     let uid = h.run_uid(run.run);
     let gave_up = tokio::time::timeout(Duration::from_millis(800), h.probe(&run, limits(), &["sleep", "60"])).await;

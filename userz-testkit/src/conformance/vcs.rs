@@ -89,7 +89,7 @@ pub trait VcsForge: Send + Sync {
     fn refused_credentials(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    /// The git server's directory and error log.
+    /// The git server's directory (scanned for copies of the token).
     fn server_root(&self) -> PathBuf;
     /// The git server's error log.
     fn server_error_log(&self) -> String;
@@ -420,6 +420,7 @@ pub async fn retry_after_pr_created_finds_the_same_pr(f: &dyn VcsForge, caps: &F
     assert_eq!((retry.number, &retry.url), (first.number, &first.url));
     let prs = f.change_requests();
     assert_eq!(prs.len(), 1, "no second PR: {prs:?}");
+    assert_eq!(prs[0].number, first.number, "{prs:?}");
     assert!(prs[0].draft && prs[0].head == ws.branch && prs[0].base == "main", "{prs:?}");
 
     // Two attempts racing: the loser's create is refused by the forge and
