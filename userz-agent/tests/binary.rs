@@ -7,7 +7,7 @@ use std::process::Command;
 use common::Fixture;
 use serde_json::json;
 use userz_core::agent::{AgentResult, AgentStop, ModelApi, TranscriptEntry};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 
 fn run_binary(task: &userz_core::agent::AgentTask, dir: &std::path::Path) -> AgentResult {
     let task_file = dir.join("task.json");

@@ -33,12 +33,12 @@ use userz_dashboard::directory::memberships_by_email;
 use userz_dashboard::{router, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings};
 use userz_engine::projections::{run_projection, FeedbackListProjection, PullRequestProjection, RunDetailProjection};
 use userz_engine::{CommandBus, CommandMeta, Projection};
+use userz_fakes::google_fake::{GoogleAccount, GoogleFake};
 use userz_security::envelope::Envelope;
 use userz_security::envelope::StaticKeyProvider;
 use userz_security::session::{sign_in, CacheSessionStore, SessionConfig, SessionId, SessionStore};
 use userz_store_memory::{MemoryBlobStore, MemoryStores};
 use userz_testkit::clock::ManualClock;
-use userz_testkit::google_fake::{GoogleAccount, GoogleFake};
 
 const BASE: &str = "http://dash.test";
 const HOUR: Duration = Duration::from_secs(3600);

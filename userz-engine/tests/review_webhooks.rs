@@ -16,11 +16,11 @@ use userz_core::Timestamp;
 use userz_engine::projections::{pr_by_number, pr_runs, pr_summary};
 use userz_engine::review::{ReviewWebhookError, ReviewWebhookOutcome, ReviewWebhooks};
 use userz_engine::{CommandBus, Engine};
+use userz_fakes::vcs_webhooks as wh;
 use userz_security::secret::SecretBytes;
 use userz_security::webhooks::{GitHubVerifier, GitLabVerifier, ReplayGuard, WebhookVerifier};
 use userz_store_memory::MemoryStores;
 use userz_testkit::scenarios::{seed_with_provider, submit, wait_status, Rig, Seeded, StoreSet};
-use userz_testkit::vcs_webhooks as wh;
 use userz_testkit::{eventually, ManualClock};
 
 const SECRET: &[u8] = b"whsec-review-loop";

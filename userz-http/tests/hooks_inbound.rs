@@ -20,12 +20,12 @@ use userz_core::ports::EventStoreExt;
 use userz_core::Clock;
 use userz_engine::projections::pr_by_number;
 use userz_engine::{AnyEvent, CommandBus, Engine};
+use userz_fakes::vcs_webhooks as wh;
 use userz_http::webhooks::{router, StaticRepoDirectory, WebhookSecrets, WebhookState, WEBHOOK_BODY_LIMIT};
 use userz_security::secret::SecretBytes;
 use userz_security::webhooks::{slack, StripeVerifier};
 use userz_testkit::eventually;
 use userz_testkit::scenarios::{submit, wait_status, WAIT};
-use userz_testkit::vcs_webhooks as wh;
 
 use hooks_support::{engine_env, headers, send, Answer, EngineEnv};
 

@@ -11,9 +11,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider, ToolCall, ToolSpec};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_model::wire::{anthropic_request_body, openai_request_body};
 use userz_model::{Anthropic, MaxTokensField, OpenAiCompatible, Transport};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 
 /// A 20-turn tool-calling conversation (~1 KB of text per tool result).
 fn conversation() -> CompletionRequest {

@@ -9,8 +9,8 @@ use common::*;
 use serde_json::{json, Value};
 use userz_core::agent::{ModelApi, ModelEndpoint};
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider, StopReason, ToolSpec};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_model::{provider_from_endpoint, Anthropic, Pricing, SecretString, Transport, ANTHROPIC_VERSION};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 
 const KEY: &str = "sk-ant-test-0a1b2c3d4e5f";
 

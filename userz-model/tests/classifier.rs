@@ -12,9 +12,9 @@ use serde_json::json;
 use userz_core::error::Result;
 use userz_core::ports::classifier::{Classifier, ClassifierInput, Label};
 use userz_core::ports::model::{Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_model::{ModelClassifier, OpenAiCompatible, Transport, SYSTEM_PROMPT, UNPARSEABLE_SIGNAL};
 use userz_security::wrap::{find_wrapper_tags, TagKind};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 
 /// Answers every request with a fixed completion and records the requests.
 #[derive(Debug)]

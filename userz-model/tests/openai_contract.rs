@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use jsonschema::Validator;
 use serde_json::{json, Value};
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider, StopReason, ToolSpec};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_model::{MaxTokensField, OpenAiCompatible, Pricing, Transport};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 
 const CONTRACT: &str = include_str!("../../contracts/openai.chat-completions.subset.json");
 

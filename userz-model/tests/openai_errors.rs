@@ -1,4 +1,5 @@
-//! Bad answers, failures and transports of `OpenAiCompatible`.
+//! Bad answers, failures and transports of `OpenAiCompatible` beyond the
+//! shared model conformance suite (`tests/conformance.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,8 +10,8 @@ use common::*;
 use serde_json::{json, Value};
 use userz_core::agent::{ModelApi, ModelEndpoint};
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider, StopReason};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_model::{provider_from_endpoint, OpenAiCompatible, SecretString, Transport};
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 
 const KEY: &str = "sk-test-9f8e7d6c5b4a39281706";
 
@@ -25,13 +26,6 @@ fn provider(server: &ScriptedModelServer, key: Option<&str>) -> OpenAiCompatible
 async fn error_for(turn: ScriptedTurn) -> (String, bool) {
     let server = ScriptedModelServer::start([turn]).await;
     effect(provider(&server, Some(KEY)).complete(&request()).await.unwrap_err())
-}
-
-#[tokio::test]
-async fn a_body_that_is_not_json_is_a_permanent_error() {
-    let (message, retryable) = error_for(ScriptedTurn::raw(200, "text/html", "<html>gateway</html>")).await;
-    assert!(!retryable);
-    assert!(message.contains("not JSON"), "{message}");
 }
 
 #[tokio::test]
@@ -230,14 +224,4 @@ fn bad_configuration_is_refused_naming_the_setting() {
     let err =
         OpenAiCompatible::new("http://x/v1", None, Transport::Tcp).unwrap().with_root_certificates(vec![]).unwrap_err();
     assert!(err.to_string().contains("`tls`"), "{err}");
-}
-
-#[tokio::test]
-async fn an_exhausted_script_answers_a_retryable_server_error() {
-    let server = ScriptedModelServer::start([ScriptedTurn::text("only one")]).await;
-    let p = provider(&server, None);
-    p.complete(&request()).await.unwrap();
-    assert_eq!(server.remaining(), 0);
-    let (message, retryable) = effect(p.complete(&request()).await.unwrap_err());
-    assert!(retryable && message.contains("HTTP 500") && message.contains("script exhausted"), "{message}");
 }

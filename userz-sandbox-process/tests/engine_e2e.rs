@@ -30,12 +30,12 @@ use userz_engine::blobs::{Blobs, UploadTranscripts};
 use userz_engine::projections::audit_log;
 use userz_engine::secrets::put_secret;
 use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
+use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_git::GitChangeReader;
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
 use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
-use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status};
 use userz_vcs_git::GitBranchProvider;
 

@@ -1,17 +1,16 @@
-//! The `Sandbox` port: workspace allocation and release, the agent run (with
-//! `userz-escape-probe --task` standing in for `userz-agent`), cleanup when the
-//! caller gives up.
+//! What the process backend does beyond the shared sandbox conformance suite
+//! (`tests/conformance.rs`): the agent run (with `userz-escape-probe --task`
+//! standing in for `userz-agent`) and its configuration (model route, disk-cap
+//! mode, uid range, bubblewrap).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 use userz_core::agent::ModelApi;
-use userz_core::ids::RunId;
 use userz_core::ports::sandbox::{Limits, Sandbox, SandboxExit, SandboxSpec};
 use userz_core::ports::vcs::Workspace;
 use userz_core::Error;
@@ -113,68 +112,12 @@ async fn agent_run_without_a_model_route_is_unsupported() {
 }
 
 #[tokio::test]
-async fn allocate_again_releases_leftovers_and_release_is_idempotent() {
-    let Some(h) = Harness::new() else { return };
-    let run = h.run(&limits()).await;
-    std::fs::write(run.workspace.join("left-over"), "x").unwrap();
-    let again = h.sandbox.allocate_workspace(run.run, &limits()).await.unwrap();
-    assert_eq!(again, run.workspace);
-    assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0, "not empty");
-    let meta = std::fs::metadata(&again).unwrap();
-    assert_eq!((meta.uid(), meta.mode() & 0o777), (nix::unistd::geteuid().as_raw(), 0o700));
-    // On its own file system (the loop-mounted image).
-    assert_ne!(meta.dev(), std::fs::metadata(h.state.path()).unwrap().dev());
-
-    h.sandbox.release_workspace(run.run).await.unwrap();
-    assert!(!again.exists());
-    h.sandbox.release_workspace(run.run).await.unwrap();
-    h.sandbox.release_workspace(RunId::new()).await.unwrap();
-}
-
-#[tokio::test]
 async fn unenforced_disk_cap_gives_a_plain_directory() {
     let Some(h) = Harness::with(|c| c.with_disk_cap(DiskCap::Unenforced)) else { return };
     let run = h.run(&limits()).await;
     assert_eq!(std::fs::metadata(&run.workspace).unwrap().dev(), std::fs::metadata(h.state.path()).unwrap().dev());
     h.sandbox.release_workspace(run.run).await.unwrap();
     assert!(!run.workspace.exists());
-}
-
-#[tokio::test]
-async fn too_small_disk_cap_is_refused_with_the_field() {
-    let Some(h) = Harness::new() else { return };
-    let err =
-        h.sandbox.allocate_workspace(RunId::new(), &Limits { disk_bytes: 1 << 20, ..limits() }).await.unwrap_err();
-    assert!(matches!(&err, Error::Invalid(m) if m.contains("limits.disk_bytes")), "{err}");
-}
-
-/// Live (not zombie) processes of `uid`. Killed sandbox processes whose
-/// parent died are reparented to the host's init, which may reap them late.
-fn processes_of(uid: u32) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid() == uid).unwrap_or(false))
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
-            !matches!(state, Some(Some('Z' | 'X')) | None)
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn dropping_the_run_future_kills_the_sandbox_and_removes_its_cgroup() {
-    let Some(h) = Harness::new() else { return };
-    let run = h.run(&limits()).await;
-    let uid = h.sandbox.run_uid(&run.run);
-    let req = h.probe(&run, limits(), &["sleep", "60"]);
-    let gave_up = tokio::time::timeout(Duration::from_millis(800), h.sandbox.run_command(req)).await;
-    assert!(gave_up.is_err(), "the probe should still be sleeping");
-    assert!(cgroups_left(&run.run).is_empty(), "{:?}", cgroups_left(&run.run));
-    let left = processes_of(uid);
-    assert!(left.is_empty(), "sandbox processes survived: {left:?}");
 }
 
 #[tokio::test]
@@ -189,7 +132,7 @@ async fn runs_get_distinct_host_uids_in_the_configured_range() {
 #[test]
 fn missing_bubblewrap_is_unsupported_naming_the_setting() {
     let state = tempfile::tempdir().unwrap();
-    let config = userz_sandbox_process::ProcessSandboxConfig::new(EXEC_HELPER, PROBE)
+    let config = userz_sandbox_process::ProcessSandboxConfig::new(EXEC_HELPER, probe_binary())
         .with_bwrap("/nonexistent/bwrap")
         .with_state_root(state.path());
     let err = userz_sandbox_process::ProcessSandbox::new(config).unwrap_err();

@@ -9,15 +9,11 @@
 //! - [`scenarios`]: end-to-end engine scenarios (auto PR, guardrail refusal,
 //!   manual mode, crash and restart) written once and run on every store;
 //! - [`clock`]: a manual clock and a bounded `eventually` helper;
-//! - [`model_server`]: a scripted model server speaking the OpenAI and
-//!   Anthropic wire formats on loopback.
 //! - [`git_http`]: a real git smart-HTTP server (lighttpd + `git http-backend`)
-//!   requiring a token;
-//! - [`github_fake`]: a local fake of the GitHub REST operations the GitHub App
-//!   provider uses.
-//! - [`gitlab_fake`]: a local fake of the GitLab merge-request operations the
-//!   GitLab provider uses, mountable under a path prefix, forwarding git
-//!   smart-HTTP to [`git_http`].
+//!   requiring a token.
+//!
+//! The provider fakes (GitHub, GitLab, Google, the scripted model server,
+//! webhook deliveries) live in `userz-fakes`.
 
 pub mod at_rest;
 pub mod bins;
@@ -26,13 +22,8 @@ pub mod conformance;
 pub mod crash;
 pub mod doubles;
 pub mod git_http;
-pub mod github_fake;
-pub mod gitlab_fake;
-pub mod google_fake;
-pub mod model_server;
 pub mod scenarios;
 pub mod services;
 pub mod spec;
-pub mod vcs_webhooks;
 
 pub use clock::{eventually, ManualClock, TimeControl};

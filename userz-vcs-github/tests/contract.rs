@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use userz_core::ids::FeedbackId;
 use userz_core::ports::{PrRequest, VcsProvider};
-use userz_testkit::github_fake::Exchange;
+use userz_fakes::github_fake::Exchange;
 
 const CONTRACT: &str = include_str!("../../contracts/github.openapi.subset.json");
 
@@ -308,7 +308,7 @@ fn webhook_problems(name: &str, body: &Value, headers: &http::HeaderMap) -> Vec<
 
 #[test]
 fn webhook_deliveries_used_in_tests_match_githubs_published_schemas() {
-    use userz_testkit::vcs_webhooks as wh;
+    use userz_fakes::vcs_webhooks as wh;
     for merged in [true, false] {
         let body = wh::github_pull_request_closed(LOCATION, 12, "userz/fb-1", merged);
         let raw = serde_json::to_vec(&body).unwrap();
@@ -335,7 +335,7 @@ fn webhook_deliveries_used_in_tests_match_githubs_published_schemas() {
 
 #[test]
 fn the_webhook_schemas_catch_broken_deliveries() {
-    use userz_testkit::vcs_webhooks as wh;
+    use userz_fakes::vcs_webhooks as wh;
     let (closed, _) = webhook("pull-request-closed");
     let mut body = wh::github_pull_request_closed(LOCATION, 12, "b", true);
     body["action"] = json!("opened");

@@ -26,6 +26,7 @@ use userz_core::Timestamp;
 use userz_engine::projections::{pr_by_number, pr_runs, pr_summary};
 use userz_engine::review::{ReviewWebhookOutcome, ReviewWebhooks};
 use userz_engine::{CommandBus, CommandMeta, Engine, EngineConfig, EngineDeps};
+use userz_fakes::vcs_webhooks as wh;
 use userz_git::GitChangeReader;
 use userz_security::secret::SecretBytes;
 use userz_security::webhooks::{GitHubVerifier, ReplayGuard};
@@ -33,7 +34,6 @@ use userz_security::wrap::{SECTION_TAG, WRAPPER_TAG};
 use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status, StoreSet, WAIT};
-use userz_testkit::vcs_webhooks as wh;
 use userz_testkit::{eventually, ManualClock};
 use userz_vcs_github::GitHubAppProvider;
 
@@ -57,7 +57,7 @@ struct CommittingSandbox {
     dirs: Mutex<HashMap<RunId, tempfile::TempDir>>,
     released: Mutex<Vec<PathBuf>>,
     /// Revokes every installation token while the agent runs (mid-run revocation).
-    revoke_during_run: Mutex<Option<userz_testkit::github_fake::TokenRevoker>>,
+    revoke_during_run: Mutex<Option<userz_fakes::github_fake::TokenRevoker>>,
 }
 
 impl CommittingSandbox {

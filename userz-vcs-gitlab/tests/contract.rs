@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use userz_core::ids::FeedbackId;
 use userz_core::ports::{PrRequest, VcsProvider};
-use userz_testkit::gitlab_fake::{Exchange, MERGE_REQUESTS_PATH};
+use userz_fakes::gitlab_fake::{Exchange, MERGE_REQUESTS_PATH};
 
 const CONTRACT: &str = include_str!("../../contracts/gitlab.merge-requests.subset.json");
 

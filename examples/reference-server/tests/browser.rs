@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use userz_core::domain::feedback::FeedbackStatus;
 use userz_engine::projections::feedback_summary;
+use userz_fakes::model_server::{Gate, ScriptedModelServer, ScriptedTurn};
 use userz_server::config::{ModelApiKind, ModelConfig, SmtpConfig};
 use userz_server::{start, Config};
-use userz_testkit::model_server::{Gate, ScriptedModelServer, ScriptedTurn};
 use userz_testkit::services::require;
 
 fn repo_root() -> PathBuf {

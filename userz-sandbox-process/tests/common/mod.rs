@@ -1,21 +1,24 @@
 //! Shared set-up of the sandbox tests: a sandbox on a throwaway state root,
-//! runs whose storage is released even when a test panics, probe helpers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! runs whose storage is released even when a test panics, probe helpers,
+//! and [`Process`], the process backend as the conformance suite drives it.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::Value;
+use async_trait::async_trait;
 use tempfile::TempDir;
+use userz_core::agent::ModelApi;
 use userz_core::ids::RunId;
-use userz_core::ports::sandbox::{Limits, Sandbox};
-use userz_egress::Resolver;
-use userz_sandbox_process::{CommandOutcome, CommandRequest, ProcessSandbox, ProcessSandboxConfig};
+use userz_core::ports::sandbox::{EgressRecord, Limits, Sandbox};
+use userz_egress::{ModelRoute, StaticResolver};
+use userz_sandbox_process::{AgentModel, CommandOutcome, CommandRequest, ProcessSandbox, ProcessSandboxConfig};
+use userz_testkit::conformance::sandbox::{ProbeOutcome, SandboxBackend, SandboxSetup, SandboxUnderTest, TestRun};
+
+pub use userz_testkit::conformance::sandbox::{limits, probe_binary, PROBE_INSIDE, SCRATCH_BYTES};
 
 pub const EXEC_HELPER: &str = env!("CARGO_BIN_EXE_userz-sandbox-exec");
-pub const PROBE: &str = env!("CARGO_BIN_EXE_userz-escape-probe");
-pub const PROBE_INSIDE: &str = "/userz/bin/userz-escape-probe";
 pub const BWRAP: &str = "/usr/bin/bwrap";
 
 /// Whether this host can run the suite. Without root or bubblewrap the
@@ -37,17 +40,6 @@ pub fn host_ready() -> bool {
     );
 }
 
-/// Small caps so a test that breaks out of one fails fast.
-pub fn limits() -> Limits {
-    Limits {
-        cpu_millis: 1000,
-        memory_bytes: 256 << 20,
-        disk_bytes: 64 << 20,
-        pids: 64,
-        wall_clock: Duration::from_secs(20),
-    }
-}
-
 /// A sandbox over a temporary state root.
 pub struct Harness {
     pub sandbox: Arc<ProcessSandbox>,
@@ -64,17 +56,13 @@ impl Harness {
             return None;
         }
         let state = tempfile::Builder::new().prefix("userz-sandbox-test").tempdir().unwrap();
-        let config = ProcessSandboxConfig::new(EXEC_HELPER, PROBE)
+        let config = ProcessSandboxConfig::new(EXEC_HELPER, probe_binary())
             .with_bwrap(BWRAP)
             .with_state_root(state.path())
             .with_cgroup_parent("userz-test")
-            .with_scratch_bytes(16 << 20);
+            .with_scratch_bytes(SCRATCH_BYTES);
         let sandbox = Arc::new(ProcessSandbox::new(adjust(config)).unwrap());
         Some(Self { sandbox, state })
-    }
-
-    pub fn with_resolver(resolver: Arc<dyn Resolver>) -> Option<Self> {
-        Self::with(|c| c.with_resolver(resolver))
     }
 
     /// Allocates a workspace for a fresh run; released when the guard drops.
@@ -84,43 +72,12 @@ impl Harness {
         RunGuard { sandbox: self.sandbox.clone(), run, workspace, mnt: self.state.path().join(run.to_string()) }
     }
 
-    /// A request running the probe with `args`.
-    pub fn probe(&self, run: &RunGuard, limits: Limits, args: &[&str]) -> CommandRequest {
+    /// A request running the probe with `args` over `workspace`.
+    pub fn probe_request(&self, run: RunId, workspace: &Path, limits: Limits, args: &[&str]) -> CommandRequest {
         let mut argv = vec![PROBE_INSIDE.to_string()];
         argv.extend(args.iter().map(|s| s.to_string()));
-        CommandRequest::new(run.run, limits, &run.workspace, argv).with_ro_bind(PROBE, PROBE_INSIDE)
+        CommandRequest::new(run, limits, workspace, argv).with_ro_bind(probe_binary(), PROBE_INSIDE)
     }
-
-    /// Runs the probe and returns the outcome and its verdict lines.
-    pub async fn run_probe(&self, run: &RunGuard, limits: Limits, args: &[&str]) -> (CommandOutcome, Vec<Value>) {
-        let outcome = self.sandbox.run_command(self.probe(run, limits, args)).await.unwrap();
-        let verdicts = verdicts(&outcome);
-        (outcome, verdicts)
-    }
-}
-
-pub fn verdicts(outcome: &CommandOutcome) -> Vec<Value> {
-    String::from_utf8_lossy(&outcome.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("probe printed {l:?}: {e}")))
-        .collect()
-}
-
-/// The single verdict of a probe that must have run to its end, asserted
-/// not to have escaped.
-#[track_caller]
-pub fn contained(outcome: &CommandOutcome, verdicts: &[Value]) -> Value {
-    assert_eq!(
-        outcome.exit_code,
-        Some(0),
-        "probe failed: {outcome:?} stderr={}",
-        String::from_utf8_lossy(&outcome.stderr)
-    );
-    assert!(!outcome.timed_out, "{outcome:?}");
-    assert_eq!(verdicts.len(), 1, "{verdicts:?}");
-    let v = verdicts[0].clone();
-    assert_eq!(v["escaped"], Value::Bool(false), "ESCAPED: {v}");
-    v
 }
 
 /// A run's storage; released (synchronously, best effort) on drop so a
@@ -154,4 +111,92 @@ pub fn cgroups_left(run: &RunId) -> Vec<PathBuf> {
         }
     }
     left
+}
+
+/// The process backend as the conformance suite drives it.
+pub struct Process;
+
+impl SandboxBackend for Process {
+    fn start(&self, setup: SandboxSetup) -> Option<Box<dyn SandboxUnderTest>> {
+        let h = Harness::with(|mut c| {
+            if !setup.resolve.is_empty() {
+                let resolver =
+                    setup.resolve.iter().fold(StaticResolver::new(), |r, (host, ip)| r.with_host(host, [*ip]));
+                c = c.with_resolver(Arc::new(resolver));
+            }
+            if let Some(addr) = setup.egress_except {
+                c = c.with_egress_allow_socket_addr(addr);
+            }
+            if let Some(key) = setup.model_key {
+                let route =
+                    ModelRoute::openai_compatible("model.egress.internal", "http://127.0.0.1:9", key.into()).unwrap();
+                c = c.with_model(AgentModel { api: ModelApi::OpenaiCompatible, model: "m".into(), route });
+            }
+            c
+        })?;
+        Some(Box::new(h))
+    }
+}
+
+fn probe_outcome(o: CommandOutcome) -> ProbeOutcome {
+    ProbeOutcome {
+        exit_code: o.exit_code,
+        timed_out: o.timed_out,
+        stdout: o.stdout,
+        stderr: o.stderr,
+        limit: o.limit,
+        pids_max_hits: o.pids_max_hits,
+        resources: o.resources,
+    }
+}
+
+#[async_trait]
+impl SandboxUnderTest for Harness {
+    fn port(&self) -> Arc<dyn Sandbox> {
+        self.sandbox.clone()
+    }
+
+    fn host_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    fn run_uid(&self, run: RunId) -> u32 {
+        self.sandbox.run_uid(&run)
+    }
+
+    fn own_processes(&self) -> Vec<String> {
+        vec![BWRAP.to_string(), PROBE_INSIDE.to_string()]
+    }
+
+    fn leftovers(&self, run: RunId) -> Vec<PathBuf> {
+        cgroups_left(&run)
+    }
+
+    fn workspace_host_bytes(&self, run: RunId) -> u64 {
+        let image = self.state.path().join(run.to_string()).join("disk.img");
+        std::fs::metadata(image).unwrap().blocks() * 512
+    }
+
+    async fn allocate(&self, limits: &Limits) -> TestRun {
+        let guard = self.run(limits).await;
+        let (run, workspace) = (guard.run, guard.workspace.clone());
+        TestRun::new(run, workspace, move || drop(guard))
+    }
+
+    async fn probe(&self, run: &TestRun, limits: Limits, args: &[&str]) -> ProbeOutcome {
+        let req = self.probe_request(run.run, &run.workspace, limits, args);
+        probe_outcome(self.sandbox.run_command(req).await.unwrap())
+    }
+
+    async fn probe_with_egress(
+        &self,
+        run: &TestRun,
+        limits: Limits,
+        args: &[&str],
+        allowlist: &[String],
+    ) -> (ProbeOutcome, Vec<EgressRecord>) {
+        let req = self.probe_request(run.run, &run.workspace, limits, args);
+        let (outcome, records) = self.sandbox.run_with_egress(req, allowlist).await.unwrap();
+        (probe_outcome(outcome), records)
+    }
 }

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use secrecy::SecretString;
 use userz_core::ids::{OrgId, RepoId, RunId};
 use userz_core::ports::{RepoTarget, Workspace};
+use userz_fakes::github_fake::{generate_app_key, GitHubFake};
 use userz_testkit::git_http::GitHttpServer;
-use userz_testkit::github_fake::{generate_app_key, GitHubFake};
 use userz_vcs_github::GitHubAppProvider;
 
 pub const APP_ID: &str = "424242";
@@ -90,4 +90,75 @@ pub fn agent_commit(ws: &Workspace, file: &str, content: &str, message: &str) ->
 
 pub fn run() -> RunId {
     RunId::new()
+}
+
+/// The GitHub App provider as the VCS conformance suite drives it.
+pub struct Forge(pub Env);
+
+pub async fn forge() -> Forge {
+    Forge(env().await)
+}
+
+impl userz_testkit::conformance::vcs::VcsForge for Forge {
+    fn provider(&self) -> std::sync::Arc<dyn userz_core::ports::VcsProvider> {
+        std::sync::Arc::new(self.0.provider.clone())
+    }
+    fn fresh_provider(&self) -> std::sync::Arc<dyn userz_core::ports::VcsProvider> {
+        std::sync::Arc::new(fresh_provider(&self.0))
+    }
+    fn target(&self, base_branch: Option<&str>) -> RepoTarget {
+        target(base_branch)
+    }
+    fn before_prepare(&self) {
+        // Each run mints its own token; the test git server accepts one.
+        self.0.fake.queue_token(&self.0.token);
+    }
+    fn branch_head(&self, branch: &str) -> Option<String> {
+        self.0.git.branch_head(LOCATION, branch).unwrap()
+    }
+    fn branch_log(&self, branch: &str) -> Vec<String> {
+        self.0.git.branch_log(LOCATION, branch).unwrap()
+    }
+    fn remote_url(&self) -> String {
+        self.0.git.url_for(LOCATION)
+    }
+    fn token(&self) -> Option<String> {
+        Some(self.0.token.clone())
+    }
+    fn git_user(&self) -> String {
+        "x-access-token".into()
+    }
+    fn refused_credentials(&self) -> Vec<(String, String)> {
+        vec![("x-access-token".into(), "ghs_wrong".into())]
+    }
+    fn server_root(&self) -> std::path::PathBuf {
+        self.0.git.root().to_path_buf()
+    }
+    fn server_error_log(&self) -> String {
+        self.0.git.error_log()
+    }
+    fn expected_log_lines(&self) -> Vec<&'static str> {
+        vec!["minted installation token", "pushed branch"]
+    }
+    fn change_requests(&self) -> Vec<userz_testkit::conformance::vcs::ChangeRequest> {
+        self.0
+            .fake
+            .pulls(LOCATION)
+            .into_iter()
+            .map(|p| userz_testkit::conformance::vcs::ChangeRequest {
+                number: p.number,
+                head: p.head,
+                base: p.base,
+                draft: p.draft,
+                title: p.title,
+                body: p.body,
+            })
+            .collect()
+    }
+    fn revoke_tokens(&self) {
+        self.0.fake.revoke_all_tokens();
+    }
+    fn fail_next(&self, status: u16, message: &str) {
+        self.0.fake.fail_next(status, message);
+    }
 }

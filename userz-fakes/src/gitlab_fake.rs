@@ -34,7 +34,7 @@
 //! `null` are left out, so every response validates against the description.
 //!
 //! Git smart-HTTP: with [`GitLabFake::proxy_git_to`] the fake forwards
-//! `{prefix}/<path>.git/...` to a [`GitHttpServer`](crate::git_http::GitHttpServer),
+//! `{prefix}/<path>.git/...` to a `userz_testkit::git_http::GitHttpServer`,
 //! so one base URL serves both the API and the repositories, as on GitLab. A
 //! Basic password that is a revoked token is refused with `401` before
 //! forwarding (GitLab refuses revoked tokens over git too); the git server
@@ -234,7 +234,7 @@ impl GitLabFake {
     }
 
     /// Forwards git smart-HTTP (`{prefix}/<path>.git/...`) to `upstream`, a
-    /// base URL like [`GitHttpServer::git_base`](crate::git_http::GitHttpServer::git_base)
+    /// base URL like `userz_testkit::git_http::GitHttpServer::git_base`
     /// (`http://127.0.0.1:PORT/git`).
     pub fn proxy_git_to(&self, upstream: &str) -> std::io::Result<()> {
         let rest = upstream
@@ -250,7 +250,7 @@ impl GitLabFake {
 
     /// Reads branch heads (the merge request's `sha`, `diff_refs`) from the
     /// bare repositories under `repos_root` (`<path>.git`, as
-    /// [`GitHttpServer`](crate::git_http::GitHttpServer) lays them out).
+    /// `userz_testkit::git_http::GitHttpServer` lays them out).
     pub fn link_git_repos(&self, repos_root: PathBuf) {
         self.state.lock().git_repos = Some(repos_root);
     }

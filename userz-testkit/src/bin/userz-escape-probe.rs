@@ -1,6 +1,7 @@
 //! `userz-escape-probe SUBCOMMAND …`: tries one way out of the sandbox and
 //! prints a JSON verdict `{"probe": …, "escaped": bool, "detail": …}` on
-//! stdout. Used by the escape suite (`tests/escape.rs`); it runs inside the
+//! stdout. Used by the sandbox conformance suite
+//! (`userz_testkit::conformance::sandbox`); it runs inside the
 //! sandbox, so "escaped": true means the sandbox failed.
 //!
 //! With `--task PATH` it acts as a minimal stand-in for `userz-agent`: it

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! use userz_testkit::model_server::{ScriptedModelServer, ScriptedTurn};
+//! use userz_fakes::model_server::{ScriptedModelServer, ScriptedTurn};
 //! let server = ScriptedModelServer::start(vec![
 //!     ScriptedTurn::tool_call("read_file", serde_json::json!({"path": "src/lib.rs"})),
 //!     ScriptedTurn::text("Done."),

@@ -261,7 +261,7 @@ impl GitHubFake {
 
     /// Makes pull-request creation check the head branch against the bare
     /// repositories under `repos_root` (`<owner>/<name>.git`, as
-    /// [`GitHttpServer`](crate::git_http::GitHttpServer) lays them out), like
+    /// `userz_testkit::git_http::GitHttpServer` lays them out), like
     /// GitHub refuses a PR whose head branch does not exist.
     pub fn link_git_repos(&self, repos_root: PathBuf) {
         self.state.lock().git_repos = Some(repos_root);
