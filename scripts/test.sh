@@ -41,6 +41,11 @@ cargo fmt --all -- --check
 
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Each webhook provider of userz-security is an additive feature: the crate
+# builds with none of them and with each one alone.
+for features in "" webhook-stripe webhook-github webhook-gitlab webhook-slack webhook-discord; do
+  cargo clippy -p userz-security --no-default-features ${features:+--features "$features"} --locked -- -D warnings
+done
 
 log "benches build"
 cargo bench --workspace --locked --no-run
