@@ -8,15 +8,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use userz_core::domain::Role;
 use userz_core::ids::{OrgId, UserId};
 use userz_security::session::{SessionError, SessionId, SessionStore, Touch};
 
-use crate::directory::{memberships_of, org_name};
+use userz_engine::directory::{memberships_of, org_name};
 use crate::error::DashError;
 use crate::html::Nav;
 use crate::DashboardState;
@@ -61,13 +59,7 @@ impl Ctx {
 /// only the browser and nobody else holds), so it is unguessable without the
 /// cookie and needs no storage.
 pub(crate) fn csrf_token(id: &SessionId) -> String {
-    // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(id.expose_secret().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(b"userz-dashboard/csrf/v1");
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(userz_security::mac::hmac_sha256(id.expose_secret().as_bytes(), &[b"userz-dashboard/csrf/v1"]))
 }
 
 /// The session cookie's value, if the request carries one.

@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn demo(engine: userz_engine::Engine, cache: std::sync::Arc<dyn userz_core::ports::Cache>)
 //! # -> Result<(), Box<dyn std::error::Error>> {
-//! use userz_dashboard::{router, spawn_directory_projection, DashboardConfig, DashboardState};
+//! use userz_dashboard::{router, DashboardConfig, DashboardState};
 //!
 //! let config = DashboardConfig::from_env()?; // or DashboardConfig::new(base_url, smtp)
 //! let state = DashboardState::new(
@@ -20,14 +20,15 @@
 //!     cache, // sessions and sign-in tokens live in the ephemeral cache (G18)
 //!     config,
 //! );
-//! // The dashboard's own read model (members by e-mail, apps, repos, secret slots):
-//! let _projection = spawn_directory_projection(engine.deps().events.clone(), engine.read_models().clone());
+//! // Members, apps, repos and secret slots come from the engine's directory
+//! // projection (`userz_engine::directory`), which the engine runs.
 //! let app: axum::Router = axum::Router::new().merge(router(state)); // `/v1` is nested beside it
 //! # let _ = app; Ok(()) }
 //! ```
 //!
-//! Optional parts: [`DashboardState::with_envelope`] (needed to set secrets),
-//! [`DashboardState::with_api_keys`] (lists `sk_` keys by prefix).
+//! Optional parts: [`DashboardState::with_envelope`] (needed to set secrets).
+//! Keys, members, Apps, repos and secret slots are read from the engine's
+//! directory and written through its application layer (`userz_engine::admin`).
 //!
 //! ## Routes
 //!
@@ -59,7 +60,6 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod auth;
-pub mod directory;
 mod error;
 pub mod html;
 pub mod mail;
@@ -83,7 +83,6 @@ use userz_engine::CommandBus;
 use userz_security::envelope::Envelope;
 use userz_security::session::{CacheSessionStore, SessionConfig};
 
-pub use directory::DirectoryProjection;
 pub use error::DashError;
 pub use mail::SmtpSettings;
 pub use oidc::GoogleSettings;
@@ -225,26 +224,6 @@ impl DashboardConfig {
     }
 }
 
-/// An `sk_` key as the settings page lists it: never more than the prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyInfo {
-    /// Public prefix.
-    pub prefix: String,
-    /// Label, if any.
-    pub name: Option<String>,
-    /// Creation time, if known.
-    pub created_at: Option<Timestamp>,
-    /// Revoked.
-    pub revoked: bool,
-}
-
-/// Where the server keeps `sk_` key metadata (the key store is the server's).
-#[async_trait]
-pub trait ApiKeyDirectory: Send + Sync + std::fmt::Debug {
-    /// The keys of `org`.
-    async fn list(&self, org: OrgId) -> userz_core::Result<Vec<ApiKeyInfo>>;
-}
-
 /// The first `limit` bytes of `org`'s object at `key`, from `store`.
 ///
 /// `key` comes from a read model or a report (text the widget sent), so it is
@@ -273,7 +252,6 @@ pub struct DashboardState {
     pub(crate) sessions: CacheSessionStore,
     pub(crate) config: Arc<DashboardConfig>,
     pub(crate) envelope: Option<Envelope>,
-    pub(crate) keys: Option<Arc<dyn ApiKeyDirectory>>,
     pub(crate) blobs: Option<Arc<dyn BlobStore>>,
     pub(crate) mailer: mail::Mailer,
 }
@@ -297,7 +275,6 @@ impl DashboardState {
             cache,
             config: Arc::new(config),
             envelope: None,
-            keys: None,
             blobs: None,
             mailer,
         }
@@ -307,13 +284,6 @@ impl DashboardState {
     #[must_use]
     pub fn with_envelope(mut self, envelope: Envelope) -> Self {
         self.envelope = Some(envelope);
-        self
-    }
-
-    /// Lists `sk_` keys on the settings page.
-    #[must_use]
-    pub fn with_api_keys(mut self, keys: Arc<dyn ApiKeyDirectory>) -> Self {
-        self.keys = Some(keys);
         self
     }
 
@@ -334,25 +304,6 @@ impl DashboardState {
 /// The dashboard's routes (see the crate docs), to mount at `/`.
 pub fn router(state: DashboardState) -> Router {
     pages::routes(state.clone()).merge(signin::routes(state))
-}
-
-/// Runs [`DirectoryProjection`] until the handle is aborted, restarting it
-/// after a failure (it resumes from its checkpoint).
-pub fn spawn_directory_projection(events: Arc<dyn EventStore>, read_models: Arc<dyn ReadModelStore>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let projection: Arc<dyn userz_engine::Projection> = Arc::new(DirectoryProjection);
-        let mut delay = Duration::from_millis(10);
-        loop {
-            match run_projection(projection.clone(), events.clone(), read_models.clone(), 256).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dashboard directory projection failed; restarting");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    })
 }
 
 #[cfg(test)]

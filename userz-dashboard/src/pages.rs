@@ -29,7 +29,7 @@ use userz_engine::{CommandBus, CommandMeta};
 use userz_security::envelope::SecretKind;
 
 use crate::auth::{require_session, Ctx};
-use crate::directory::{org_app, org_apps, org_repos, org_secrets};
+use userz_engine::directory::{app_of_org as org_app, apps_of_org as org_apps, repos_of_org as org_repos, secrets_of_org as org_secrets};
 use crate::error::DashError;
 use crate::html::{csrf_input, document, esc, when, RUN_SCRIPT};
 use crate::DashboardState;
@@ -852,26 +852,21 @@ async fn settings_page(
         b.push_str("</section>");
     }
     b.push_str("<h2>API keys</h2>");
-    match &state.keys {
-        Some(keys) => {
-            b.push_str(
-                "<table id=\"settings-keys\"><thead><tr><th>Prefix</th><th>Name</th><th>Created</th>\
-                        <th>State</th></tr></thead><tbody>",
-            );
-            for k in keys.list(ctx.org).await? {
-                let _ = write!(
-                    b,
-                    "<tr><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&k.prefix),
-                    esc(k.name.as_deref().unwrap_or("")),
-                    esc(&k.created_at.map(when).unwrap_or_default()),
-                    if k.revoked { "revoked" } else { "active" }
-                );
-            }
-            b.push_str("</tbody></table>");
-        }
-        None => b.push_str("<p class=\"muted\" id=\"settings-keys\">Key listing is not configured on this server.</p>"),
+    b.push_str(
+        "<table id=\"settings-keys\"><thead><tr><th>Prefix</th><th>Name</th><th>Created</th>\
+                <th>State</th></tr></thead><tbody>",
+    );
+    for k in userz_engine::directory::keys_of_org(rm, ctx.org).await? {
+        let _ = write!(
+            b,
+            "<tr><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&k.stored.prefix),
+            esc(&k.name),
+            esc(&when(k.issued_at)),
+            if k.revoked_at.is_some() { "revoked" } else { "active" }
+        );
     }
+    b.push_str("</tbody></table>");
     b.push_str(
         "<h2>Repositories</h2><table id=\"settings-repos\"><thead><tr><th>Repo</th><th>Provider</th><th>App</th>\
          <th>Branch prefix</th><th>Extra forbidden paths</th></tr></thead><tbody>",
@@ -995,25 +990,28 @@ async fn settings_secret(
 ) -> Result<Response, DashError> {
     ctx.check_csrf(&f.csrf)?;
     ctx.require_admin("set secrets")?;
-    let envelope = state.envelope.as_ref().ok_or(DashError::NotConfigured("secret encryption (key provider)"))?;
+    if state.envelope.is_none() {
+        return Err(DashError::NotConfigured("secret encryption (key provider)"));
+    }
     let kind = SECRET_KINDS
         .into_iter()
         .find(|k| k.as_str() == f.kind)
         .ok_or_else(|| DashError::Invalid { field: "kind", message: format!("unknown kind {:?}", f.kind) })?;
-    let value = zeroize::Zeroizing::new(f.value);
-    if value.is_empty() || value.len() > 64 * 1024 {
-        return Err(DashError::Invalid { field: "value", message: "1 byte to 64 KiB".into() });
-    }
-    userz_engine::secrets::put_secret(
-        &state.bus,
-        envelope,
-        ctx.org,
-        kind,
-        f.secret_id.trim(),
-        value.as_bytes(),
-        Actor::User { user: ctx.user },
-        state.clock.now(),
-    )
-    .await?;
+    // The application layer's rules, the same as the admin CLI's.
+    let value = userz_security::secret::SecretString::new(f.value);
+    let admin = userz_engine::admin::Admin::new(
+        state.bus.clone(),
+        state.read_models.clone(),
+        state.clock.clone(),
+        state.envelope.clone(),
+    );
+    admin.set_secret(ctx.org, kind, &f.secret_id, &value, Actor::User { user: ctx.user }).await.map_err(|e| match e {
+        userz_engine::admin::AdminError::Invalid { field, reason } => DashError::Invalid {
+            field: if field == "slot" { "secret_id" } else { "value" },
+            message: reason,
+        },
+        userz_engine::admin::AdminError::NotFound(_) => DashError::NotFound,
+        other => DashError::Rejected { rule: "secret", message: other.to_string() },
+    })?;
     Ok(Redirect::to("/settings").into_response())
 }

@@ -13,7 +13,7 @@ use userz_security::session::{
 };
 
 use crate::auth::{check_same_origin, csrf_token, session_cookie};
-use crate::directory::{memberships_by_email, normalize_email};
+use userz_engine::directory::{memberships_by_email, normalize_email};
 use crate::error::DashError;
 use crate::html::{document, esc};
 use crate::oidc::{self, STATE_COOKIE};

@@ -29,8 +29,9 @@ use userz_core::ports::classifier::{Classification, Label, SignalRecord};
 use userz_core::ports::sandbox::{SandboxExit, Usage};
 use userz_core::ports::{BlobKey, BlobStore, Cache, ReadModelStore};
 use userz_core::{Clock, Sensitive};
-use userz_dashboard::directory::memberships_by_email;
-use userz_dashboard::{router, DashboardConfig, DashboardState, DirectoryProjection, GoogleSettings, SmtpSettings};
+use userz_engine::directory::memberships_by_email;
+use userz_dashboard::{router, DashboardConfig, DashboardState, GoogleSettings, SmtpSettings};
+use userz_engine::directory::DirectoryProjection;
 use userz_engine::projections::{run_projection, FeedbackListProjection, PullRequestProjection, RunDetailProjection};
 use userz_engine::{CommandBus, CommandMeta, Projection};
 use userz_fakes::google_fake::{GoogleAccount, GoogleFake};
@@ -922,6 +923,23 @@ async fn secrets_are_write_only() {
         .unwrap();
     assert!(!secrets.is_empty());
     assert!(secrets.iter().all(|(r, _)| !String::from_utf8_lossy(&r.payload).contains(value)), "sealed at rest");
+    // The application layer's rules, the same as the admin CLI's: a blank slot
+    // and a value over 64 KiB are refused naming the field, nothing written.
+    let long = "v".repeat(64 * 1024 + 1);
+    for (slot, v, field) in [("   ", "x", "secret_id"), ("big", long.as_str(), "value")] {
+        let form = [("csrf", csrf.as_str()), ("kind", "ai_provider_key"), ("secret_id", slot), ("value", v)];
+        let r = h.post("/settings/secrets", Some(&owner), &form, &same_site()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{slot:?}: {}", r.body);
+        assert!(r.body.contains(field), "{field}: {}", r.body);
+    }
+    let after = h
+        .bus
+        .read::<userz_core::domain::secrets::SecretsDecider>(&CommandBus::stream::<
+            userz_core::domain::secrets::SecretsDecider,
+        >(h.a.org))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), secrets.len(), "nothing recorded for refused values");
 }
 
 #[tokio::test]

@@ -339,10 +339,11 @@ async fn with_workspace(
         }
     };
     let completed = outcome.exit == SandboxExit::Completed;
+    let transcript = store_transcript(inner, run, outcome.transcript).await;
     let cmd = RunCommand::FinishAgent {
         exit: outcome.exit,
         usage: outcome.usage,
-        transcript: outcome.transcript,
+        transcript,
         egress: outcome.egress,
         at: now(),
     };
@@ -364,7 +365,10 @@ async fn with_workspace(
     }
     let pushed = inner.deps.vcs.push(target, ws).await.step("push")?;
     let cmd = RunCommand::RecordPush { branch: pushed.branch, head: pushed.head_commit };
-    record(inner, job, run.run, "record_push", &cmd).await?;
+    if !record(inner, job, run.run, "record_push", &cmd).await? {
+        // The run ended meanwhile (cancelled, timed out): no PR for it.
+        return Ok(Done::Ack);
+    }
     // The push changed nothing finish_push reads (branch, ids, report).
     finish_push(inner, job, view).await
 }
@@ -391,6 +395,24 @@ async fn finish_push(inner: &Inner, job: &ClaimedJob, view: &RunView) -> std::re
     let cmd = RunCommand::RecordPr { number: pr.number, url: pr.url, created: pr.created, at: now };
     record(inner, job, run.run, "record_pr", &cmd).await?;
     Ok(Done::Ack)
+}
+
+/// Stores the transcript the sandbox returned as the run's transcript blob and
+/// returns its key. A failed upload does not fail the run: the run then
+/// records no key and the failure is logged (its events still hold usage and
+/// timings).
+async fn store_transcript(inner: &Inner, run: &AgentRun, transcript: Option<bytes::Bytes>) -> Option<String> {
+    let (Some(bytes), Some(blobs)) = (transcript, &inner.deps.blobs) else {
+        return None;
+    };
+    let key = userz_core::ports::BlobKey::run_transcript(run.org, run.run);
+    match blobs.put(&key, bytes).await {
+        Ok(()) => Some(key.to_string()),
+        Err(e) => {
+            tracing::warn!(run = %run.run, error = %e, "transcript not stored");
+            None
+        }
+    }
 }
 
 /// The failure reason of a run whose agent committed nothing.

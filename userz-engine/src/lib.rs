@@ -18,9 +18,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod blobs;
+pub mod admin;
 pub mod codec;
 pub mod commands;
+pub mod directory;
 mod executor;
+pub mod intake;
 mod pipeline;
 pub mod process;
 pub mod projections;
@@ -141,6 +144,9 @@ pub struct EngineDeps {
     /// Opens org secrets for runs (G13); `None`: runs use the deployment's own
     /// model key configured in the sandbox.
     pub envelope: Option<userz_security::envelope::Envelope>,
+    /// Where each run's transcript is stored (`BlobKey::run_transcript`);
+    /// `None` keeps none.
+    pub blobs: Option<blobs::Blobs>,
 }
 
 #[derive(Debug)]
@@ -166,8 +172,8 @@ impl Engine {
         Self::start_with_projections(deps, config, Vec::new())
     }
 
-    /// As [`Engine::start`], also running `extra` projections (e.g. the HTTP
-    /// layer's directory) under the same supervision.
+    /// As [`Engine::start`], also running `extra` projections under the same
+    /// supervision.
     pub fn start_with_projections(deps: EngineDeps, config: EngineConfig, extra: Vec<Arc<dyn Projection>>) -> Engine {
         let bus = CommandBus::new(deps.events.clone(), deps.read_models.clone());
         let inner = Arc::new(Inner { bus, deps, config });
@@ -178,6 +184,7 @@ impl Engine {
             Arc::new(AuditLogProjection),
             Arc::new(PendingTimersProjection),
             Arc::new(projections::PullRequestProjection),
+            Arc::new(directory::DirectoryProjection),
         ];
         let projections: Vec<Arc<dyn Projection>> = projections.into_iter().chain(extra).collect();
         for p in projections {
@@ -214,6 +221,18 @@ impl Engine {
         Engine { inner, tasks }
     }
 
+    /// Runs another log consumer (an outbound webhook dispatcher, a
+    /// notifier…) under the engine's supervisor: `make` is called again, with
+    /// capped exponential backoff, whenever the loop it returns fails, and the
+    /// task stops with the engine.
+    pub fn supervise<F, Fut>(&mut self, name: &'static str, make: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        self.tasks.push(tokio::spawn(async move { supervise(name, make).await }));
+    }
+
     /// The command bus.
     pub fn bus(&self) -> &CommandBus {
         &self.inner.bus
@@ -229,7 +248,9 @@ impl Engine {
         &self.inner.deps
     }
 
-    /// Accepts a validated report for `app` of `org`.
+    /// Accepts a validated report for `app` of `org` through the application
+    /// layer's rules ([`intake::submit`]); `idempotency_key` makes a retried
+    /// submission return the same report.
     ///
     /// Refuses (as `NotFound`) an App that does not exist or belongs to another
     /// org, and an archived App.
@@ -238,17 +259,24 @@ impl Engine {
         org: OrgId,
         app: AppId,
         content: FeedbackContent,
-        meta: CommandMeta,
-    ) -> Result<FeedbackId, CommandError> {
-        let (state, _) = self.inner.bus.load::<AppDecider>(&CommandBus::stream::<AppDecider>(app)).await?;
+        idempotency_key: Option<&str>,
+    ) -> std::result::Result<intake::Submitted, intake::SubmitError> {
+        let (state, _) = self
+            .inner
+            .bus
+            .load::<AppDecider>(&CommandBus::stream::<AppDecider>(app))
+            .await
+            .map_err(CommandError::from)?;
         match state {
             AppState::Active(a) if a.org == org && !a.archived => {}
-            _ => return Err(Error::NotFound(format!("app {app}")).into()),
+            _ => return Err(CommandError::from(Error::NotFound(format!("app {app}"))).into()),
         }
-        let feedback = FeedbackId::derived(meta.command_id.as_uuid(), "feedback");
-        let cmd = FeedbackCommand::Submit { feedback, org, app, content, received_at: self.inner.deps.clock.now() };
-        self.inner.bus.execute::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(feedback), meta, &cmd).await?;
-        Ok(feedback)
+        let now = self.inner.deps.clock.now();
+        intake::submit(
+            &self.inner.bus,
+            intake::Submission { org, app, content, idempotency_key, received_at: now },
+        )
+        .await
     }
 
     /// Stops every task now.

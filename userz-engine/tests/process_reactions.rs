@@ -277,7 +277,7 @@ fn batch_pending_schedules_the_window_and_its_firing_closes_the_batch() {
             command: FeedbackCommand::CloseBatch { mode: ProcessingMode::AutoPr },
         }],
     );
-    // The App was archived (no active App in the view): nothing.
+    // The App is no longer active (never created, or gone from the view): nothing.
     let no_app =
         PipelineView { feedback: Some(w.report(Stage::Queued, Some(Label::Benign))), ..PipelineView::default() };
     then(&tc, fired(), no_app, vec![]);

@@ -1,90 +1,61 @@
-//! Transcripts a sandbox leaves on the host end up in object storage.
+//! The transcript a sandbox returns is stored by the engine through the
+//! `BlobStore` port as the run's transcript blob (G18: full run logs live in
+//! object storage), and the run records its key; without a blob store the run
+//! records none and still completes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use userz_core::ids::{OrgId, RunId};
-use userz_core::ports::{BlobKey, BlobStore, Limits, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Workspace};
-use userz_engine::blobs::{Blobs, UploadTranscripts};
-use userz_engine::CommandBus;
+use userz_core::domain::common::{Dedup, ProcessingMode};
+use userz_core::domain::feedback::FeedbackStatus;
+use userz_core::domain::run::RunStatus;
+use userz_core::ports::{BlobKey, BlobStore};
+use userz_engine::blobs::Blobs;
+use userz_engine::{CommandBus, Engine, EngineDeps};
 use userz_store_memory::{MemoryBlobStore, MemoryStores};
+use userz_testkit::doubles::{ScriptedClassifier, ScriptedRepoHost, ScriptedSandbox};
+use userz_testkit::scenarios::{seed, submit, test_config, wait_run, wait_status};
 use userz_testkit::ManualClock;
 
-/// Leaves a transcript file behind, like a real sandbox adapter.
-#[derive(Debug)]
-struct Leaves(PathBuf);
-
-#[async_trait]
-impl Sandbox for Leaves {
-    async fn allocate_workspace(&self, _run: RunId, _limits: &Limits) -> userz_core::Result<PathBuf> {
-        Ok(PathBuf::new())
-    }
-    async fn run(&self, _spec: &SandboxSpec) -> userz_core::Result<SandboxOutcome> {
-        std::fs::write(&self.0, "{\"type\":\"stopped\"}\n").unwrap();
-        Ok(SandboxOutcome { transcript_path: Some(self.0.clone()), ..SandboxOutcome::new(SandboxExit::Completed) })
-    }
-    async fn release_workspace(&self, _run: RunId) -> userz_core::Result<()> {
-        Ok(())
-    }
-}
-
-fn spec(org: OrgId, run: RunId) -> SandboxSpec {
-    SandboxSpec {
-        run,
-        org,
-        workspace: Workspace { run, path: PathBuf::new(), branch: "userz/x".into(), base_commit: "b".into() },
-        system_prompt: String::new(),
-        prompt: String::new(),
-        limits: Limits::default(),
-        egress_allowlist: vec![],
-        model_key: None,
-    }
-}
-
-#[tokio::test]
-async fn transcript_is_stored_under_the_runs_key_and_the_host_file_removed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("transcript.jsonl");
+async fn run_once(with_blobs: bool) -> (Option<String>, Option<Arc<MemoryBlobStore>>, userz_core::ids::OrgId, userz_core::ids::RunId) {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
+    let host = ScriptedRepoHost::new();
+    let objects = Arc::new(MemoryBlobStore::new(clock.clone()));
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
-    let store = Arc::new(MemoryBlobStore::new(clock.clone()));
-    let sandbox = UploadTranscripts::new(Arc::new(Leaves(file.clone())), Blobs::new(store.clone(), bus, clock));
-    let (org, run) = (OrgId::new(), RunId::new());
-    let outcome = sandbox.run(&spec(org, run)).await.unwrap();
+    let deps = EngineDeps {
+        events: stores.events.clone(),
+        read_models: stores.read_models.clone(),
+        queue: stores.queue.clone(),
+        clock: clock.clone(),
+        classifier: ScriptedClassifier::new(),
+        sandbox: ScriptedSandbox::new(host.clone()),
+        vcs: host.clone(),
+        changes: host.clone(),
+        envelope: None,
+        blobs: with_blobs.then(|| Blobs::new(objects.clone(), bus, clock.clone())),
+    };
+    let engine = Engine::start(deps, test_config());
+    let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;
+    let fb = submit(&engine, &s, "The save button does nothing").await;
+    let summary = wait_status(stores.read_models.as_ref(), s.org, fb, FeedbackStatus::PrOpened).await;
+    let run = summary.latest_run.expect("a run is linked");
+    let detail = wait_run(stores.read_models.as_ref(), s.org, run, RunStatus::PrOpened).await;
+    engine.shutdown();
+    (detail.transcript, with_blobs.then_some(objects), s.org, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_stores_the_returned_transcript_under_the_runs_key() {
+    let (recorded, objects, org, run) = run_once(true).await;
     let key = BlobKey::run_transcript(org, run);
-    assert_eq!(outcome.transcript.as_deref(), Some(key.as_str()));
-    assert!(outcome.transcript_path.is_none());
-    let stored = store.get(&key, None).await.unwrap().unwrap();
-    assert_eq!(&stored[..], b"{\"type\":\"stopped\"}\n");
-    assert!(!file.exists(), "host copy removed");
+    assert_eq!(recorded.as_deref(), Some(key.as_str()), "the run records the blob key");
+    let stored = objects.unwrap().get(&key, None).await.unwrap().expect("stored");
+    assert_eq!(String::from_utf8(stored.to_vec()).unwrap(), format!("{{\"type\":\"stopped\",\"run\":\"{run}\"}}\n"));
+}
 
-    // A missing file is logged, not fatal: the run's outcome stands without a key.
-    #[derive(Debug)]
-    struct Gone;
-    #[async_trait]
-    impl Sandbox for Gone {
-        async fn allocate_workspace(&self, _r: RunId, _l: &Limits) -> userz_core::Result<PathBuf> {
-            Ok(PathBuf::new())
-        }
-        async fn run(&self, _s: &SandboxSpec) -> userz_core::Result<SandboxOutcome> {
-            Ok(SandboxOutcome {
-                transcript_path: Some(PathBuf::from("/nonexistent/t.jsonl")),
-                ..SandboxOutcome::new(SandboxExit::Completed)
-            })
-        }
-        async fn release_workspace(&self, _r: RunId) -> userz_core::Result<()> {
-            Ok(())
-        }
-    }
-    let clock = Arc::new(ManualClock::at_2026());
-    let stores = MemoryStores::new(clock.clone());
-    let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
-    let sandbox =
-        UploadTranscripts::new(Arc::new(Gone), Blobs::new(Arc::new(MemoryBlobStore::new(clock.clone())), bus, clock));
-    let outcome = sandbox.run(&spec(org, RunId::new())).await.unwrap();
-    assert_eq!(outcome.exit, SandboxExit::Completed);
-    assert!(outcome.transcript.is_none());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_blob_store_the_run_records_no_transcript_and_completes() {
+    let (recorded, _, _, _) = run_once(false).await;
+    assert_eq!(recorded, None);
 }

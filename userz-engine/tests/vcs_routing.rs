@@ -53,6 +53,7 @@ async fn one_engine_routes_each_repo_to_its_own_provider() {
         vcs: Arc::new(VcsRouter::new(Arc::new(resolver))),
         changes: plain.clone(),
         envelope: None,
+        blobs: None,
     };
     let engine = Engine::start(deps, test_config());
 

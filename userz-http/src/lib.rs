@@ -7,9 +7,10 @@
 //! (`examples/reference-server`) assembles everything.
 //!
 //! The HTTP layer needs only the command bus and the read models: workers can
-//! run in another process. Three projections must run somewhere against the
-//! same stores: the core's feedback list, run detail and audit log (started by
-//! `Engine::start`) and this crate's [`directory::DirectoryProjection`].
+//! run in another process. It reads the engine's projections (feedback list,
+//! run detail, audit log and the directory of tenants), which `Engine::start`
+//! runs somewhere against the same stores; tenant and secret writes go through
+//! the engine's application layer (`userz_engine::admin`).
 //!
 //! ```ignore
 //! let state = userz_http::ApiState::new(
@@ -25,7 +26,6 @@
 //! public submitter shares one bucket).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cors;

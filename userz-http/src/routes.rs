@@ -538,41 +538,38 @@ async fn submit_feedback(State(state): State<ApiState>, req: Request) -> Result<
     let bytes = read_limited(&parts.headers, body, limit, Some(&stats)).await?;
     let submission = FeedbackSubmission::from_json(&bytes).map_err(invalid_submission)?;
     drop(bytes);
-    for (i, a) in submission.attachments.iter().enumerate() {
-        if userz_core::ports::BlobKey::parse(auth.app.org, &a.key).is_none() {
-            return Err(ApiError::invalid_field(
-                &format!("attachments[{i}].key"),
-                "foreign_key",
-                format!("attachments[{i}].key: not an upload of this App's organization (use upload-url)"),
-            ));
-        }
-    }
     let claims = match &auth.mode {
         WidgetMode::Private(c) => Some(c),
         WidgetMode::Public => None,
     };
     let content = wire::content(submission, claims);
     let app = &auth.app;
-    let meta = match parts.headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default()) {
-        Some(k) if !k.is_empty() && k.len() <= 255 => {
-            CommandMeta { command_id: CommandId::derived(app.app.as_uuid(), k), correlation_id: CorrelationId::new() }
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_field("Idempotency-Key", "too_long", "Idempotency-Key: 1-255 characters"))
-        }
-        None => CommandMeta::new(),
+    let idempotency_key = match parts.headers.get("idempotency-key") {
+        // A header that is not visible ASCII is as unusable as an empty one.
+        Some(v) => Some(v.to_str().unwrap_or_default()),
+        None => None,
     };
-    let feedback = FeedbackId::derived(meta.command_id.as_uuid(), "feedback");
+    let submitted = userz_engine::intake::submit(
+        state.bus(),
+        userz_engine::intake::Submission {
+            org: app.org,
+            app: app.app,
+            content,
+            idempotency_key,
+            received_at: state.clock().now(),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        userz_engine::intake::SubmitError::Invalid { field, rule, message } => {
+            ApiError::invalid_field(&field, rule, message)
+        }
+        userz_engine::intake::SubmitError::Command(e) => command_error(e),
+        other => ApiError::from(userz_core::Error::Invalid(other.to_string())),
+    })?;
+    let (feedback, status) = (submitted.feedback, submitted.status);
     record("feedback", feedback);
-    let cmd =
-        FeedbackCommand::Submit { feedback, org: app.org, app: app.app, content, received_at: state.clock().now() };
-    let outcome = state
-        .bus()
-        .execute::<FeedbackDecider>(&CommandBus::stream::<FeedbackDecider>(feedback), meta, &cmd)
-        .await
-        .map_err(command_error)?;
-    let status = outcome.state.get().map(|f| f.stage.status().as_str()).unwrap_or("received");
-    let code = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let code = if submitted.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((code, Json(json!({"id": feedback.to_string(), "status": status}))).into_response())
 }
 

@@ -169,7 +169,9 @@ impl ApiState {
     /// or the first request wins.
     #[must_use]
     pub fn with_rate_limiter(self, limiter: Arc<dyn RateLimiter>) -> Self {
-        let _ = self.0.limiter.set(limiter);
+        if self.0.limiter.set(limiter).is_err() {
+            tracing::error!("ApiState::with_rate_limiter called after a limiter was in use; the first one stays");
+        }
         self
     }
 

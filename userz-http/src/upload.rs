@@ -68,7 +68,6 @@ use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -77,6 +76,7 @@ use userz_core::ports::{BlobKey, Cache};
 use userz_core::{Clock, Timestamp};
 use userz_engine::blobs::Blobs;
 use userz_security::body_limit::read_to_bytes;
+use userz_security::mac::{hmac_sha256, verify_hmac_sha256};
 use userz_security::secret::SecretBytes;
 
 use crate::error::{ApiError, ErrorCode};
@@ -300,12 +300,6 @@ impl UploadState {
         Ok(Self { inner: Arc::new(Inner { secret: config.secret, base, ttl: config.ttl, blobs, cache, clock }) })
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.inner.secret.expose_secret())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(MAC_CONTEXT);
-        mac
-    }
 
     /// Validates `request` and issues a ticket for `org`'s App `app`.
     ///
@@ -348,9 +342,8 @@ impl UploadState {
             exp: expires.as_millis(),
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(ApiError::internal)?);
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let tag = hmac_sha256(self.inner.secret.expose_secret(), &[MAC_CONTEXT, payload.as_bytes()]);
+        let sig = URL_SAFE_NO_PAD.encode(tag);
         let headers = BTreeMap::from([
             ("Content-Type".to_owned(), content_type),
             ("Content-Length".to_owned(), request.byte_size.to_string()),
@@ -370,10 +363,10 @@ impl UploadState {
         }
         let (payload, sig) = ticket.split_once('.').ok_or_else(malformed)?;
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| malformed())?;
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        // Constant-time comparison (`verify_slice` compares with `subtle`).
-        mac.verify_slice(&sig).map_err(|_| ticket_error("bad_signature", "signature does not match"))?;
+        // Constant-time comparison.
+        if !verify_hmac_sha256(self.inner.secret.expose_secret(), &[MAC_CONTEXT, payload.as_bytes()], &sig) {
+            return Err(ticket_error("bad_signature", "signature does not match"));
+        }
         let raw = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
         serde_json::from_slice(&raw).map_err(|_| malformed())
     }

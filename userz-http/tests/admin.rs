@@ -12,7 +12,7 @@ use userz_core::domain::org::{OrgDecider, OrgEvent};
 use userz_core::domain::repo::Provider;
 use userz_core::ids::{AppId, OrgId, UserId};
 use userz_engine::CommandBus;
-use userz_http::admin::{Admin, AdminError, NewApp, NewRepo};
+use userz_engine::admin::{Admin, AdminError, NewApp, NewRepo};
 use userz_security::api_key::{ApiKey, VerifyApiKey};
 use userz_security::secret::SecretString;
 use userz_testkit::eventually;
@@ -157,11 +157,19 @@ async fn secrets_are_sealed_write_only_for_existing_orgs_only() {
     let err = a.set_secret(stranger, SecretKind::RepoToken, "r1", &value, Actor::System).await.unwrap_err();
     assert!(matches!(err, AdminError::NotFound(_)), "{err}");
     let org = a.create_org("Acme", UserId::new(), "o@example.test").await.unwrap();
-    for bad in ["", &"s".repeat(201)] {
+    for bad in ["", "   ", &"s".repeat(201)] {
         let err = a.set_secret(org, SecretKind::RepoToken, bad, &value, Actor::System).await.unwrap_err();
         assert!(matches!(err, AdminError::Invalid { ref field, .. } if field == "slot"), "{err}");
     }
-    a.set_secret(org, SecretKind::RepoToken, "r1", &value, Actor::System).await.unwrap();
+    // The value's bounds are the same for every caller (CLI, dashboard, API).
+    for bad in [String::new(), "v".repeat(userz_engine::admin::MAX_SECRET_BYTES + 1)] {
+        let err = a.set_secret(org, SecretKind::RepoToken, "r1", &SecretString::new(bad), Actor::System).await.unwrap_err();
+        assert!(matches!(err, AdminError::Invalid { ref field, .. } if field == "value"), "{err}");
+    }
+    let largest = SecretString::new("v".repeat(userz_engine::admin::MAX_SECRET_BYTES));
+    a.set_secret(org, SecretKind::RepoToken, "big", &largest, Actor::System).await.unwrap();
+    // The slot is trimmed: " r1 " and "r1" are one slot.
+    a.set_secret(org, SecretKind::RepoToken, " r1 ", &value, Actor::System).await.unwrap();
     let opened = open_secret(&h.bus, &h.envelope, org, SecretKind::RepoToken, "r1").await.unwrap();
     assert_eq!(opened.unwrap().expose_secret(), "glpat-secret-value");
     // Bound to its kind and slot: nothing under another slot or kind.

@@ -552,7 +552,7 @@ async fn agent_run_detail_and_token_mint() {
 async fn not_configured_when_an_app_has_no_signing_secret() {
     let h = start().await;
     let t = h.tenant("Acme").await;
-    let bare = h.admin.create_app(t.org, userz_http::admin::NewApp::named("bare")).await.unwrap();
+    let bare = h.admin.create_app(t.org, userz_engine::admin::NewApp::named("bare")).await.unwrap();
     let rm = h.read_models.clone();
     eventually("app projected", Duration::from_secs(5), || {
         let rm = rm.clone();

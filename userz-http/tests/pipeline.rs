@@ -1,7 +1,7 @@
 //! With the engine's workers running (scripted classifier, sandbox and VCS), a
 //! report submitted over HTTP reaches `pr_opened`, and the API shows the run's
 //! provider, model, tokens, cost, PR URL and timings. The directory projection
-//! runs inside the engine (`Engine::start_with_projections`).
+//! runs inside the engine (`Engine::start` runs it with the others).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -15,8 +15,7 @@ use userz_core::domain::repo::Provider;
 use userz_core::ids::FeedbackId;
 use userz_engine::projections::feedback_summary;
 use userz_engine::{Engine, EngineDeps};
-use userz_http::admin::NewRepo;
-use userz_http::directory::DirectoryProjection;
+use userz_engine::admin::NewRepo;
 use userz_http::ApiConfig;
 use userz_store_memory::MemoryStores;
 use userz_testkit::scenarios::{test_config, Rig, StoreSet};
@@ -43,8 +42,9 @@ async fn http_report_reaches_pr_opened_and_the_run_is_visible() {
         vcs: rig.host.clone(),
         changes: rig.host.clone(),
         envelope: None,
+        blobs: None,
     };
-    let engine = Engine::start_with_projections(deps, test_config(), vec![Arc::new(DirectoryProjection)]);
+    let engine = Engine::start(deps, test_config());
     let h =
         common::start_on(ApiConfig::default(), clock, stores.events.clone(), stores.read_models.clone(), None).await;
 

@@ -671,19 +671,12 @@ impl ProcessSandbox {
             .and_then(|b| {
                 serde_json::from_slice::<AgentResult>(&b).map_err(|e| format!("agent result is not valid: {e}"))
             });
-        let transcript_path = match read_untrusted(&out_dir.join("transcript.jsonl"), self.config.transcript_cap) {
-            Ok(bytes) => {
-                let path = dirs.root.join(format!("transcript-{id}.jsonl"));
-                write_mode(&path, &bytes, 0o600)?;
-                Some(path)
-            }
-            Err(_) => None,
-        };
+        let transcript = read_untrusted(&out_dir.join("transcript.jsonl"), self.config.transcript_cap).ok();
         let mut out = SandboxOutcome::new(sandbox_exit(&outcome, &result));
         if let Ok(r) = result {
             out.usage = r.usage;
         }
-        out.transcript_path = transcript_path;
+        out.transcript = transcript.map(bytes::Bytes::from);
         out.egress = records;
         out.resources = outcome.resources;
         Ok(out)

@@ -26,7 +26,7 @@ use userz_core::domain::run::RunStatus;
 use userz_core::ports::Limits;
 use userz_core::Clock;
 use userz_egress::ModelRoute;
-use userz_engine::blobs::{Blobs, UploadTranscripts};
+use userz_engine::blobs::Blobs;
 use userz_engine::projections::audit_log;
 use userz_engine::secrets::put_secret;
 use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
@@ -108,7 +108,8 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
     let stores = MemoryStores::new(clock.clone());
     let bus = CommandBus::new(stores.events.clone(), stores.read_models.clone());
     let objects = Arc::new(userz_store_memory::MemoryBlobStore::new(clock.clone()));
-    let sandbox = Arc::new(UploadTranscripts::new(process.clone(), Blobs::new(objects.clone(), bus, clock.clone())));
+    let sandbox = process.clone();
+    let blobs = Blobs::new(objects.clone(), bus, clock.clone());
     let envelope = Envelope::new(Arc::new(StaticKeyProvider::generate("master-e2e").unwrap()));
     let deps = EngineDeps {
         events: stores.events.clone(),
@@ -120,6 +121,7 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
         vcs: Arc::new(GitBranchProvider::new()),
         changes: Arc::new(GitChangeReader),
         envelope: Some(envelope.clone()),
+        blobs: Some(blobs),
     };
     let limits = Limits {
         memory_bytes: 1 << 30,

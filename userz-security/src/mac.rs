@@ -1,6 +1,7 @@
 //! HMAC-SHA256, the one message-authentication helper of the workspace:
-//! webhook signatures (inbound and outbound), upload tickets, the dashboard's
-//! CSRF tokens and the widget's token checks all sign and verify through it.
+//! webhook signatures (inbound and outbound), upload tickets and the
+//! dashboard's CSRF tokens sign and verify through it. (Widget user tokens are
+//! HS256 JWTs, checked by `jsonwebtoken` in [`crate::widget_auth`].)
 //!
 //! Parts are authenticated as their concatenation (callers add their own
 //! separators and a context label where they need domain separation).

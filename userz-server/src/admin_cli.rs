@@ -4,7 +4,7 @@
 //! They open the server's configured store and master key directly (by
 //! default the data directory's SQLite file), so they work with the server
 //! stopped or running: the store serialises the writers, and a running server
-//! sees the new events within its store's poll interval or notification. Every write goes through [`userz_http::admin::Admin`],
+//! sees the new events within its store's poll interval or notification. Every write goes through [`userz_engine::admin::Admin`],
 //! so it is validated by the aggregate's decider and recorded as events, exactly
 //! as if the server had made it.
 //!
@@ -23,7 +23,7 @@ use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::{Clock, SystemClock};
 use userz_engine::projections::catch_up_projection;
 use userz_engine::CommandBus;
-use userz_http::admin::{Admin, AdminError, NewApp, NewRepo};
+use userz_engine::admin::{Admin, AdminError, NewApp, NewRepo};
 use userz_security::envelope::SecretKind;
 use userz_security::secret::SecretString;
 
@@ -298,7 +298,7 @@ impl AdminContext {
     /// Brings the directory read model up to date (the listings read it).
     async fn catch_up(&self) -> Result<(), CliError> {
         catch_up_projection(
-            &userz_http::directory::DirectoryProjection,
+            &userz_engine::directory::DirectoryProjection,
             self.stores.events.as_ref(),
             self.stores.read_models.as_ref(),
             500,

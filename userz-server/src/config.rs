@@ -154,6 +154,18 @@ pub enum BlobKind {
     Memory,
 }
 
+impl std::str::FromStr for BlobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fs" => Ok(BlobKind::Fs),
+            "s3" => Ok(BlobKind::S3),
+            "memory" => Ok(BlobKind::Memory),
+            other => Err(format!("{other:?}: expected fs, s3 or memory")),
+        }
+    }
+}
+
 /// `[blobs]`.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -179,6 +191,17 @@ pub enum RateLimitKind {
     Local,
     /// Redis (the `[cache]` Redis, or `rate_limits.url`): limits hold across processes.
     Redis,
+}
+
+impl std::str::FromStr for RateLimitKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(RateLimitKind::Local),
+            "redis" => Ok(RateLimitKind::Redis),
+            other => Err(format!("{other:?}: expected local or redis")),
+        }
+    }
 }
 
 /// `[rate_limits]`.
@@ -591,6 +614,18 @@ impl Config {
         if let Some(v) = env_var("USERZ_CACHE_URL") {
             self.cache.url = Some(v);
         }
+        if let Some(v) = parse_env("USERZ_BLOBS")? {
+            self.blobs.kind = v;
+        }
+        if let Some(v) = env_var("USERZ_BLOBS_BUCKET") {
+            self.blobs.bucket = Some(v);
+        }
+        if let Some(v) = env_var("USERZ_BLOBS_ENDPOINT") {
+            self.blobs.endpoint = Some(v);
+        }
+        if let Some(v) = parse_env("USERZ_RATE_LIMITS")? {
+            self.rate_limits.kind = v;
+        }
         if let Some(api) = env_var("USERZ_MODEL_API") {
             let api = match api.as_str() {
                 "openai" => ModelApiKind::Openai,
@@ -710,11 +745,29 @@ impl Config {
         if self.workers == 0 || self.workers > 64 {
             return Err(ConfigError::Invalid { field: "workers", message: "must be 1-64".into() });
         }
+        for (field, value) in [
+            ("limits.public_per_ip_burst", self.limits.public_per_ip_burst),
+            ("limits.public_per_ip_per_minute", self.limits.public_per_ip_per_minute),
+            ("limits.private_per_user_burst", self.limits.private_per_user_burst),
+            ("limits.private_per_user_per_minute", self.limits.private_per_user_per_minute),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid { field, message: "must be at least 1 (0 would refuse every request)".into() });
+            }
+        }
+        // Settings another kind would silently ignore.
+        if self.store.path.is_some() && self.store.kind != StoreKind::Sqlite {
+            return Err(ConfigError::Invalid { field: "store.path", message: "only the sqlite store takes a path".into() });
+        }
+        if self.store.replicas.is_some() && self.store.kind != StoreKind::Nats {
+            return Err(ConfigError::Invalid { field: "store.replicas", message: "only the nats store takes replicas".into() });
+        }
+        if self.blobs.path.is_some() && self.blobs.kind != BlobKind::Fs {
+            return Err(ConfigError::Invalid { field: "blobs.path", message: "only blobs.kind = \"fs\" takes a path".into() });
+        }
         Ok(())
     }
 
-    /// The `/v1` API settings (the `sk_` key limit is fixed by the product:
-    /// capacity 100, 10/s).
     /// The store's URL: `store.url`, or the variable `store.url_env` names.
     /// `None` for SQLite; an error naming the field when a networked store has
     /// none, or both are given.
@@ -803,6 +856,8 @@ impl Config {
         }
     }
 
+    /// The `/v1` API settings (the `sk_` key limit is fixed by the product:
+    /// capacity 100, 10/s).
     pub fn api_config(&self) -> userz_http::ApiConfig {
         use userz_http::ratelimit::BucketConfig;
         userz_http::ApiConfig {
@@ -919,6 +974,10 @@ mod tests {
             ("[blobs]\nkind = \"gcs\"\n", "blobs.kind", "unknown variant"),
             ("[rate_limits]\nkind = \"redis\"\n", "rate_limits.url", "needs rate_limits.url"),
             ("[rate_limits]\nurl = \"redis://h\"\n", "rate_limits.url", "only rate_limits.kind"),
+            ("[limits]\npublic_per_ip_per_minute = 0\n", "limits.public_per_ip_per_minute", "at least 1"),
+            ("[store]\nkind = \"nats\"\nurl = \"nats://h:1\"\npath = \"/x.db\"\n", "store.path", "only the sqlite"),
+            ("[store]\nreplicas = 3\n", "store.replicas", "only the nats"),
+            ("[blobs]\nkind = \"memory\"\npath = \"/b\"\n", "blobs.path", "only blobs.kind"),
             ("[store]\nkind = \"nats\"\nurl = \"nats://h:1\"\nreplicas = 7\n", "store.replicas", "1-5"),
         ] {
             let e = invalid(toml);

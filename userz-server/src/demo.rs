@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use userz_core::domain::repo::Provider;
 use userz_core::ids::{AppId, OrgId, RepoId, UserId};
-use userz_http::admin::{NewApp, NewRepo};
+use userz_engine::admin::{NewApp, NewRepo};
 
 use crate::ServerError;
 
@@ -47,7 +47,7 @@ pub fn load(data_dir: &Path) -> Result<Option<DemoInfo>, ServerError> {
 /// Creates the demo data through the admin API (on first start only: the
 /// marker file written at the end says it is done).
 pub async fn create(
-    admin: &userz_http::admin::Admin,
+    admin: &userz_engine::admin::Admin,
     data_dir: &Path,
     owner_email: &str,
     allowed_origin: &str,
@@ -56,7 +56,7 @@ pub async fn create(
     if !repository.exists() {
         seed_repository(&repository)?;
     }
-    let fail = |what: &str, e: userz_http::admin::AdminError| ServerError::Setup(format!("demo {what}: {e}"));
+    let fail = |what: &str, e: userz_engine::admin::AdminError| ServerError::Setup(format!("demo {what}: {e}"));
     let owner = UserId::new();
     let org = admin.create_org("Demo", owner, owner_email).await.map_err(|e| fail("org", e))?;
     let mut new_app = NewApp::named("Demo web app");

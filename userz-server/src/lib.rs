@@ -38,7 +38,7 @@ use userz_core::ports::sandbox::{Limits, Sandbox, SandboxOutcome, SandboxSpec};
 use userz_core::ports::{Classifier, VcsRouter};
 use userz_core::{Clock, SystemClock};
 use userz_egress::ModelRoute;
-use userz_engine::blobs::{Blobs, UploadTranscripts};
+use userz_engine::blobs::Blobs;
 use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, StaticKeyProvider};
@@ -84,9 +84,9 @@ pub enum ServerError {
     },
 }
 
-/// The assembled engine: workers and projections running, and the router
-/// that serves its API, webhooks, dashboard and widget. Dropping it stops the
-/// engine and the background tasks.
+/// The assembled engine: workers, projections and log consumers running under
+/// its supervisor, and the router that serves its API, webhooks, dashboard and
+/// widget. Dropping it stops the engine.
 #[derive(Debug)]
 pub struct Userz {
     /// The URL users reach the router at.
@@ -99,7 +99,6 @@ pub struct Userz {
     pub stores: Stores,
     router: Router,
     engine: Option<Engine>,
-    background: Vec<JoinHandle<()>>,
 }
 
 impl Userz {
@@ -127,15 +126,12 @@ impl Userz {
         ))
     }
 
-    /// Stops the engine and the background tasks.
+    /// Stops the engine.
     pub fn shutdown(mut self) {
         self.stop_now();
     }
 
     fn stop_now(&mut self) {
-        for task in self.background.drain(..) {
-            task.abort();
-        }
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
         }
@@ -225,11 +221,30 @@ impl Drop for Server {
 /// would seal new secrets the old ones' readers cannot open, and the old ones
 /// would be unreadable.
 pub(crate) fn master_keys(data_dir: &Path, existing_data: bool) -> Result<StaticKeyProvider, ServerError> {
+    master_keys_for(data_dir, existing_data, None)
+}
+
+/// As [`master_keys`]; `shared` names a store kind that several processes
+/// share, for which no key file is ever made: each process would make its own,
+/// and none could open the others' secrets.
+fn master_keys_for(
+    data_dir: &Path,
+    existing_data: bool,
+    shared: Option<&str>,
+) -> Result<StaticKeyProvider, ServerError> {
     let env = userz_security::envelope::MASTER_KEYS_ENV;
     if std::env::var_os(env).is_some() {
         return StaticKeyProvider::from_env().map_err(|e| ServerError::Setup(format!("master key: {e}")));
     }
     let path = data_dir.join("master.key");
+    if let (Some(kind), false) = (shared, path.exists()) {
+        return Err(ServerError::Setup(format!(
+            "store.kind = {kind:?} is shared by every process of a deployment, so no master key is made here: \
+             set {env} (the same value in every process; `id:base64` of 64 random bytes, e.g. \
+             master-1:$(head -c 64 /dev/urandom | base64 -w0)) or put that line in {}",
+            path.display()
+        )));
+    }
     if !path.exists() && existing_data {
         return Err(ServerError::Setup(format!(
             "{} has no master.key but the store already holds data, and {env} is not set: run with the master key it was created with",
@@ -260,26 +275,6 @@ pub(crate) fn master_keys(data_dir: &Path, existing_data: bool) -> Result<Static
     let text = SecretString::new(text);
     StaticKeyProvider::from_env_value(text.expose_secret().trim())
         .map_err(|e| ServerError::Setup(format!("{}: {e}", path.display())))
-}
-
-/// The dashboard's key listing, from the org aggregate through the admin API.
-#[derive(Debug)]
-struct AdminKeys(userz_http::admin::Admin);
-
-#[async_trait]
-impl userz_dashboard::ApiKeyDirectory for AdminKeys {
-    async fn list(&self, org: userz_core::ids::OrgId) -> userz_core::Result<Vec<userz_dashboard::ApiKeyInfo>> {
-        let keys = self.0.list_api_keys(org).await.map_err(|e| userz_core::Error::Unavailable(e.to_string()))?;
-        Ok(keys
-            .into_iter()
-            .map(|k| userz_dashboard::ApiKeyInfo {
-                prefix: k.prefix,
-                name: Some(k.name),
-                created_at: Some(k.issued_at),
-                revoked: k.revoked_at.is_some(),
-            })
-            .collect())
-    }
 }
 
 /// A sandbox that cannot run anything here; every run fails with `reason`.
@@ -406,7 +401,7 @@ fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
 /// Opens the stores and the master key: the key file may only be created for
-/// a store that holds no data yet.
+/// an embedded store that holds no data yet; a shared store needs the key given.
 pub(crate) async fn open_stores(config: &Config, clock: Arc<dyn Clock>) -> Result<(Stores, Envelope), ServerError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServerError::Setup(format!("{}: {e}", config.data_dir.display())))?;
@@ -418,7 +413,8 @@ pub(crate) async fn open_stores(config: &Config, clock: Arc<dyn Clock>) -> Resul
     }
     let stores = Stores::open(config, clock).await?;
     let existing = !stores.is_empty().await?;
-    let envelope = Envelope::new(Arc::new(master_keys(&config.data_dir, existing)?));
+    let envelope =
+        Envelope::new(Arc::new(master_keys_for(&config.data_dir, existing, Some(config.store.kind.as_str()))?));
     Ok((stores, envelope))
 }
 
@@ -435,7 +431,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
     let blobs = Blobs::new(objects.clone(), bus.clone(), clock.clone());
 
     let (sandbox, sandbox_unavailable): (Arc<dyn Sandbox>, Option<String>) = match process_sandbox(&config) {
-        Ok(p) => (Arc::new(UploadTranscripts::new(Arc::new(p), blobs.clone())), None),
+        Ok(p) => (Arc::new(p), None),
         Err(reason) => (Arc::new(UnavailableSandbox { reason: reason.clone() }), Some(reason)),
     };
     let classifier: Arc<dyn Classifier> = match (config.classifier, &config.model) {
@@ -479,6 +475,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         vcs,
         changes: Arc::new(userz_git::GitChangeReader),
         envelope: Some(envelope.clone()),
+        blobs: Some(blobs.clone()),
     };
     let limits = Limits {
         cpu_millis: config.sandbox.cpu_millis,
@@ -495,9 +492,18 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         poll_interval: Duration::from_millis(100),
         ..EngineConfig::default()
     };
-    let engine =
-        Engine::start_with_projections(deps, engine_config, vec![Arc::new(userz_http::directory::DirectoryProjection)]);
-    let admin = userz_http::admin::Admin::new(
+    // Requests authenticate against the directory (keys, Apps): bring it up to
+    // date before serving, so a key issued while the server was down is
+    // honoured by the first request, not once the projection catches up.
+    userz_engine::projections::catch_up_projection(
+        &userz_engine::directory::DirectoryProjection,
+        stores.events.as_ref(),
+        stores.read_models.as_ref(),
+        500,
+    )
+    .await?;
+    let mut engine = Engine::start(deps, engine_config);
+    let admin = userz_engine::admin::Admin::new(
         engine.bus().clone(),
         engine.read_models().clone(),
         clock.clone(),
@@ -547,7 +553,6 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         dash_config,
     )
     .with_envelope(envelope.clone())
-    .with_api_keys(Arc::new(AdminKeys(admin.clone())))
     .with_blobs(objects.clone());
     let api = userz_http::ApiState::new(
         userz_http::ApiDeps {
@@ -588,9 +593,8 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
     )
     .map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?;
     let api = api.with_uploads(uploads).with_webhooks(webhooks);
-    let mut background =
-        vec![userz_dashboard::spawn_directory_projection(engine.deps().events.clone(), engine.read_models().clone())];
-    // Signed outbound status webhooks, when USERZ_OUTBOUND_WEBHOOK_URL is set.
+    // Signed outbound status webhooks, when USERZ_OUTBOUND_WEBHOOK_URL is set,
+    // as a log consumer under the engine's supervisor.
     if std::env::var_os("USERZ_OUTBOUND_WEBHOOK_URL").is_some() {
         let outbound = userz_http::outbound::OutboundConfig::from_env()
             .and_then(|c| {
@@ -602,7 +606,10 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
                 )
             })
             .map_err(|e| ServerError::Setup(format!("outbound webhooks: {e}")))?;
-        background.push(outbound.spawn());
+        engine.supervise("outbound_webhooks", move || {
+            let outbound = outbound.clone();
+            async move { outbound.run().await }
+        });
     }
 
     let router = router(&demo, &public_url)
@@ -616,7 +623,6 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         stores,
         router,
         engine: Some(engine),
-        background: std::mem::take(&mut background),
     })
 }
 
@@ -705,6 +711,10 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         let e = master_keys(tmp.path(), true).unwrap_err();
         assert!(e.to_string().contains("no master.key"), "{e}");
+        assert!(!key.exists());
+        // A shared store never gets a key file made, even when empty.
+        let e = master_keys_for(tmp.path(), false, Some("postgres")).unwrap_err();
+        assert!(e.to_string().contains("USERZ_MASTER_KEYS") && e.to_string().contains("postgres"), "{e}");
         assert!(!key.exists());
     }
 

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use userz_core::ports::{BlobStore, Cache, EventStore, RateLimiter, ReadModelStore, WorkQueue};
+use userz_core::ports::{BlobKey, BlobStore, Cache, EventStore, RateLimiter, ReadModelStore, WorkQueue};
 use userz_core::Clock;
 
 use crate::config::{BlobKind, CacheKind, Config, RateLimitKind, StoreKind};
@@ -132,7 +132,15 @@ impl Stores {
                 }
             };
             let field = if b.kind == BlobKind::S3 { "blobs.bucket" } else { "blobs.path" };
-            Arc::new(builder.build().map_err(|e| unreachable(field, "blob store", e))?)
+            let store: Arc<dyn BlobStore> = Arc::new(builder.build().map_err(|e| unreachable(field, "blob store", e))?);
+            if b.kind == BlobKind::S3 {
+                // Building an S3 client contacts nothing: ask for one object
+                // now, so a wrong endpoint, bucket or credentials stop start-up
+                // here rather than failing the first upload. Absent is fine.
+                let probe = BlobKey::run_transcript(userz_core::ids::OrgId(uuid_nil()), userz_core::ids::RunId(uuid_nil()));
+                store.head(&probe).await.map_err(|e| unreachable(field, "S3 bucket", e))?;
+            }
+            store
         };
         let rate_limiter: Arc<dyn RateLimiter> = match config.rate_limits.kind {
             RateLimitKind::Local => Arc::new(userz_engine::LocalRateLimiter::new(clock.clone())),
@@ -153,4 +161,9 @@ impl Stores {
     pub async fn is_empty(&self) -> Result<bool, ServerError> {
         Ok(self.events.read_all(0, 1).await?.is_empty())
     }
+}
+
+/// The all-zero id: names no real org or run.
+fn uuid_nil() -> uuid::Uuid {
+    uuid::Uuid::nil()
 }

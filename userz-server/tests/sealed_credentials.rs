@@ -136,6 +136,7 @@ async fn gitlab_token_from_a_sealed_secret_opens_a_draft_mr_and_never_reaches_th
         vcs: Arc::new(VcsRouter::new(Arc::new(resolver))),
         changes: Arc::new(GitChangeReader),
         envelope: None,
+        blobs: None,
     };
     let engine = Engine::start(deps, test_config());
 
@@ -331,6 +332,7 @@ async fn gitlab_repo_without_a_sealed_token_fails_its_run_naming_the_missing_sec
         vcs: Arc::new(VcsRouter::new(Arc::new(resolver))),
         changes: Arc::new(GitChangeReader),
         envelope: None,
+        blobs: None,
     };
     let engine = Engine::start(deps, test_config());
     // Nothing listens here: the run must fail before any request is made.

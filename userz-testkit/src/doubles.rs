@@ -372,8 +372,7 @@ impl Sandbox for ScriptedSandbox {
                 tokens_out: 100,
                 cost_micros: 1_234,
             },
-            transcript: Some(format!("runs/{}/transcript.jsonl", spec.run)),
-            transcript_path: None,
+            transcript: Some(bytes::Bytes::from(format!("{{\"type\":\"stopped\",\"run\":\"{}\"}}\n", spec.run))),
             egress: script.egress.clone(),
             resources: ResourceUsage::default(),
         })

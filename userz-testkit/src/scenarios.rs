@@ -94,6 +94,7 @@ impl Rig {
             vcs: self.host.clone(),
             changes: self.host.clone(),
             envelope: None,
+            blobs: None,
         };
         Engine::start(deps, test_config())
     }
@@ -178,7 +179,7 @@ pub async fn seed_with_provider(bus: &CommandBus, mode: ProcessingMode, dedup: D
 
 /// Submits a text report.
 pub async fn submit(engine: &Engine, s: &Seeded, text: &str) -> FeedbackId {
-    ok(engine.submit_feedback(s.org, s.app, FeedbackContent::text(text), CommandMeta::new()).await, "submit")
+    ok(engine.submit_feedback(s.org, s.app, FeedbackContent::text(text), None).await, "submit").feedback
 }
 
 /// Waits until the feedback list shows `status` for `fb`.

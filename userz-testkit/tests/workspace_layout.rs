@@ -96,11 +96,22 @@ fn no_example_depends_on_another() {
     }
 }
 
-/// Lines of a Rust file before its `#[cfg(test)]` module (tests sit at the end
-/// of a file by the house style), blank lines included.
+/// Lines of a Rust file before its `#[cfg(test)] mod …` (test modules sit at
+/// the end of a file by the house style), blank lines included. A
+/// `#[cfg(test)]` on anything else (a `use`, a helper) does not end the count.
 fn non_test_lines(path: &Path) -> usize {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().take_while(|l| l.trim() != "#[cfg(test)]").count()
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() != "#[cfg(test)]" {
+            continue;
+        }
+        let item = lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.starts_with("#["));
+        if item.is_some_and(|l| l.starts_with("mod ") || l.starts_with("pub mod ") || l.starts_with("pub(crate) mod ")) {
+            return i;
+        }
+    }
+    lines.len()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -167,6 +167,7 @@ fn start_with(stores: &StoreSet, provider: GitHubAppProvider, sandbox: Arc<Commi
         vcs: Arc::new(provider),
         changes: Arc::new(GitChangeReader),
         envelope: None,
+        blobs: None,
     };
     Engine::start(deps, test_config())
 }
@@ -435,6 +436,7 @@ async fn token_revoked_mid_run_is_a_clear_error_and_the_retry_mints_a_fresh_toke
             vcs: Arc::new(e.provider.clone()),
             changes: Arc::new(GitChangeReader),
             envelope: None,
+            blobs: None,
         };
         let engine = Engine::start(deps, EngineConfig { max_attempts: attempts, ..test_config() });
         let s = seed_with_provider(engine.bus(), ProcessingMode::AutoPr, Dedup::Off, github_repo()).await;

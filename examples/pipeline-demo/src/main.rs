@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         vcs: rig.host.clone(),
         changes: rig.host.clone(),
         envelope: None,
+        blobs: None,
     };
     let engine = userz_engine::Engine::start(deps, userz_testkit::scenarios::test_config());
     let s = seed(engine.bus(), ProcessingMode::AutoPr, Dedup::Off).await;

@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 use common::{dashboard_lists, server_command, spawn, submit_printed_curl_line, wait_line};
 
+/// The master key every process of a shared-store deployment is given (none
+/// is made for PostgreSQL or NATS: each process would make its own).
+const MASTER_KEYS: (&str, &str) = (
+    "USERZ_MASTER_KEYS",
+    "master-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==",
+);
+
 /// A namespace no other test shares (PostgreSQL schema, NATS prefix).
 fn namespace() -> String {
     format!("rs_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
@@ -101,7 +108,7 @@ fn starts_on_postgres_with_redis_and_s3_from_configuration() {
              [blobs]\nkind = \"s3\"\nbucket = {bucket:?}\nendpoint = {s3:?}\n",
             namespace()
         ),
-        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
+        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), MASTER_KEYS],
     );
     let png = b"\x89PNG\r\n\x1a\nnot-really-a-png";
     let (code, body) = curl_status(&[
@@ -148,9 +155,10 @@ fn starts_on_postgres_with_redis_and_s3_from_configuration() {
 #[test]
 fn starts_on_nats_from_configuration() {
     let Some(nats) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
-    serves_the_main_job_on(
+    serves_the_main_job_with(
         "nats",
         &format!("[store]\nkind = \"nats\"\nurl = {nats:?}\nnamespace = {:?}\n", namespace()),
+        &[MASTER_KEYS],
     );
 }
 
@@ -208,4 +216,15 @@ fn the_shipped_config_file_states_the_embedded_defaults() {
     let shipped = userz_server::Config::from_toml_file(&path).unwrap();
     shipped.validate().unwrap();
     assert_eq!(format!("{shipped:?}"), format!("{:?}", userz_server::Config::default()));
+}
+
+/// A shared store never gets a master key made: every process would make its
+/// own and none could open the others' secrets. Without `USERZ_MASTER_KEYS`
+/// the server stops naming it.
+#[test]
+fn a_shared_store_without_a_master_key_stops_start_up_naming_it() {
+    let Some(nats) = userz_testkit::services::require("USERZ_NATS_URL") else { return };
+    let (code, err) = refused(&format!("[store]\nkind = \"nats\"\nurl = {nats:?}\nnamespace = {:?}\n", namespace()));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("USERZ_MASTER_KEYS") && err.contains("nats"), "{err}");
 }

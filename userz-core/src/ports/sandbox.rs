@@ -125,10 +125,10 @@ pub struct SandboxOutcome {
     pub exit: SandboxExit,
     /// Token usage and cost.
     pub usage: Usage,
-    /// Where the transcript was stored (blob key), if any.
-    pub transcript: Option<String>,
-    /// Host-side path of the transcript before upload, if any.
-    pub transcript_path: Option<PathBuf>,
+    /// The agent's transcript (JSON lines) as the host read it out of the
+    /// sandbox, capped by the backend; untrusted data. The engine stores it
+    /// through the `BlobStore` port as the run's transcript.
+    pub transcript: Option<bytes::Bytes>,
     /// Egress decisions of the run's proxy, in order.
     pub egress: Vec<EgressRecord>,
     /// Resources used.
@@ -142,7 +142,6 @@ impl SandboxOutcome {
             exit,
             usage: Usage::default(),
             transcript: None,
-            transcript_path: None,
             egress: Vec::new(),
             resources: ResourceUsage::default(),
         }

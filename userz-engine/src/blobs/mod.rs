@@ -5,13 +5,12 @@
 //!   stream ([`userz_core::domain::blob`]).
 //! - [`Sweeper`] deletes what aged out (30 days, DESIGN G18), recording
 //!   `BlobDeleted` first.
-//! - [`UploadTranscripts`] wraps a [`Sandbox`](userz_core::ports::Sandbox) and
-//!   stores each run's transcript as a blob.
+//! - The run executor stores the transcript each sandbox returns through
+//!   [`Blobs::put`] under [`BlobKey::run_transcript`] (`EngineDeps::blobs`).
 //!
 //! The port is the raw storage; everything here works on any adapter of it.
 
 mod sweeper;
-mod transcripts;
 
 use std::sync::Arc;
 
@@ -25,7 +24,6 @@ use userz_core::{Clock, Error};
 use crate::{CommandBus, CommandError, CommandMeta};
 
 pub use sweeper::{SweepReport, Sweeper, DEFAULT_MAX_AGE};
-pub use transcripts::UploadTranscripts;
 
 /// Writes blobs and records their events.
 #[derive(Debug, Clone)]

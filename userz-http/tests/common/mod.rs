@@ -18,9 +18,10 @@ use userz_engine::projections::{
     run_projection, AuditLogProjection, FeedbackListProjection, Projection, RunDetailProjection,
 };
 use userz_engine::CommandBus;
-use userz_http::admin::{Admin, NewApp};
+use userz_engine::admin::{Admin, NewApp};
 use userz_http::directory::DirectoryRepos;
-use userz_http::directory::{self, DirectoryProjection};
+use userz_engine::directory::DirectoryProjection;
+use userz_http::directory;
 use userz_http::upload::{UploadConfig, UploadState};
 use userz_http::webhooks::{WebhookSecrets, WebhookState};
 use userz_http::{api_router, ApiConfig, ApiDeps, ApiState};

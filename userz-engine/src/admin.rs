@@ -1,5 +1,7 @@
-//! Operator functions: what the reference server's admin CLI and its first-start
-//! bootstrap call to create tenants and credentials.
+//! The application layer for tenants and secrets: what the admin CLI, the
+//! first-start bootstrap, the HTTP layer and the dashboard call to create and
+//! change orgs, Apps, repositories, API keys and org secrets. One set of
+//! validation rules for every caller.
 //!
 //! Every write goes through the [`CommandBus`], so it is validated by the
 //! aggregate's decider and recorded as events (key issue and revocation are
@@ -25,14 +27,17 @@ use userz_core::domain::repo::{Provider, RepoCommand, RepoDecider};
 use userz_core::ids::{AppId, OrgId, RepoId, UserId};
 use userz_core::ports::ReadModelStore;
 use userz_core::{Clock, Sensitive, Timestamp};
-use userz_engine::secrets::put_secret;
-use userz_engine::{CommandBus, CommandError, CommandMeta};
 use userz_security::api_key::{ApiKey, HashParams, PublicKey};
 use userz_security::envelope::{Envelope, SecretKind};
 use userz_security::secret::SecretString;
 use userz_security::widget_auth::MIN_SECRET_BYTES;
 
 use crate::directory::{self, AppRow};
+use crate::secrets::put_secret;
+use crate::{CommandBus, CommandError, CommandMeta};
+
+/// The largest secret value [`Admin::set_secret`] seals (64 KiB).
+pub const MAX_SECRET_BYTES: usize = 64 * 1024;
 
 /// Why an admin operation failed. Messages name the field or rule.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +66,7 @@ pub enum AdminError {
         message: String,
     },
     /// Secrets need an envelope (a master key provider) and none was configured.
-    #[error("no master key configured: set one (e.g. USERZ_MASTER_KEY) to store secrets")]
+    #[error("no master key configured: set one (USERZ_MASTER_KEYS) to store secrets")]
     NoEnvelope,
     /// A store or crypto failure.
     #[error("admin operation failed: {0}")]
@@ -219,8 +224,10 @@ impl Admin {
     }
 
     /// Seals `value` into `org`'s secrets as (`kind`, `slot`): write-only,
-    /// nothing here reads it back. `NotFound` for an unknown org, before
-    /// anything is written.
+    /// nothing here reads it back. The rules every caller (admin CLI,
+    /// dashboard, API) shares: the slot is 1-200 characters after trimming,
+    /// the value 1 byte to [`MAX_SECRET_BYTES`]. `NotFound` for an unknown
+    /// org, before anything is written.
     pub async fn set_secret(
         &self,
         org: OrgId,
@@ -230,8 +237,13 @@ impl Admin {
         by: Actor,
     ) -> Result<(), AdminError> {
         let envelope = self.envelope.as_ref().ok_or(AdminError::NoEnvelope)?;
+        let slot = slot.trim();
         if slot.is_empty() || slot.len() > 200 {
             return Err(AdminError::Invalid { field: "slot".into(), reason: "1-200 characters".into() });
+        }
+        let len = value.expose_secret().len();
+        if len == 0 || len > MAX_SECRET_BYTES {
+            return Err(AdminError::Invalid { field: "value".into(), reason: "1 byte to 64 KiB".into() });
         }
         self.org_state(org).await?;
         put_secret(&self.bus, envelope, org, kind, slot, value.expose_secret().as_bytes(), by, self.clock.now())
