@@ -22,6 +22,8 @@ use userz_security::webhooks::{GitHubVerifier, GitLabVerifier, ReplayGuard, Webh
 use userz_store_memory::MemoryStores;
 use userz_testkit::scenarios::{seed_with_provider, submit, wait_status, Rig, Seeded, StoreSet};
 use userz_testkit::{eventually, ManualClock};
+use userz_vcs_github::GitHubReviewPayloads;
+use userz_vcs_gitlab::GitLabReviewPayloads;
 
 const SECRET: &[u8] = b"whsec-review-loop";
 const GL_TOKEN: &str = "gl-hook-token-1";
@@ -57,7 +59,9 @@ async fn env(provider: Provider) -> Env {
     .await;
     assert!(summary.pr_url.is_some());
     let guard = ReplayGuard::new(m.cache).with_scope(format!("repo:{}", seeded.repo));
-    let hooks = ReviewWebhooks::new(engine.bus().clone(), stores.read_models.clone(), guard);
+    let hooks = ReviewWebhooks::new(engine.bus().clone(), stores.read_models.clone(), guard)
+        .with_payloads(Arc::new(GitHubReviewPayloads))
+        .with_payloads(Arc::new(GitLabReviewPayloads));
     Env { engine, stores, hooks, seeded, pr, number, branch, _rig: rig }
 }
 
@@ -268,5 +272,33 @@ async fn gitlab_diff_notes_and_merge_reach_the_mr() {
     let out = deliver_gitlab(&e, "Merge Request Hook", "u-5", &closed).await.unwrap();
     assert_eq!(out, ReviewWebhookOutcome::Applied { pr: e.pr, command: "close", duplicate: false });
     assert_eq!(pr_state(&e.engine, e.pr).await.closed, Some(false));
+    e.engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_without_a_payload_mapping_is_refused_as_carrying_no_pr_events() {
+    let provider = Provider::Gitlab { base_url: "http://127.0.0.1:1/gitlab".into(), project: "acme/widgets".into() };
+    let mut e = env(provider).await;
+    // Only GitHub's mapping is given: GitLab deliveries are refused as before
+    // for a provider with no PR events, and change nothing.
+    let guard = ReplayGuard::new(MemoryStores::new(Arc::new(ManualClock::at_2026())).cache);
+    e.hooks = ReviewWebhooks::new(e.engine.bus().clone(), e.stores.read_models.clone(), guard)
+        .with_payloads(Arc::new(GitHubReviewPayloads));
+    assert!(e.hooks.payloads("gitlab").is_none());
+    let note = wh::gitlab_diff_note(15, "acme/widgets", e.number, &e.branch, 1244, "app/cart.rb", 9, "[nit] typo here");
+    let err = deliver_gitlab(&e, "Note Hook", "n-1", &note).await.unwrap_err();
+    assert_eq!(err.code(), "invalid");
+    assert_eq!(err.to_string(), "gitlab webhooks carry no PR events");
+    let closed = wh::gitlab_merge_request(15, "acme/widgets", e.number, &e.branch, "merge");
+    let err = deliver_gitlab(&e, "Merge Request Hook", "n-2", &closed).await.unwrap_err();
+    assert_eq!(err.code(), "invalid");
+    let p = pr_state(&e.engine, e.pr).await;
+    assert_eq!((p.comments.len(), p.closed), (0, None));
+    // Authentication still comes first: a wrong token is refused as such.
+    let body = serde_json::to_vec(&note).unwrap();
+    let verifier = GitLabVerifier::new(Some(SecretBytes::copy_from(GL_TOKEN.as_bytes())), None).unwrap();
+    let headers = wh::gitlab_headers("Note Hook", "n-3", "wrong");
+    let err = e.hooks.handle(&verifier, e.seeded.repo, &headers, &body, now()).await.unwrap_err();
+    assert_eq!(err.code(), "bad_signature");
     e.engine.shutdown();
 }

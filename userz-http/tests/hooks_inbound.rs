@@ -26,6 +26,8 @@ use userz_security::secret::SecretBytes;
 use userz_security::webhooks::{slack, StripeVerifier};
 use userz_testkit::eventually;
 use userz_testkit::scenarios::{submit, wait_status, WAIT};
+use userz_vcs_github::GitHubReviewPayloads;
+use userz_vcs_gitlab::GitLabReviewPayloads;
 
 use hooks_support::{engine_env, headers, send, Answer, EngineEnv};
 
@@ -57,6 +59,19 @@ struct Hooks {
 }
 
 async fn hooks(mode: ProcessingMode, provider: Provider, secrets: WebhookSecrets) -> Hooks {
+    hooks_with(mode, provider, secrets, |s| {
+        s.with_review_payloads(Arc::new(GitHubReviewPayloads)).with_review_payloads(Arc::new(GitLabReviewPayloads))
+    })
+    .await
+}
+
+/// Like [`hooks`], with `configure` choosing the review payload mappings.
+async fn hooks_with(
+    mode: ProcessingMode,
+    provider: Provider,
+    secrets: WebhookSecrets,
+    configure: impl FnOnce(WebhookState) -> WebhookState,
+) -> Hooks {
     let env = engine_env(mode, provider).await;
     let repos = StaticRepoDirectory::new().with_name("github", "acme/widgets", env.seeded.repo).with_name(
         "gitlab",
@@ -72,7 +87,7 @@ async fn hooks(mode: ProcessingMode, provider: Provider, secrets: WebhookSecrets
         env.clock.clone(),
     )
     .unwrap();
-    let addr = hooks_support::serve(router(state)).await;
+    let addr = hooks_support::serve(router(configure(state))).await;
     Hooks { env, addr }
 }
 
@@ -475,5 +490,29 @@ async fn unconfigured_providers_and_oversize_bodies_are_refused() {
     assert!(err.to_string().contains("USERZ_DISCORD_PUBLIC_KEY"), "{err}");
     let s = WebhookSecrets::from_lookup(|k| (k == "USERZ_GITHUB_WEBHOOK_SECRET").then(|| "s3cret".to_owned())).unwrap();
     assert!(s.github.is_some() && s.stripe.is_none());
+    h.env.engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forge_without_its_review_payload_mapping_is_refused_as_not_configured() {
+    // Both secrets set, only GitHub's mapping given: GitLab answers as an
+    // unconfigured provider does, before authenticating, and GitHub still works.
+    let h = hooks_with(
+        ProcessingMode::Manual,
+        Provider::Git { remote: "file:///srv/git/web.git".into() },
+        secrets(),
+        |s| s.with_review_payloads(Arc::new(GitHubReviewPayloads)),
+    )
+    .await;
+    for hdrs in [wh::gitlab_headers("Note Hook", "gl-n-1", GL_TOKEN), HeaderMap::new()] {
+        let a = h.post("/v1/webhooks/gitlab", &hdrs, b"{}").await;
+        assert_eq!((a.status, a.code(), a.rule()), (StatusCode::NOT_FOUND, "not_found", "not_configured"), "{a:?}");
+        assert_eq!(a.body["error"]["details"]["provider"], "gitlab");
+        assert_eq!(a.body["error"]["details"]["config"], "review_payloads");
+        assert!(a.body["error"]["message"].as_str().unwrap().contains("gitlab review payload mapping"), "{a:?}");
+    }
+    let ping = br#"{"zen":"Keep it logically awesome."}"#;
+    let a = h.post("/v1/webhooks/github", &wh::github_headers("ping", "gh-n-1", GH_SECRET, ping), ping).await;
+    assert_eq!((a.status, a.body["outcome"].as_str()), (StatusCode::OK, Some("ignored")), "{a:?}");
     h.env.engine.shutdown();
 }

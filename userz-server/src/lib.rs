@@ -591,7 +591,9 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         Arc::new(userz_http::directory::DirectoryRepos::new(engine.read_models().clone())),
         clock.clone(),
     )
-    .map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?;
+    .map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?
+    .with_review_payloads(Arc::new(userz_vcs_github::GitHubReviewPayloads))
+    .with_review_payloads(Arc::new(userz_vcs_gitlab::GitLabReviewPayloads));
     let api = api.with_uploads(uploads).with_webhooks(webhooks);
     // Signed outbound status webhooks, when USERZ_OUTBOUND_WEBHOOK_URL is set,
     // as a log consumer under the engine's supervisor.

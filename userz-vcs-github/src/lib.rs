@@ -22,6 +22,10 @@
 //!   and updated; only when there is none is one created with `draft: true`.
 //!   A create that races another (`422` "already exists") falls back to the
 //!   lookup. Revision runs therefore update the same PR.
+//! - **Review webhooks**: [`GitHubReviewPayloads`] maps `pull_request` closed
+//!   and `pull_request_review_comment` created deliveries to a provider-neutral
+//!   [`InboundPrNotice`](userz_core::ports::InboundPrNotice) (the
+//!   [`ReviewPayloads`](userz_core::ports::ReviewPayloads) port).
 //!
 //! Errors are [`userz_core::Error::Effect`] with `port = "vcs"`, naming
 //! GitHub's status and message (never a credential); `5xx`, `429`, rate
@@ -53,6 +57,11 @@ use userz_core::ports::{PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilit
 use userz_git::{prepare_workspace_with, GitError, HttpCredentials, UntrustedWorkspace};
 
 use userz_rest::{ApiBase, ApiResponse, Credential, RestClient, RestError};
+
+mod review;
+
+pub use review::GitHubReviewPayloads;
+pub use review::EVENT_HEADER;
 
 /// The REST API version the provider speaks.
 pub const API_VERSION: &str = "2022-11-28";

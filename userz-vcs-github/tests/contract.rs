@@ -17,8 +17,9 @@ use jsonschema::Validator;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use userz_core::ids::FeedbackId;
-use userz_core::ports::{PrRequest, VcsProvider};
+use userz_core::ports::{PrRequest, ReviewPayloads, VcsProvider};
 use userz_fakes::github_fake::Exchange;
+use userz_vcs_github::GitHubReviewPayloads;
 
 const CONTRACT: &str = include_str!("../../contracts/github.openapi.subset.json");
 
@@ -317,7 +318,7 @@ fn webhook_deliveries_used_in_tests_match_githubs_published_schemas() {
         assert!(problems.is_empty(), "merged={merged}:\n{}", problems.join("\n"));
         // What the mapping reads is where the schema puts it.
         assert_eq!(body["pull_request"]["merged"], json!(merged));
-        let notice = userz_engine::review::parse_github("pull_request", &raw).unwrap().unwrap();
+        let notice = GitHubReviewPayloads.parse("pull_request", &raw).unwrap().unwrap();
         assert_eq!(notice.number, 12);
         assert_eq!(notice.repository.full_name, LOCATION);
     }
@@ -326,10 +327,10 @@ fn webhook_deliveries_used_in_tests_match_githubs_published_schemas() {
     let headers = wh::github_headers("pull_request_review_comment", "d-2", b"s", &raw);
     let problems = webhook_problems("pull-request-review-comment-created", &body, &headers);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    let notice = userz_engine::review::parse_github("pull_request_review_comment", &raw).unwrap().unwrap();
+    let notice = GitHubReviewPayloads.parse("pull_request_review_comment", &raw).unwrap().unwrap();
     assert!(matches!(
         notice.change,
-        userz_engine::review::InboundChange::DiffComment { provider_comment_id: 77, line: 3, .. }
+        userz_core::ports::InboundChange::DiffComment { provider_comment_id: 77, line: 3, .. }
     ));
 }
 

@@ -35,7 +35,7 @@ use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status, StoreSet, WAIT};
 use userz_testkit::{eventually, ManualClock};
-use userz_vcs_github::GitHubAppProvider;
+use userz_vcs_github::{GitHubAppProvider, GitHubReviewPayloads};
 
 const SECRET: &[u8] = b"review-loop-webhook-secret";
 
@@ -235,7 +235,8 @@ async fn review_loop_revises_the_same_branch_and_updates_the_same_pr() {
     .await;
 
     // Two diff comments arrive by webhook; the reviewer resolves the first.
-    let hooks = ReviewWebhooks::new(engine.bus().clone(), stores.read_models.clone(), ReplayGuard::new(mem.cache));
+    let hooks = ReviewWebhooks::new(engine.bus().clone(), stores.read_models.clone(), ReplayGuard::new(mem.cache))
+        .with_payloads(Arc::new(GitHubReviewPayloads));
     let resolved_text = "Rename save to persistAll";
     let open_text = "persist() returns a promise; await it";
     let c1 = wh::github_review_comment_created(LOCATION, number, &branch, 900_001, "src/save.ts", 1, resolved_text);

@@ -27,6 +27,10 @@
 //!   (`409` "Another open merge request already exists") falls back to the
 //!   lookup. A revision run pushes to the same branch, so the same merge
 //!   request shows its commits.
+//! - **Review webhooks**: [`GitLabReviewPayloads`] maps merge-request
+//!   close/merge and diff-note deliveries to a provider-neutral
+//!   [`InboundPrNotice`](userz_core::ports::InboundPrNotice) (the
+//!   [`ReviewPayloads`](userz_core::ports::ReviewPayloads) port).
 //!
 //! **Not done here, on purpose:** the title and description of an existing
 //! merge request are not rewritten on a revision run. That needs
@@ -58,6 +62,10 @@ use userz_git::{prepare_workspace_with, GitError, HttpCredentials, UntrustedWork
 use userz_security::secret::SecretString;
 
 use userz_rest::{ApiBase, ApiResponse, Credential, RestClient, RestError};
+
+mod review;
+
+pub use review::GitLabReviewPayloads;
 
 /// The header carrying the project access token on API calls.
 const PRIVATE_TOKEN: ::http::HeaderName = ::http::HeaderName::from_static("private-token");

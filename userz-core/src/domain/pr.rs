@@ -344,3 +344,47 @@ impl Decider for PrDecider {
 impl Aggregate for PrDecider {
     const CATEGORY: &'static str = "pr";
 }
+
+/// Longest review comment body accepted from a provider (GitHub caps comments
+/// at 65 536 characters).
+pub const MAX_COMMENT_BYTES: usize = 256 * 1024;
+
+/// Splits a leading severity marker off a comment body.
+///
+/// Recognised markers (case-insensitive, at the very start after whitespace):
+/// `[nit]`, `[suggestion]`, `[must_change]` (also `[must-change]`). Without a
+/// marker the severity is `suggestion` and the body is returned trimmed.
+pub fn severity_from_body(body: &str) -> (CommentSeverity, &str) {
+    let trimmed = body.trim_start();
+    if let Some(rest) = trimmed.strip_prefix('[') {
+        if let Some((tag, after)) = rest.split_once(']') {
+            let severity = match tag.trim().to_ascii_lowercase().as_str() {
+                "nit" => Some(CommentSeverity::Nit),
+                "suggestion" => Some(CommentSeverity::Suggestion),
+                "must_change" | "must-change" => Some(CommentSeverity::MustChange),
+                _ => None,
+            };
+            if let Some(s) = severity {
+                return (s, after.trim());
+            }
+        }
+    }
+    (CommentSeverity::Suggestion, trimmed.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_markers_are_recognised_and_stripped() {
+        assert_eq!(severity_from_body("[nit] rename this"), (CommentSeverity::Nit, "rename this"));
+        assert_eq!(severity_from_body("  [MUST_CHANGE]  this leaks"), (CommentSeverity::MustChange, "this leaks"));
+        assert_eq!(severity_from_body("[must-change] x"), (CommentSeverity::MustChange, "x"));
+        assert_eq!(severity_from_body("[suggestion] maybe"), (CommentSeverity::Suggestion, "maybe"));
+        assert_eq!(severity_from_body("plain text\n"), (CommentSeverity::Suggestion, "plain text"));
+        // An unknown tag stays part of the text.
+        assert_eq!(severity_from_body("[wip] later"), (CommentSeverity::Suggestion, "[wip] later"));
+        assert_eq!(severity_from_body("see [nit] below"), (CommentSeverity::Suggestion, "see [nit] below"));
+    }
+}

@@ -12,6 +12,7 @@ pub mod key_provider;
 pub mod model;
 pub mod rate_limit;
 pub mod read_model;
+pub mod review_payloads;
 pub mod sandbox;
 pub mod vcs;
 pub mod work_queue;
@@ -24,6 +25,7 @@ pub use key_provider::{KeyProvider, WrappedKey};
 pub use model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall, ToolSpec};
 pub use rate_limit::{RateDecision, RateLimit, RateLimiter, RateLimiterCapabilities};
 pub use read_model::{CheckpointMove, ReadModelCommit, ReadModelOp, ReadModelStore};
+pub use review_payloads::{InboundChange, InboundPrNotice, RepositoryRef, ReviewPayloads};
 pub use sandbox::{EgressRecord, Limits, ResourceUsage, Sandbox, SandboxExit, SandboxOutcome, SandboxSpec, Usage};
 pub use vcs::{
     provider_kind, ByKindResolver, ChangeReader, PrRef, PrRequest, PushedBranch, RepoTarget, VcsCapabilities,

@@ -6,8 +6,10 @@
 //!
 //! 1. authenticates it with the provider's [`WebhookVerifier`] (signature or
 //!    token; no side effects);
-//! 2. maps the payload with [`parse_github`] / [`parse_gitlab`] (pure; events
-//!    that need nothing are [`ReviewWebhookOutcome::Ignored`]);
+//! 2. maps the payload with the [`ReviewPayloads`] mapping given for the
+//!    verifier's provider (pure; events that need nothing are
+//!    [`ReviewWebhookOutcome::Ignored`]; a provider without one is refused as
+//!    `invalid`, as it carries no PR events here);
 //! 3. checks the payload's repository is the endpoint's repository;
 //! 4. finds the PR by `(repo, number)` in the [`PullRequestProjection`]
 //!    read model (unknown → `not_found`);
@@ -20,9 +22,11 @@
 //! comment id, so the same comment delivered under a new delivery id is
 //! recognised too.
 //!
+//! The mappings live with their forges (`userz_vcs_github::GitHubReviewPayloads`,
+//! `userz_vcs_gitlab::GitLabReviewPayloads`); the composition root hands them
+//! over with [`ReviewWebhooks::with_payloads`].
+//!
 //! [`PullRequestProjection`]: crate::projections::PullRequestProjection
-
-mod inbound;
 
 use std::sync::Arc;
 
@@ -35,16 +39,12 @@ use userz_core::domain::pr::{DiffComment, PrCommand, PrDecider};
 use userz_core::domain::repo::{Provider, RepoDecider, RepoState};
 use userz_core::error::Error;
 use userz_core::ids::{CommentId, CorrelationId, PrId, RepoId};
-use userz_core::ports::ReadModelStore;
+use userz_core::ports::{ReadModelStore, ReviewPayloads};
 use userz_core::time::Timestamp;
 use userz_security::webhooks::{ReplayGuard, WebhookError, WebhookVerifier};
 
-pub use inbound::{
-    parse_github, parse_gitlab, severity_from_body, InboundChange, InboundPrNotice, RepositoryRef, MAX_COMMENT_BYTES,
-};
-
-/// Header naming a GitHub delivery's event.
-pub const GITHUB_EVENT_HEADER: &str = "x-github-event";
+/// The port's data types, where this module used to define them.
+pub use userz_core::ports::{InboundChange, InboundPrNotice, RepositoryRef};
 
 /// What a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,25 +105,41 @@ impl From<Error> for ReviewWebhookError {
     }
 }
 
-/// Turns verified GitHub and GitLab deliveries into PR commands.
+/// Turns verified forge deliveries into PR commands, with the payload
+/// mappings it was given.
 #[derive(Debug, Clone)]
 pub struct ReviewWebhooks {
     bus: CommandBus,
     read_models: Arc<dyn ReadModelStore>,
     guard: ReplayGuard,
+    payloads: Vec<Arc<dyn ReviewPayloads>>,
 }
 
 impl ReviewWebhooks {
     /// Over the engine's command bus and read models (`Engine::bus`,
-    /// `Engine::read_models`), with `guard` remembering delivery ids.
+    /// `Engine::read_models`), with `guard` remembering delivery ids. It maps
+    /// no provider until given mappings with [`with_payloads`](Self::with_payloads).
     pub fn new(bus: CommandBus, read_models: Arc<dyn ReadModelStore>, guard: ReplayGuard) -> Self {
-        Self { bus, read_models, guard }
+        Self { bus, read_models, guard, payloads: Vec::new() }
+    }
+
+    /// Maps deliveries of `payloads.provider()` with `payloads` (replacing a
+    /// mapping given before for the same provider).
+    pub fn with_payloads(mut self, payloads: Arc<dyn ReviewPayloads>) -> Self {
+        self.payloads.retain(|p| p.provider() != payloads.provider());
+        self.payloads.push(payloads);
+        self
+    }
+
+    /// The mapping for `provider`, if one was given.
+    pub fn payloads(&self, provider: &str) -> Option<&Arc<dyn ReviewPayloads>> {
+        self.payloads.iter().find(|p| p.provider() == provider)
     }
 
     /// Handles one delivery for `repo` (see the module docs for the steps).
     ///
-    /// `verifier.provider()` selects the mapping: `github` (needs the
-    /// `X-GitHub-Event` header) or `gitlab`.
+    /// `verifier.provider()` selects the mapping; one that names an
+    /// [`event_header`](ReviewPayloads::event_header) needs that header.
     pub async fn handle(
         &self,
         verifier: &dyn WebhookVerifier,
@@ -133,20 +149,19 @@ impl ReviewWebhooks {
         now: Timestamp,
     ) -> Result<ReviewWebhookOutcome, ReviewWebhookError> {
         let delivery = verifier.authenticate(headers, body, now)?;
-        let notice = match verifier.provider() {
-            "github" => {
-                let event = headers
-                    .get(GITHUB_EVENT_HEADER)
-                    .ok_or_else(|| {
-                        ReviewWebhookError::Invalid("github webhook: X-GitHub-Event: missing header".into())
-                    })?
-                    .to_str()
-                    .map_err(|_| ReviewWebhookError::Invalid("github webhook: X-GitHub-Event: not text".into()))?;
-                parse_github(event, body)?
-            }
-            "gitlab" => parse_gitlab(body)?,
-            other => return Err(ReviewWebhookError::Invalid(format!("{other} webhooks carry no PR events"))),
+        let provider = verifier.provider();
+        let Some(payloads) = self.payloads(provider) else {
+            return Err(ReviewWebhookError::Invalid(format!("{provider} webhooks carry no PR events")));
         };
+        let event = match payloads.event_header() {
+            Some(name) => headers
+                .get(name)
+                .ok_or_else(|| ReviewWebhookError::Invalid(format!("{provider} webhook: {name}: missing header")))?
+                .to_str()
+                .map_err(|_| ReviewWebhookError::Invalid(format!("{provider} webhook: {name}: not text")))?,
+            None => "",
+        };
+        let notice = payloads.parse(event, body)?;
         let Some(notice) = notice else {
             self.remember(&delivery, verifier).await?;
             return Ok(ReviewWebhookOutcome::Ignored);
@@ -224,7 +239,3 @@ impl ReviewWebhooks {
         pr_by_number(self.read_models.as_ref(), repo, notice.number).await?.ok_or(ReviewWebhookError::NotFound(what))
     }
 }
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests;

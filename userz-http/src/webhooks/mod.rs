@@ -50,11 +50,15 @@
 //!
 //! # GitHub and GitLab
 //!
-//! One secret per provider for the deployment; the repository is resolved from
-//! the payload (`repository.full_name` / `project.path_with_namespace` or its
-//! numeric id) through a [`RepoDirectory`] the embedder provides (the
-//! reference server can use [`StaticRepoDirectory`]). An unknown repository or
-//! PR is `404 not_found`.
+//! One secret per provider for the deployment, and the forge's payload
+//! mapping ([`ReviewPayloads`], e.g. `userz_vcs_github::GitHubReviewPayloads`)
+//! given with [`WebhookState::with_review_payloads`]; a provider without
+//! either answers `404 not_found` with `"rule":"not_configured"` (`"config"` is
+//! the secret's env var, or `"review_payloads"` for a missing mapping). The
+//! repository is resolved from the payload (`repository.full_name` /
+//! `project.path_with_namespace` or its numeric id) through a
+//! [`RepoDirectory`] the embedder provides (the reference server can use
+//! [`StaticRepoDirectory`]). An unknown repository or PR is `404 not_found`.
 
 mod chatops;
 
@@ -76,12 +80,9 @@ use userz_core::domain::common::Actor;
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackDecider, FeedbackState};
 use userz_core::domain::org::{OrgDecider, OrgState};
 use userz_core::ids::{CorrelationId, FeedbackId, OrgId, RepoId};
-use userz_core::ports::{Cache, ReadModelStore};
+use userz_core::ports::{Cache, InboundPrNotice, ReadModelStore, RepositoryRef, ReviewPayloads};
 use userz_core::{Clock, Timestamp};
-use userz_engine::review::{
-    parse_github, parse_gitlab, RepositoryRef, ReviewWebhookError, ReviewWebhookOutcome, ReviewWebhooks,
-    GITHUB_EVENT_HEADER,
-};
+use userz_engine::review::{ReviewWebhookError, ReviewWebhookOutcome, ReviewWebhooks};
 use userz_engine::{CommandBus, CommandError, CommandMeta};
 use userz_security::body_limit::read_to_bytes;
 use userz_security::secret::SecretBytes;
@@ -245,6 +246,7 @@ pub struct WebhookState {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     stripe: Option<StripeVerifier>,
     github: Option<GitHubVerifier>,
@@ -314,6 +316,15 @@ impl WebhookState {
             }),
         })
     }
+
+    /// Maps GitHub or GitLab review deliveries (`payloads.provider()`) with
+    /// `payloads`; without one, that provider's route answers
+    /// `404 not_configured` even when its secret is set.
+    pub fn with_review_payloads(self, payloads: Arc<dyn ReviewPayloads>) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.review = inner.review.with_payloads(payloads);
+        Self { inner: Arc::new(inner) }
+    }
 }
 
 /// The webhook routes (absolute paths under `/v1/webhooks/`), ready to merge
@@ -340,6 +351,16 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
             ApiError::invalid_field("body", "unreadable", "body: could not be read")
         }
     })
+}
+
+/// A forge whose secret is set but whose review payload mapping was not given:
+/// answered like a missing secret, naming what is missing.
+fn no_review_payloads(provider: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("{provider} webhooks are not configured on this server (no {provider} review payload mapping)"),
+    )
+    .with_details(json!({ "provider": provider, "rule": "not_configured", "config": "review_payloads" }))
 }
 
 fn not_configured(provider: &str, config: &str) -> ApiError {
@@ -443,7 +464,7 @@ impl Inner {
         v: &dyn WebhookVerifier,
         headers: &HeaderMap,
         body: &[u8],
-        notice: Option<userz_engine::review::InboundPrNotice>,
+        notice: Option<InboundPrNotice>,
         delivery: &Delivery,
     ) -> Result<Json<Value>, ApiError> {
         let provider = v.provider();
@@ -552,22 +573,38 @@ async fn github(State(s): State<WebhookState>, headers: HeaderMap, body: Body) -
     let s = &s.inner;
     let body = read_body(body).await?;
     let v = s.github.as_ref().ok_or_else(|| not_configured("github", ENV_GITHUB_SECRET))?;
-    let delivery = s.admit(v, &headers, &body).await?;
-    let event = headers
-        .get(GITHUB_EVENT_HEADER)
-        .and_then(|h| h.to_str().ok())
-        .ok_or_else(|| ApiError::invalid_field("X-GitHub-Event", "missing", "X-GitHub-Event: missing header"))?;
-    let notice = parse_github(event, &body).map_err(|e| invalid_payload("github", e))?;
-    s.review(v, &headers, &body, notice, &delivery).await
+    s.forge_review(v, &headers, &body).await
 }
 
 async fn gitlab(State(s): State<WebhookState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
     let s = &s.inner;
     let body = read_body(body).await?;
     let v = s.gitlab.as_ref().ok_or_else(|| not_configured("gitlab", ENV_GITLAB_TOKEN))?;
-    let delivery = s.admit(v, &headers, &body).await?;
-    let notice = parse_gitlab(&body).map_err(|e| invalid_payload("gitlab", e))?;
-    s.review(v, &headers, &body, notice, &delivery).await
+    s.forge_review(v, &headers, &body).await
+}
+
+impl Inner {
+    /// A forge review delivery whose secret is configured: needs the forge's
+    /// payload mapping, then authenticates, maps and applies it.
+    async fn forge_review(
+        &self,
+        v: &dyn WebhookVerifier,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Json<Value>, ApiError> {
+        let provider = v.provider();
+        let payloads = self.review.payloads(provider).cloned().ok_or_else(|| no_review_payloads(provider))?;
+        let delivery = self.admit(v, headers, body).await?;
+        let event = match payloads.event_header() {
+            Some(name) => headers
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .ok_or_else(|| ApiError::invalid_field(name, "missing", format!("{name}: missing header")))?,
+            None => "",
+        };
+        let notice = payloads.parse(event, body).map_err(|e| invalid_payload(provider, e))?;
+        self.review(v, headers, body, notice, &delivery).await
+    }
 }
 
 async fn slack(State(s): State<WebhookState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
