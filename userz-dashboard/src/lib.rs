@@ -64,7 +64,6 @@ mod error;
 pub mod html;
 pub mod mail;
 pub mod oidc;
-mod oidc_http;
 mod pages;
 mod signin;
 

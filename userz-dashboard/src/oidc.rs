@@ -22,7 +22,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::Method;
+use http::header::{HeaderValue, ACCEPT};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -30,10 +30,19 @@ use sha2::{Digest, Sha256};
 
 use userz_core::ports::Cache;
 use userz_core::Timestamp;
+use userz_rest::{ApiBase, Call, Credential, RestClient, RestError};
 use userz_security::secret::SecretString;
 
 use crate::error::DashError;
-use crate::oidc_http::exchange;
+
+/// The largest token or userinfo answer read.
+const OAUTH_MAX_BODY: usize = 256 * 1024;
+/// How long one call to the token or userinfo endpoint may take.
+const OAUTH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Operation names of the two calls (they open their errors).
+const TOKEN_ENDPOINT: &str = "google token endpoint";
+const USERINFO_ENDPOINT: &str = "google userinfo endpoint";
 
 /// How long a started sign-in may take.
 pub const PENDING_LIFETIME: Duration = Duration::from_secs(600);
@@ -198,15 +207,13 @@ pub(crate) async fn finish(
         ("code_verifier", pending.verifier.as_str()),
     ])
     .map_err(|e| DashError::Unavailable(e.to_string()))?;
-    let answer =
-        exchange(Method::POST, &g.token_url, Some("application/x-www-form-urlencoded"), None, Bytes::from(form))
-            .await
-            .map_err(|e| DashError::Unavailable(format!("google token endpoint: {e}")))?;
+    let (client, path) = oauth_client(&g.token_url, TOKEN_ENDPOINT)?;
+    let answer = client.execute(Call::post(TOKEN_ENDPOINT, &path).form(form)).await.map_err(unavailable)?;
     if answer.status != 200 {
         let error = serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| format!("status {}", answer.status));
+            .unwrap_or_else(|| format!("status {}", answer.status.as_u16()));
         return Err(fail("token_refused", format!("Google refused the sign-in ({error})")));
     }
     let tokens: TokenResponse =
@@ -230,11 +237,11 @@ pub(crate) async fn finish(
     if claims.nonce.as_deref() != Some(pending.nonce.as_str()) {
         return Err(fail("nonce_mismatch", "id_token nonce does not match this sign-in"));
     }
-    let answer = exchange(Method::GET, &g.userinfo_url, None, Some(&tokens.access_token), Bytes::new())
-        .await
-        .map_err(|e| DashError::Unavailable(format!("google userinfo endpoint: {e}")))?;
+    let (client, path) = oauth_client(&g.userinfo_url, USERINFO_ENDPOINT)?;
+    let call = Call::get(USERINFO_ENDPOINT, &path).credential(Credential::bearer(&tokens.access_token));
+    let answer = client.execute(call).await.map_err(unavailable)?;
     if answer.status != 200 {
-        return Err(fail("userinfo_refused", format!("userinfo answered {}", answer.status)));
+        return Err(fail("userinfo_refused", format!("userinfo answered {}", answer.status.as_u16())));
     }
     let info: UserInfo =
         serde_json::from_slice(&answer.body).map_err(|_| fail("userinfo_malformed", "unexpected userinfo"))?;
@@ -250,6 +257,26 @@ pub(crate) async fn finish(
     Ok(email)
 }
 
+/// The shared outbound client for an identity provider's endpoint, and the
+/// path to call: TLS (web PKI roots) for `https`, plain TCP for `http`
+/// (local fakes), `Accept: application/json`, a body cap and a timeout. The
+/// access token travels as a sensitive [`Credential`].
+fn oauth_client(url: &str, operation: &'static str) -> Result<(RestClient, String), DashError> {
+    let config = |e: RestError| DashError::Unavailable(format!("{operation}: {e}"));
+    let (base, path) = ApiBase::split_endpoint(url).map_err(config)?;
+    let accept = (ACCEPT, HeaderValue::from_static("application/json"));
+    let client = RestClient::new(base, "userz-dashboard", vec![accept])
+        .map_err(config)?
+        .with_timeout(OAUTH_TIMEOUT)
+        .with_max_body(OAUTH_MAX_BODY);
+    Ok((client, path))
+}
+
+/// A failed call to an identity provider (the error names the endpoint).
+fn unavailable(e: RestError) -> DashError {
+    DashError::Unavailable(e.to_string())
+}
+
 fn decode_claims(jwt: &str) -> Result<IdClaims, DashError> {
     let mut parts = jwt.split('.');
     let (Some(_), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
@@ -259,4 +286,58 @@ fn decode_claims(jwt: &str) -> Result<IdClaims, DashError> {
         .decode(payload.trim_end_matches('='))
         .map_err(|_| fail("id_token_malformed", "id_token payload is not base64url"))?;
     serde_json::from_slice(&bytes).map_err(|_| fail("id_token_malformed", "id_token claims are incomplete"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Answers one request with `head` and hands back the request it read.
+    async fn answer_once(head: String) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/userinfo?alt=json", listener.local_addr().unwrap());
+        let seen = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = stream.read(&mut buf).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn an_identity_provider_answer_over_the_cap_is_refused_and_the_token_never_shows() {
+        let (url, seen) =
+            answer_once(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", OAUTH_MAX_BODY + 1)).await;
+        let (client, path) = oauth_client(&url, USERINFO_ENDPOINT).unwrap();
+        assert_eq!(
+            (path.as_str(), client.max_body(), client.timeout()),
+            ("/v1/userinfo?alt=json", OAUTH_MAX_BODY, OAUTH_TIMEOUT)
+        );
+        let call = Call::get(USERINFO_ENDPOINT, &path).credential(Credential::bearer("ya29.secret-token"));
+        assert!(!format!("{call:?}").contains("ya29"));
+        let err = client.execute(call).await.map_err(unavailable).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("google userinfo endpoint") && shown.contains("262144-byte cap"), "{shown}");
+        assert!(!shown.contains("ya29"), "{shown}");
+        // The token went on the wire as a bearer credential, and only there.
+        let request = seen.await.unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("get /v1/userinfo?alt=json http/1.1\r\n"), "{request}");
+        assert!(request.contains("authorization: bearer ya29.secret-token\r\n"), "{request}");
+        assert!(
+            request.contains("accept: application/json\r\n") && request.contains("user-agent: userz-dashboard\r\n")
+        );
+    }
+
+    #[test]
+    fn an_unusable_endpoint_url_is_unavailable_naming_the_endpoint() {
+        let err = oauth_client("ftp://accounts.example.test/token", TOKEN_ENDPOINT).unwrap_err();
+        assert!(format!("{err:?}").contains("google token endpoint"), "{err:?}");
+    }
 }

@@ -10,8 +10,9 @@ use userz_core::error::{Error, Result};
 use userz_core::ports::model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall};
 use userz_security::secret::SecretString;
 
-use crate::common::{count, malformed, redact, send_error, status_error, Pricing};
-use crate::transport::{HttpClient, Transport};
+use crate::common::{count, malformed, redact, status_error, Pricing};
+use crate::transport::{self, Transport};
+use userz_rest::{Credential, RestClient};
 
 /// The `anthropic-version` header sent with every request.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -36,7 +37,7 @@ const EMPTY_TURN: &str = "(no content)";
 /// input tokens.
 #[derive(Debug, Clone)]
 pub struct Anthropic {
-    http: HttpClient,
+    http: RestClient,
     key: Option<SecretString>,
     pricing: Pricing,
     name: String,
@@ -49,13 +50,11 @@ impl Anthropic {
     /// `Error::Invalid` naming `base_url`, `transport` or `key` (see
     /// [`OpenAiCompatible::new`](crate::OpenAiCompatible::new)).
     pub fn new(base_url: &str, key: Option<SecretString>, transport: Transport) -> Result<Self> {
-        if let Some(k) = &key {
-            if HeaderValue::from_str(k.expose_secret()).is_err() {
-                return Err(Error::Invalid("model `key`: not a valid header value".to_owned()));
-            }
-        }
+        transport::check_key(
+            key.as_ref().map(|k| Credential::header(HeaderName::from_static("x-api-key"), k.expose_secret())),
+        )?;
         Ok(Self {
-            http: HttpClient::new(base_url, transport)?,
+            http: transport::client(base_url, transport)?,
             key,
             pricing: Pricing::UNPRICED,
             name: "anthropic".into(),
@@ -70,13 +69,13 @@ impl Anthropic {
 
     /// Sets the whole-request timeout (default 300 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
+        self.http = self.http.with_timeout(timeout);
         self
     }
 
     /// Sets the response body cap (default 8 MiB).
     pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
-        self.http.max_response_bytes = bytes;
+        self.http = self.http.with_max_body(bytes);
         self
     }
 
@@ -91,22 +90,16 @@ impl Anthropic {
     /// # Errors
     /// `Error::Invalid` for an `http` base URL or an unusable certificate.
     pub fn with_root_certificates(mut self, certs: Vec<CertificateDer<'static>>) -> Result<Self> {
-        self.http.set_root_certificates(certs)?;
+        self.http = transport::with_roots(self.http, certs)?;
         Ok(self)
     }
 
     async fn complete_inner(&self, request: &CompletionRequest) -> Result<Completion> {
         let body = serde_json::to_vec(&request_body(request)?)?;
-        let mut headers =
-            vec![(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION))];
-        if let Some(key) = &self.key {
-            let mut value = HeaderValue::from_str(key.expose_secret())
-                .map_err(|_| Error::Invalid("model `key`: not a valid header value".to_owned()))?;
-            value.set_sensitive(true);
-            headers.push((HeaderName::from_static("x-api-key"), value));
-        }
-        let response =
-            self.http.post_json("/v1/messages", headers, body).await.map_err(|e| send_error(&self.name, e))?;
+        let headers = vec![(HeaderName::from_static("anthropic-version"), HeaderValue::from_static(ANTHROPIC_VERSION))];
+        let credential =
+            self.key.as_ref().map(|k| Credential::header(HeaderName::from_static("x-api-key"), k.expose_secret()));
+        let response = transport::post_json(&self.http, &self.name, "/v1/messages", credential, headers, body).await?;
         if !response.status.is_success() {
             return Err(status_error(&self.name, &response));
         }

@@ -4,7 +4,7 @@ use serde_json::Value;
 use userz_core::error::Error;
 use userz_security::secret::SecretString;
 
-use crate::transport::{HttpResponse, SendError};
+use userz_rest::RawResponse;
 
 /// The port name every error of this crate carries.
 pub(crate) const PORT: &str = "model";
@@ -50,17 +50,6 @@ impl Pricing {
     }
 }
 
-/// The adapter-side error for a failure before a response arrived.
-pub(crate) fn send_error(provider: &str, e: SendError) -> Error {
-    match e {
-        SendError::Connection(m) => effect(format!("{provider}: connection failed: {m}"), true),
-        SendError::Timeout(t) => effect(format!("{provider}: no complete response within {} ms", t.as_millis()), true),
-        SendError::TooLarge(cap) => {
-            effect(format!("{provider}: response body exceeds the {cap}-byte cap (max_response_bytes)"), false)
-        }
-    }
-}
-
 pub(crate) fn effect(message: String, retryable: bool) -> Error {
     Error::Effect { port: PORT, message, retryable }
 }
@@ -74,7 +63,7 @@ pub(crate) fn retryable_status(status: http::StatusCode) -> bool {
 /// message when the body has one of the known shapes (OpenAI
 /// `{"error":{"message","type","code"}}`, Anthropic
 /// `{"type":"error","error":{"type","message"}}`), else a body excerpt.
-pub(crate) fn status_error(provider: &str, response: &HttpResponse) -> Error {
+pub(crate) fn status_error(provider: &str, response: &RawResponse) -> Error {
     let detail = match serde_json::from_slice::<Value>(&response.body) {
         Ok(v) => provider_error_detail(&v).unwrap_or_else(|| excerpt(&String::from_utf8_lossy(&response.body))),
         Err(_) => excerpt(&String::from_utf8_lossy(&response.body)),

@@ -9,8 +9,9 @@
 //! - [`ModelClassifier`]: the [`Classifier`](userz_core::ports::classifier::Classifier)
 //!   port on any provider, with no tools and a strict, fail-closed answer parser.
 //!
-//! Both adapters talk HTTP/1.1 over TCP, TLS (rustls on `ring`, Mozilla roots)
-//! or a Unix domain socket ([`Transport::Unix`]: the sandboxed agent reaches
+//! Both adapters call out through the engine's one outbound HTTP client,
+//! `userz-rest`: HTTP/1.1 over TCP, TLS (rustls on `ring`, Mozilla roots) or a
+//! Unix domain socket ([`Transport::Unix`]: the sandboxed agent reaches
 //! the host's egress proxy that way, and the proxy adds the provider key, so
 //! the agent's provider has none). Each call is one request on a fresh
 //! connection, bounded by a whole-request timeout and a response-size cap.

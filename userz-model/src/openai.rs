@@ -3,15 +3,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::header::{HeaderValue, AUTHORIZATION};
 use rustls_pki_types::CertificateDer;
 use serde_json::{json, Map, Value};
 use userz_core::error::{Error, Result};
 use userz_core::ports::model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall};
 use userz_security::secret::SecretString;
 
-use crate::common::{count, malformed, redact, send_error, status_error, Pricing};
-use crate::transport::{HttpClient, Transport};
+use crate::common::{count, malformed, redact, status_error, Pricing};
+use crate::transport::{self, Transport};
+use userz_rest::{Credential, RestClient};
 
 /// Which request field carries [`CompletionRequest::max_tokens`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,7 +56,7 @@ pub const TOOL_ERROR_PREFIX: &str = "[tool error] ";
 /// ```
 #[derive(Debug, Clone)]
 pub struct OpenAiCompatible {
-    http: HttpClient,
+    http: RestClient,
     key: Option<SecretString>,
     pricing: Pricing,
     max_tokens_field: MaxTokensField,
@@ -71,13 +71,9 @@ impl OpenAiCompatible {
     /// is not `http(s)://host[:port][/path]`, `https` is asked over a Unix
     /// socket, or the key is not a valid header value.
     pub fn new(base_url: &str, key: Option<SecretString>, transport: Transport) -> Result<Self> {
-        if let Some(k) = &key {
-            if HeaderValue::from_str(&format!("Bearer {}", k.expose_secret())).is_err() {
-                return Err(Error::Invalid("model `key`: not a valid header value".to_owned()));
-            }
-        }
+        transport::check_key(key.as_ref().map(|k| Credential::bearer(k.expose_secret())))?;
         Ok(Self {
-            http: HttpClient::new(base_url, transport)?,
+            http: transport::client(base_url, transport)?,
             key,
             pricing: Pricing::UNPRICED,
             max_tokens_field: MaxTokensField::default(),
@@ -93,13 +89,13 @@ impl OpenAiCompatible {
 
     /// Sets the whole-request timeout (default 300 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
+        self.http = self.http.with_timeout(timeout);
         self
     }
 
     /// Sets the response body cap (default 8 MiB).
     pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
-        self.http.max_response_bytes = bytes;
+        self.http = self.http.with_max_body(bytes);
         self
     }
 
@@ -120,21 +116,15 @@ impl OpenAiCompatible {
     /// # Errors
     /// `Error::Invalid` for an `http` base URL or an unusable certificate.
     pub fn with_root_certificates(mut self, certs: Vec<CertificateDer<'static>>) -> Result<Self> {
-        self.http.set_root_certificates(certs)?;
+        self.http = transport::with_roots(self.http, certs)?;
         Ok(self)
     }
 
     async fn complete_inner(&self, request: &CompletionRequest) -> Result<Completion> {
         let body = serde_json::to_vec(&request_body(request, self.max_tokens_field)?)?;
-        let mut headers = Vec::new();
-        if let Some(key) = &self.key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                .map_err(|_| Error::Invalid("model `key`: not a valid header value".to_owned()))?;
-            value.set_sensitive(true);
-            headers.push((AUTHORIZATION, value));
-        }
+        let credential = self.key.as_ref().map(|k| Credential::bearer(k.expose_secret()));
         let response =
-            self.http.post_json("/chat/completions", headers, body).await.map_err(|e| send_error(&self.name, e))?;
+            transport::post_json(&self.http, &self.name, "/chat/completions", credential, Vec::new(), body).await?;
         if !response.status.is_success() {
             return Err(status_error(&self.name, &response));
         }

@@ -225,3 +225,27 @@ fn bad_configuration_is_refused_naming_the_setting() {
         OpenAiCompatible::new("http://x/v1", None, Transport::Tcp).unwrap().with_root_certificates(vec![]).unwrap_err();
     assert!(err.to_string().contains("`tls`"), "{err}");
 }
+
+#[tokio::test]
+async fn over_the_egress_socket_the_cap_holds_and_a_missing_socket_is_a_retryable_connection_failure() {
+    let addr = raw_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        true,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = unix_front(dir.path(), addr).await;
+    let p = OpenAiCompatible::new("http://model.egress.internal/v1", None, Transport::Unix(socket))
+        .unwrap()
+        .with_max_response_bytes(32 * 1024)
+        .with_timeout(Duration::from_secs(10));
+    let (message, retryable) = effect(p.complete(&request()).await.unwrap_err());
+    assert!(!retryable);
+    assert!(message.contains("32768-byte cap"), "{message}");
+
+    let gone = dir.path().join("gone.sock");
+    let p = OpenAiCompatible::new("http://model.egress.internal/v1", None, Transport::Unix(gone.clone())).unwrap();
+    let (message, retryable) = effect(p.complete(&request()).await.unwrap_err());
+    assert!(retryable);
+    assert!(message.contains("connection failed") && message.contains(&gone.display().to_string()), "{message}");
+}

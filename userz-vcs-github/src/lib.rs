@@ -148,11 +148,14 @@ impl GitHubError {
 /// configured as `api_base`.
 impl From<RestError> for GitHubError {
     fn from(e: RestError) -> Self {
-        match e {
+        match e.into_transport() {
             RestError::Config { field, message } => {
                 GitHubError::Config { field: if field == userz_rest::FIELD_BASE { "api_base" } else { field }, message }
             }
             RestError::Transport { operation, message } => GitHubError::Transport { operation, message },
+            // `send` folds every other failure into `Transport`; a newer
+            // variant still reads as a transport failure.
+            other => GitHubError::Transport { operation: "http", message: other.to_string() },
         }
     }
 }

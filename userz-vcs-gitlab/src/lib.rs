@@ -145,11 +145,14 @@ impl GitLabError {
 /// configured as `base_url`.
 impl From<RestError> for GitLabError {
     fn from(e: RestError) -> Self {
-        match e {
+        match e.into_transport() {
             RestError::Config { field, message } => {
                 GitLabError::Config { field: if field == userz_rest::FIELD_BASE { "base_url" } else { field }, message }
             }
             RestError::Transport { operation, message } => GitLabError::Transport { operation, message },
+            // `send` folds every other failure into `Transport`; a newer
+            // variant still reads as a transport failure.
+            other => GitLabError::Transport { operation: "http", message: other.to_string() },
         }
     }
 }
