@@ -14,10 +14,10 @@ use userz_core::domain::Role;
 use userz_core::ids::{OrgId, UserId};
 use userz_security::session::{SessionError, SessionId, SessionStore, Touch};
 
-use userz_engine::directory::{memberships_of, org_name};
 use crate::error::DashError;
 use crate::html::Nav;
 use crate::DashboardState;
+use userz_engine::directory::{memberships_of, org_name};
 
 /// The signed-in member, put into request extensions by [`require_session`].
 #[derive(Debug, Clone)]

@@ -70,14 +70,11 @@ mod signin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
-use tokio::task::JoinHandle;
 
 use userz_core::ids::OrgId;
-use userz_core::ports::{BlobKey, BlobStore, Cache, EventStore, ReadModelStore};
-use userz_core::{Clock, Timestamp};
-use userz_engine::projections::run_projection;
+use userz_core::ports::{BlobKey, BlobStore, Cache, ReadModelStore};
+use userz_core::Clock;
 use userz_engine::CommandBus;
 use userz_security::envelope::Envelope;
 use userz_security::session::{CacheSessionStore, SessionConfig};

@@ -29,10 +29,12 @@ use userz_engine::{CommandBus, CommandMeta};
 use userz_security::envelope::SecretKind;
 
 use crate::auth::{require_session, Ctx};
-use userz_engine::directory::{app_of_org as org_app, apps_of_org as org_apps, repos_of_org as org_repos, secrets_of_org as org_secrets};
 use crate::error::DashError;
 use crate::html::{csrf_input, document, esc, when, RUN_SCRIPT};
 use crate::DashboardState;
+use userz_engine::directory::{
+    app_of_org as org_app, apps_of_org as org_apps, repos_of_org as org_repos, secrets_of_org as org_secrets,
+};
 
 pub(crate) fn routes(state: DashboardState) -> Router {
     Router::new()
@@ -1005,13 +1007,14 @@ async fn settings_secret(
         state.clock.clone(),
         state.envelope.clone(),
     );
-    admin.set_secret(ctx.org, kind, &f.secret_id, &value, Actor::User { user: ctx.user }).await.map_err(|e| match e {
-        userz_engine::admin::AdminError::Invalid { field, reason } => DashError::Invalid {
-            field: if field == "slot" { "secret_id" } else { "value" },
-            message: reason,
+    admin.set_secret(ctx.org, kind, &f.secret_id, &value, Actor::User { user: ctx.user }).await.map_err(
+        |e| match e {
+            userz_engine::admin::AdminError::Invalid { field, reason } => {
+                DashError::Invalid { field: if field == "slot" { "secret_id" } else { "value" }, message: reason }
+            }
+            userz_engine::admin::AdminError::NotFound(_) => DashError::NotFound,
+            other => DashError::Rejected { rule: "secret", message: other.to_string() },
         },
-        userz_engine::admin::AdminError::NotFound(_) => DashError::NotFound,
-        other => DashError::Rejected { rule: "secret", message: other.to_string() },
-    })?;
+    )?;
     Ok(Redirect::to("/settings").into_response())
 }

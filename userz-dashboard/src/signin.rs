@@ -13,11 +13,11 @@ use userz_security::session::{
 };
 
 use crate::auth::{check_same_origin, csrf_token, session_cookie};
-use userz_engine::directory::{memberships_by_email, normalize_email};
 use crate::error::DashError;
 use crate::html::{document, esc};
 use crate::oidc::{self, STATE_COOKIE};
 use crate::DashboardState;
+use userz_engine::directory::{memberships_by_email, normalize_email};
 
 pub(crate) fn routes(state: DashboardState) -> Router {
     Router::new()

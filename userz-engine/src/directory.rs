@@ -246,7 +246,14 @@ impl Projection for DirectoryProjection {
             Some(AnyEvent::Repo(ev)) => {
                 let id: RepoId = entity_id(event)?;
                 if let RepoEvent::RepoCreated {
-                    repo, org, app, provider, base_branch, branch_prefix, forbidden_paths, ..
+                    repo,
+                    org,
+                    app,
+                    provider,
+                    base_branch,
+                    branch_prefix,
+                    forbidden_paths,
+                    ..
                 } = ev
                 {
                     let key = match &provider {
@@ -283,8 +290,12 @@ impl Projection for DirectoryProjection {
                 match ev {
                     SecretsEvent::SecretStored { sealed, by } => {
                         let kind = sealed.kind.as_str().to_string();
-                        let row =
-                            SecretRow { kind: kind.clone(), secret_id: sealed.secret_id.clone(), by, at: event.recorded_at };
+                        let row = SecretRow {
+                            kind: kind.clone(),
+                            secret_id: sealed.secret_id.clone(),
+                            by,
+                            at: event.recorded_at,
+                        };
                         tx.put_json(SECRETS, format!("{org}/{kind}/{}", sealed.secret_id), &row)?;
                         if sealed.kind == SecretKind::AppSigningSecret {
                             tx.put_json(APP_SECRETS, sealed.secret_id, &event.position)?;

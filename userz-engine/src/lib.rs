@@ -17,8 +17,8 @@
 //! commands and jobs, which the stores deduplicate.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod blobs;
 pub mod admin;
+pub mod blobs;
 pub mod codec;
 pub mod commands;
 pub mod directory;
@@ -38,9 +38,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use userz_core::domain::app::{AppDecider, AppState};
-use userz_core::domain::feedback::{FeedbackCommand, FeedbackContent, FeedbackDecider};
+use userz_core::domain::feedback::FeedbackContent;
 use userz_core::error::{Error, Result};
-use userz_core::ids::{AppId, FeedbackId, OrgId};
+use userz_core::ids::{AppId, OrgId};
 use userz_core::ports::{ChangeReader, Classifier, EventStore, ReadModelStore, Sandbox, VcsProvider, WorkQueue};
 use userz_core::time::Clock;
 
@@ -272,11 +272,8 @@ impl Engine {
             _ => return Err(CommandError::from(Error::NotFound(format!("app {app}"))).into()),
         }
         let now = self.inner.deps.clock.now();
-        intake::submit(
-            &self.inner.bus,
-            intake::Submission { org, app, content, idempotency_key, received_at: now },
-        )
-        .await
+        intake::submit(&self.inner.bus, intake::Submission { org, app, content, idempotency_key, received_at: now })
+            .await
     }
 
     /// Stops every task now.

@@ -17,7 +17,9 @@ use userz_testkit::doubles::{ScriptedClassifier, ScriptedRepoHost, ScriptedSandb
 use userz_testkit::scenarios::{seed, submit, test_config, wait_run, wait_status};
 use userz_testkit::ManualClock;
 
-async fn run_once(with_blobs: bool) -> (Option<String>, Option<Arc<MemoryBlobStore>>, userz_core::ids::OrgId, userz_core::ids::RunId) {
+async fn run_once(
+    with_blobs: bool,
+) -> (Option<String>, Option<Arc<MemoryBlobStore>>, userz_core::ids::OrgId, userz_core::ids::RunId) {
     let clock = Arc::new(ManualClock::at_2026());
     let stores = MemoryStores::new(clock.clone());
     let host = ScriptedRepoHost::new();

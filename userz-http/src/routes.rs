@@ -17,7 +17,7 @@ use userz_core::decider::Rejection;
 use userz_core::domain::common::Actor;
 use userz_core::domain::feedback::{FeedbackCommand, FeedbackDecider, FeedbackState, FeedbackStatus};
 use userz_core::domain::org::OrgCommand;
-use userz_core::ids::{AppId, CommandId, CorrelationId, FeedbackId, RunId};
+use userz_core::ids::{AppId, FeedbackId, RunId};
 use userz_engine::projections::{feedback_page, run_detail, FeedbackQuery};
 use userz_engine::{CommandBus, CommandError, CommandMeta};
 use userz_security::ingest::{FeedbackSubmission, InvalidBody};
@@ -544,11 +544,8 @@ async fn submit_feedback(State(state): State<ApiState>, req: Request) -> Result<
     };
     let content = wire::content(submission, claims);
     let app = &auth.app;
-    let idempotency_key = match parts.headers.get("idempotency-key") {
-        // A header that is not visible ASCII is as unusable as an empty one.
-        Some(v) => Some(v.to_str().unwrap_or_default()),
-        None => None,
-    };
+    // A header that is not visible ASCII is as unusable as an empty one.
+    let idempotency_key = parts.headers.get("idempotency-key").map(|v| v.to_str().unwrap_or_default());
     let submitted = userz_engine::intake::submit(
         state.bus(),
         userz_engine::intake::Submission {

@@ -300,7 +300,6 @@ impl UploadState {
         Ok(Self { inner: Arc::new(Inner { secret: config.secret, base, ttl: config.ttl, blobs, cache, clock }) })
     }
 
-
     /// Validates `request` and issues a ticket for `org`'s App `app`.
     ///
     /// # Errors

@@ -11,8 +11,8 @@ use userz_core::domain::common::Actor;
 use userz_core::domain::org::{OrgDecider, OrgEvent};
 use userz_core::domain::repo::Provider;
 use userz_core::ids::{AppId, OrgId, UserId};
-use userz_engine::CommandBus;
 use userz_engine::admin::{Admin, AdminError, NewApp, NewRepo};
+use userz_engine::CommandBus;
 use userz_security::api_key::{ApiKey, VerifyApiKey};
 use userz_security::secret::SecretString;
 use userz_testkit::eventually;
@@ -163,7 +163,8 @@ async fn secrets_are_sealed_write_only_for_existing_orgs_only() {
     }
     // The value's bounds are the same for every caller (CLI, dashboard, API).
     for bad in [String::new(), "v".repeat(userz_engine::admin::MAX_SECRET_BYTES + 1)] {
-        let err = a.set_secret(org, SecretKind::RepoToken, "r1", &SecretString::new(bad), Actor::System).await.unwrap_err();
+        let err =
+            a.set_secret(org, SecretKind::RepoToken, "r1", &SecretString::new(bad), Actor::System).await.unwrap_err();
         assert!(matches!(err, AdminError::Invalid { ref field, .. } if field == "value"), "{err}");
     }
     let largest = SecretString::new("v".repeat(userz_engine::admin::MAX_SECRET_BYTES));

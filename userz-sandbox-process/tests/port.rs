@@ -97,7 +97,7 @@ async fn agent_without_a_result_is_reported_as_failed() {
         SandboxExit::AgentFailed { reason } => assert!(reason.contains("agent result missing"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    assert!(out.transcript_path.is_none());
+    assert!(out.transcript.is_none());
 }
 
 #[tokio::test]

@@ -21,9 +21,9 @@ use userz_core::domain::common::{Actor, ProcessingMode};
 use userz_core::domain::repo::Provider;
 use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::{Clock, SystemClock};
+use userz_engine::admin::{Admin, AdminError, NewApp, NewRepo};
 use userz_engine::projections::catch_up_projection;
 use userz_engine::CommandBus;
-use userz_engine::admin::{Admin, AdminError, NewApp, NewRepo};
 use userz_security::envelope::SecretKind;
 use userz_security::secret::SecretString;
 

@@ -752,18 +752,30 @@ impl Config {
             ("limits.private_per_user_per_minute", self.limits.private_per_user_per_minute),
         ] {
             if value == 0 {
-                return Err(ConfigError::Invalid { field, message: "must be at least 1 (0 would refuse every request)".into() });
+                return Err(ConfigError::Invalid {
+                    field,
+                    message: "must be at least 1 (0 would refuse every request)".into(),
+                });
             }
         }
         // Settings another kind would silently ignore.
         if self.store.path.is_some() && self.store.kind != StoreKind::Sqlite {
-            return Err(ConfigError::Invalid { field: "store.path", message: "only the sqlite store takes a path".into() });
+            return Err(ConfigError::Invalid {
+                field: "store.path",
+                message: "only the sqlite store takes a path".into(),
+            });
         }
         if self.store.replicas.is_some() && self.store.kind != StoreKind::Nats {
-            return Err(ConfigError::Invalid { field: "store.replicas", message: "only the nats store takes replicas".into() });
+            return Err(ConfigError::Invalid {
+                field: "store.replicas",
+                message: "only the nats store takes replicas".into(),
+            });
         }
         if self.blobs.path.is_some() && self.blobs.kind != BlobKind::Fs {
-            return Err(ConfigError::Invalid { field: "blobs.path", message: "only blobs.kind = \"fs\" takes a path".into() });
+            return Err(ConfigError::Invalid {
+                field: "blobs.path",
+                message: "only blobs.kind = \"fs\" takes a path".into(),
+            });
         }
         Ok(())
     }

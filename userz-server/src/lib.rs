@@ -618,14 +618,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         .merge(userz_http::api_router(api))
         .merge(userz_dashboard::router(dashboard))
         .fallback(userz_http::not_found_fallback);
-    Ok(Userz {
-        public_url,
-        demo,
-        sandbox_unavailable,
-        stores,
-        router,
-        engine: Some(engine),
-    })
+    Ok(Userz { public_url, demo, sandbox_unavailable, stores, router, engine: Some(engine) })
 }
 
 /// Binds `config.listen`, assembles the engine with [`build`] and serves it.

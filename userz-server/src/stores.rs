@@ -137,7 +137,8 @@ impl Stores {
                 // Building an S3 client contacts nothing: ask for one object
                 // now, so a wrong endpoint, bucket or credentials stop start-up
                 // here rather than failing the first upload. Absent is fine.
-                let probe = BlobKey::run_transcript(userz_core::ids::OrgId(uuid_nil()), userz_core::ids::RunId(uuid_nil()));
+                let probe =
+                    BlobKey::run_transcript(userz_core::ids::OrgId(uuid_nil()), userz_core::ids::RunId(uuid_nil()));
                 store.head(&probe).await.map_err(|e| unreachable(field, "S3 bucket", e))?;
             }
             store

@@ -107,7 +107,8 @@ fn non_test_lines(path: &Path) -> usize {
             continue;
         }
         let item = lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.starts_with("#["));
-        if item.is_some_and(|l| l.starts_with("mod ") || l.starts_with("pub mod ") || l.starts_with("pub(crate) mod ")) {
+        if item.is_some_and(|l| l.starts_with("mod ") || l.starts_with("pub mod ") || l.starts_with("pub(crate) mod "))
+        {
             return i;
         }
     }

@@ -13,15 +13,15 @@ use tokio::task::JoinHandle;
 use userz_core::ids::{AppId, OrgId, UserId};
 use userz_core::ports::{EventStore, ReadModelStore};
 use userz_core::Clock;
+use userz_engine::admin::{Admin, NewApp};
 use userz_engine::blobs::Blobs;
+use userz_engine::directory::DirectoryProjection;
 use userz_engine::projections::{
     run_projection, AuditLogProjection, FeedbackListProjection, Projection, RunDetailProjection,
 };
 use userz_engine::CommandBus;
-use userz_engine::admin::{Admin, NewApp};
-use userz_http::directory::DirectoryRepos;
-use userz_engine::directory::DirectoryProjection;
 use userz_http::directory;
+use userz_http::directory::DirectoryRepos;
 use userz_http::upload::{UploadConfig, UploadState};
 use userz_http::webhooks::{WebhookSecrets, WebhookState};
 use userz_http::{api_router, ApiConfig, ApiDeps, ApiState};
