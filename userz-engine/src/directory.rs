@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use userz_core::credentials::{SecretKind, StoredApiKey};
-use userz_core::domain::app::{AppEvent, AppSettings};
+use userz_core::domain::app::AppEvent;
 use userz_core::domain::org::OrgEvent;
 use userz_core::domain::repo::{Provider, RepoEvent};
 use userz_core::domain::secrets::SecretsEvent;
@@ -79,24 +79,9 @@ pub struct Membership {
     pub email: String,
 }
 
-/// A Repo as the settings page and the admin functions show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepoRow {
-    /// Id.
-    pub repo: RepoId,
-    /// Org.
-    pub org: OrgId,
-    /// App.
-    pub app: AppId,
-    /// Provider.
-    pub provider: Provider,
-    /// Base branch.
-    pub base_branch: Option<String>,
-    /// Branch prefix.
-    pub branch_prefix: String,
-    /// Extra forbidden-path rules.
-    pub forbidden_paths: Vec<String>,
-}
+/// A Repo as the settings page and the admin functions show it: the
+/// aggregate's state, as of the last event the directory applied.
+pub type RepoRow = userz_core::domain::repo::Repo;
 
 /// A secret slot: which one is set, by whom, when — never the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,24 +105,9 @@ pub struct OrgRow {
     pub name: String,
 }
 
-/// An App as the HTTP layer, the settings page and the admin functions need it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppRow {
-    /// Id.
-    pub app: AppId,
-    /// Org.
-    pub org: OrgId,
-    /// Name.
-    pub name: String,
-    /// `pub_` key.
-    pub public_key: String,
-    /// Settings.
-    pub settings: AppSettings,
-    /// Linked repo.
-    pub repo: Option<RepoId>,
-    /// Archived (takes no submissions).
-    pub archived: bool,
-}
+/// An App as the HTTP layer, the settings page and the admin functions need
+/// it: the aggregate's state, as of the last event the directory applied.
+pub type AppRow = userz_core::domain::app::App;
 
 /// An API key (no plaintext).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
