@@ -37,7 +37,7 @@
 # openapi-spec-validator for the OpenAPI 3.1 check, exported as
 # USERZ_OPENAPI_VALIDATOR).
 
-USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 smtp sandbox llama}"
+USERZ_SERVICES="${USERZ_SERVICES:-postgres nats redis s3 smtp sandbox microvm llama}"
 SVC_ROOT="${USERZ_SERVICES_DIR:-$(pwd)/.test-services}"
 SVC_TOOLS="${USERZ_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/userz-tools}"
 SVC_REPO="$(pwd)"
@@ -178,6 +178,62 @@ svc_install_sandbox() {
   # bubblewrap runs per test, not as a service: only the package is needed.
   command -v bwrap >/dev/null || svc_apt_install bubblewrap >/dev/null || return 1
   svc_log "sandbox tools: $(bwrap --version)"
+}
+
+# --- microVM sandbox: QEMU and a guest kernel ---
+
+# Adds the distribution's backports suite (same mirror as the main suite,
+# read from the configured sources) when it is not configured yet: QEMU comes
+# from there so that it does not replace the newer preinstalled qemu-utils.
+svc_apt_backports() {
+  local codename uri
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  [ -n "$codename" ] || return 1
+  if apt-cache policy 2>/dev/null | grep -q "$codename-backports"; then
+    echo "$codename-backports"; return 0
+  fi
+  [ "$(id -u)" = 0 ] || return 1
+  uri="$(grep -h -m1 '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1)"
+  [ -n "$uri" ] || uri="$(grep -h -m1 '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')"
+  [ -n "$uri" ] || return 1
+  printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" "$codename" > /etc/apt/sources.list.d/userz-backports.sources
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
+  _apt_updated=1
+  echo "$codename-backports"
+}
+
+# Installs qemu-system-x86 when missing and unpacks the guest kernel package
+# (linux-image-cloud-amd64's current image; virtio drivers are modules) into
+# $SVC_TOOLS/kernel without installing it on the host. Exports
+# USERZ_VM_KERNEL (the bzImage) and USERZ_VM_MODULES (its /lib/modules/VER).
+svc_install_microvm() {
+  local suite pkg dir ver
+  if ! command -v qemu-system-x86_64 >/dev/null; then
+    svc_log "installing QEMU (qemu-system-x86)"
+    if suite="$(svc_apt_backports)"; then
+      svc_apt_install -t "$suite" qemu-system-x86 >/dev/null || svc_apt_install qemu-system-x86 >/dev/null || return 1
+    else
+      svc_apt_install qemu-system-x86 >/dev/null || return 1
+    fi
+  fi
+  dir="$SVC_TOOLS/kernel"
+  if ! ls "$dir"/root/boot/vmlinuz-* >/dev/null 2>&1; then
+    svc_log "unpacking the guest kernel (linux-image-cloud-amd64) into $dir"
+    if [ -z "$_apt_updated" ] && [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; _apt_updated=1
+    fi
+    pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')"
+    [ -n "$pkg" ] || { svc_log "no linux-image-cloud-amd64 package found (apt-get update?)"; return 1; }
+    rm -rf "$dir" && mkdir -p "$dir/debs" || return 1
+    (cd "$dir/debs" && apt-get download "$pkg" >&2) || return 1
+    dpkg-deb -x "$dir"/debs/*.deb "$dir/root" || return 1
+  fi
+  USERZ_VM_KERNEL="$(ls "$dir"/root/boot/vmlinuz-* | head -1)"
+  ver="${USERZ_VM_KERNEL##*/vmlinuz-}"
+  export USERZ_VM_KERNEL
+  export USERZ_VM_MODULES="$dir/root/lib/modules/$ver"
+  svc_log "microVM: $(qemu-system-x86_64 --version | head -1); guest kernel $ver"
 }
 
 # --- local OpenAI-compatible model server (llama-cpp-python + SmolLM2) ---
@@ -338,6 +394,7 @@ services_start() {
       s3) svc_start_s3 ;;
       smtp) svc_start_smtp ;;
       sandbox) svc_install_sandbox ;;
+      microvm) svc_install_microvm ;;
       llama) svc_start_llama ;;
       *) svc_log "unknown service $s"; return 1 ;;
     esac || return 1

@@ -310,3 +310,27 @@ impl GitRepo {
         Ok(CommitInfo { commit: oid.to_string(), branch, files_changed })
     }
 }
+
+impl GitRepo {
+    /// The run's result for a host that never mounts the workspace (the
+    /// microVM sandbox): the head of `branch` and a pack of every object
+    /// reachable from it but not from `base`. The host parses the pack in
+    /// user space and checks it before anything uses it.
+    ///
+    /// # Errors
+    /// `ToolError::Git` when `base` or the branch is missing or libgit2
+    /// fails.
+    pub fn export_pack(&self, base: &str, branch: &str) -> Result<(String, Vec<u8>), ToolError> {
+        let base = git2::Oid::from_str(base).map_err(git_err)?;
+        let head = self.repo.find_branch(branch, git2::BranchType::Local).map_err(git_err)?;
+        let head = head.get().peel_to_commit().map_err(git_err)?.id();
+        let mut walk = self.repo.revwalk().map_err(git_err)?;
+        walk.push(head).map_err(git_err)?;
+        walk.hide(base).map_err(git_err)?;
+        let mut pack = self.repo.packbuilder().map_err(git_err)?;
+        pack.insert_walk(&mut walk).map_err(git_err)?;
+        let mut buf = git2::Buf::new();
+        pack.write_buf(&mut buf).map_err(git_err)?;
+        Ok((head.to_string(), buf.to_vec()))
+    }
+}

@@ -20,6 +20,43 @@ struct Args {
     /// The task file (JSON `AgentTask`).
     #[arg(long, default_value = "/userz/task.json")]
     task: PathBuf,
+    /// Instead of running: write the run's commits as a git pack to this
+    /// file (and the branch head to `FILE.head`), for a sandbox whose host
+    /// reads results only as packs (the microVM backend).
+    #[arg(long, requires_all = ["base", "branch", "workspace"])]
+    export_pack: Option<PathBuf>,
+    /// With `--export-pack`: the commit the workspace was prepared at.
+    #[arg(long)]
+    base: Option<String>,
+    /// With `--export-pack`: the run's branch.
+    #[arg(long)]
+    branch: Option<String>,
+    /// With `--export-pack`: the workspace.
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+}
+
+fn export(args: &Args, out: &std::path::Path) -> ExitCode {
+    let (Some(base), Some(branch), Some(ws)) = (&args.base, &args.branch, &args.workspace) else {
+        return ExitCode::from(2);
+    };
+    let written = userz_agent::GitRepo::open(ws)
+        .and_then(|repo| repo.export_pack(base, branch))
+        .map_err(|e| e.to_string())
+        .and_then(|(head, pack)| {
+            let mut head_path = out.as_os_str().to_owned();
+            head_path.push(".head");
+            std::fs::write(out, pack)
+                .and_then(|()| std::fs::write(PathBuf::from(head_path), head))
+                .map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("userz-agent: export: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// The model provider for `task.model`: no key (the egress proxy's model route
@@ -30,6 +67,9 @@ fn provider(task: &AgentTask) -> Result<Arc<dyn ModelProvider>, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(out) = &args.export_pack {
+        return export(&args, out);
+    }
     let task = match userz_agent::read_task(&args.task) {
         Ok(t) => t,
         Err(e) => {

@@ -539,6 +539,89 @@ fn check_structure(git_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Brings a run's result that came back as a git pack (the microVM sandbox:
+/// the host never mounts what the guest wrote) into the host's copy of the
+/// workspace, as untrusted data.
+///
+/// The pack is indexed by libgit2 in user space (object ids recomputed from
+/// the contents, the trailing checksum verified). Then `head` must name a
+/// commit that is `ws.base_commit` or descends from it, and every commit
+/// since the base, its tree and every tree and blob under it must parse as
+/// the kind its parent entry claims (a pack whose objects lie about their
+/// type is refused). Only then is the run's branch moved to `head`; the work
+/// tree is not touched (the change reader and the push read commits).
+///
+/// # Errors
+/// [`GitError::Rejected`] with rule `pack_invalid` (the pack did not index),
+/// `pack_head_invalid` (no such commit, or not from the base) or
+/// `pack_object_kind` (an object is not what it is used as).
+pub fn import_result_pack(ws: &Workspace, head: &str, pack: &[u8]) -> Result<Oid> {
+    use std::io::Write as _;
+    let git_dir = ws.path.join(".git");
+    check_structure(&git_dir)?;
+    let repo = Repository::open_ext(&git_dir, RepositoryOpenFlags::NO_SEARCH, std::iter::empty::<&Path>())
+        .map_err(GitError::git("open"))?;
+    let reject = |rule: &'static str, detail: String| GitError::Rejected { rule, detail };
+    let odb = repo.odb().map_err(GitError::git("odb"))?;
+    if !pack.is_empty() {
+        let mut writer = odb.packwriter().map_err(GitError::git("packwriter"))?;
+        writer.write_all(pack).map_err(|e| reject("pack_invalid", e.to_string()))?;
+        writer.commit().map_err(|e| reject("pack_invalid", e.message().to_string()))?;
+    }
+    let base = Oid::from_str(&ws.base_commit)
+        .map_err(|_| GitError::Invalid { field: "base_commit", message: format!("{:?}", ws.base_commit) })?;
+    let head =
+        Oid::from_str(head.trim()).map_err(|_| reject("pack_head_invalid", format!("{head:?} is not an object id")))?;
+    let commit = repo.find_commit(head).map_err(|e| reject("pack_head_invalid", e.message().to_string()))?;
+    if head != base && !repo.graph_descendant_of(head, base).map_err(GitError::git("ancestry"))? {
+        return Err(reject("pack_head_invalid", format!("{head} does not descend from base {base}")));
+    }
+    drop(commit);
+    let mut walk = repo.revwalk().map_err(GitError::git("revwalk"))?;
+    walk.push(head).map_err(GitError::git("revwalk"))?;
+    walk.hide(base).map_err(GitError::git("revwalk"))?;
+    let mut seen = std::collections::HashSet::new();
+    for oid in walk {
+        let oid = oid.map_err(|e| reject("pack_object_kind", e.message().to_string()))?;
+        let commit =
+            repo.find_commit(oid).map_err(|e| reject("pack_object_kind", format!("commit {oid}: {}", e.message())))?;
+        let mut trees = vec![commit.tree_id()];
+        while let Some(t) = trees.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            let tree =
+                repo.find_tree(t).map_err(|e| reject("pack_object_kind", format!("tree {t}: {}", e.message())))?;
+            for entry in tree.iter() {
+                match entry.kind() {
+                    Some(git2::ObjectType::Tree) => trees.push(entry.id()),
+                    Some(git2::ObjectType::Blob) => {
+                        if seen.insert(entry.id()) {
+                            let (_, kind) = odb.read_header(entry.id()).map_err(|e| {
+                                reject("pack_object_kind", format!("blob {}: {}", entry.id(), e.message()))
+                            })?;
+                            if kind != git2::ObjectType::Blob {
+                                return Err(reject(
+                                    "pack_object_kind",
+                                    format!("{} is used as a blob but is a {kind}", entry.id()),
+                                ));
+                            }
+                        }
+                    }
+                    // Submodule links point outside the repository.
+                    Some(git2::ObjectType::Commit) => {}
+                    other => {
+                        return Err(reject("pack_object_kind", format!("entry {:?} of kind {other:?}", entry.name())))
+                    }
+                }
+            }
+        }
+    }
+    repo.reference(&format!("refs/heads/{}", ws.branch), head, true, "userz: result pack")
+        .map_err(GitError::git("update branch"))?;
+    Ok(head)
+}
+
 /// Deletes a workspace directory without following symlinks in it. Missing is
 /// fine (discard is idempotent).
 pub fn remove_workspace(path: &Path) -> Result<()> {

@@ -9,4 +9,7 @@ mod common;
 use userz_testkit::conformance::sandbox::SandboxCapabilities;
 
 // Runs share the host kernel: every check of its attack surface runs.
-userz_testkit::sandbox_conformance_tests!(common::Process, SandboxCapabilities { kernel_isolation: false });
+userz_testkit::sandbox_conformance_tests!(
+    common::Process,
+    SandboxCapabilities { kernel_isolation: false, shared_workspace: true }
+);

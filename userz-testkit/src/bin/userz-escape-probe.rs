@@ -22,6 +22,12 @@ use serde_json::{json, Value};
 
 const EGRESS_SOCKET: &str = "/run/userz/egress.sock";
 
+/// This program (children that only sleep are copies of it: the sandbox
+/// images need no coreutils).
+fn self_exe() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into())
+}
+
 fn verdict(probe: &str, escaped: bool, detail: Value) {
     println!("{}", json!({ "probe": probe, "escaped": escaped, "detail": detail }));
 }
@@ -134,7 +140,11 @@ fn probe(args: &[String]) -> Result<(), String> {
         }
         "ptrace" => {
             // Spawning also proves fork/exec still work under the filter (clone3 → clone fallback).
-            let mut child = Command::new("/bin/sleep").arg("5").spawn().map_err(|e| format!("spawn: {e}"))?;
+            let mut child = Command::new(self_exe())
+                .args(["sleep", "5"])
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("spawn: {e}"))?;
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             let attach = nix::sys::ptrace::attach(pid);
             let _ = child.kill();
@@ -176,9 +186,28 @@ fn probe(args: &[String]) -> Result<(), String> {
             );
         }
         "tcp" => {
+            // `tcp ADDR MS [ADDR MS]…`: one verdict per address.
+            for i in (1..args.len()).step_by(2) {
+                let addr: SocketAddr = arg(args, i)?.parse().map_err(|e| format!("address: {e}"))?;
+                let timeout = Duration::from_millis(num(args, i + 1)?);
+                let r = TcpStream::connect_timeout(&addr, timeout);
+                verdict(name, r.is_ok(), json!({ "addr": addr.to_string(), "error": r.err().map(|e| e.to_string()) }));
+            }
+        }
+        "dns" => {
+            // `dns ADDR`: a DNS query for example.com over UDP; any answer
+            // within a second is an escape.
             let addr: SocketAddr = arg(args, 1)?.parse().map_err(|e| format!("address: {e}"))?;
-            let timeout = Duration::from_millis(num(args, 2)?);
-            let r = TcpStream::connect_timeout(&addr, timeout);
+            let query: [u8; 29] = [
+                0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o',
+                b'm', 0, 0, 1, 0, 1,
+            ];
+            let r = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                s.send_to(&query, addr)?;
+                let mut buf = [0u8; 512];
+                s.recv(&mut buf)
+            });
             verdict(name, r.is_ok(), json!({ "addr": addr.to_string(), "error": r.err().map(|e| e.to_string()) }));
         }
         "egress" => {
@@ -193,7 +222,7 @@ fn probe(args: &[String]) -> Result<(), String> {
             let mut children = Vec::new();
             let mut error = None;
             while children.len() < max {
-                match Command::new("/bin/sleep").arg("30").stdout(Stdio::null()).spawn() {
+                match Command::new(self_exe()).args(["sleep", "30"]).stdout(Stdio::null()).spawn() {
                     Ok(c) => children.push(c),
                     Err(e) => {
                         error = Some(e.to_string());
@@ -269,16 +298,17 @@ fn probe(args: &[String]) -> Result<(), String> {
             // every process's environ and cmdline, and every readable file
             // outside /proc, /sys, /dev and the read-only host system directories.
             let owned: Vec<Vec<u8>> = args[1..].iter().map(|n| n.bytes().rev().collect()).collect();
-            let needles: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-            if needles.is_empty() || needles.iter().any(|n| n.len() < 8) {
+            if owned.is_empty() || owned.iter().any(|n| n.len() < 8) {
                 return Err("find-secret needs needles of at least 8 bytes".into());
             }
             let mut found = Vec::new();
             let mut scanned = 0u64;
+            // memmem: the scan also runs under CPU emulation (microVM tests).
+            let finders: Vec<memchr::memmem::Finder<'_>> = owned.iter().map(memchr::memmem::Finder::new).collect();
             let mut check = |place: String, bytes: &[u8]| {
                 scanned += 1;
-                for n in &needles {
-                    if bytes.windows(n.len()).any(|w| w == *n) {
+                for n in &finders {
+                    if n.find(bytes).is_some() {
                         found.push(place.clone());
                     }
                 }

@@ -1,0 +1,428 @@
+//! `userz-vm-init`: PID 1 of a Userz microVM guest.
+//!
+//! Runs as root inside the guest (its own kernel, nothing of the host), and:
+//!
+//! 1. mounts `/proc` (`hidepid=invisible`), `/sys`, `/dev`, `/run` and a
+//!    cgroup2 hierarchy, loads the virtio modules listed in
+//!    `/lib/modules/userz.order` and finds the `userz.ctl` control port (the
+//!    guest has no network device at all);
+//! 2. says `READY` and waits for the host's task;
+//! 3. mounts the workspace disk (`/dev/vda`, `nosuid,nodev,noexec`) and gives
+//!    it to the run's uid, mounts a size-capped `/tmp`, writes the task files,
+//!    serves `/run/userz/egress.sock` (each connection a stream over the
+//!    `userz.egress` port, relayed by the host to the run's egress proxy),
+//!    remounts `/` read-only;
+//! 4. starts the program in a cgroup with the run's caps as the run's uid
+//!    (no capabilities, `no_new_privs`, the same seccomp filter as the process
+//!    backend), streams its output, waits, kills what is left;
+//! 5. optionally exports the run's commits as a pack (the agent binary does
+//!    that, as the run's uid), sends the collected files, the pack and the
+//!    exit report, and powers off.
+//!
+//! There is no shell in the image and nothing here starts one.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::{chown, lchown, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+use userz_sandbox_microvm::protocol::{self, tag, ExportSpec, GuestExit, GuestTask, Ready};
+
+const CTL_NAME: &str = "userz.ctl";
+const EGRESS_PORT: &str = "userz.egress";
+const MODULE_ORDER: &str = "/lib/modules/userz.order";
+const BLOCK_ORDER: &str = "/lib/modules/userz-block.order";
+const AGENT: &str = "/userz/bin/userz-agent";
+const WORKSPACE: &str = "/workspace";
+const RUN_DIR: &str = "/run/userz";
+const CGROUP: &str = "/sys/fs/cgroup/run";
+
+type Ctl = Arc<Mutex<fs::File>>;
+
+fn send(ctl: &Ctl, t: u8, payload: &[u8]) {
+    if let Ok(mut f) = ctl.lock() {
+        let _ = protocol::write_frame(&mut *f, t, payload);
+    }
+}
+
+fn err(what: &str) -> impl FnOnce(io::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn nix_err(what: &str) -> impl FnOnce(nix::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn mount_basics() -> Result<(), String> {
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), "/proc", Some("proc"), nosuid, Some("hidepid=invisible")).map_err(nix_err("mount /proc"))?;
+    mount(Some("sysfs"), "/sys", Some("sysfs"), nosuid, None::<&str>).map_err(nix_err("mount /sys"))?;
+    mount(Some("devtmpfs"), "/dev", Some("devtmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, None::<&str>)
+        .map_err(nix_err("mount /dev"))?;
+    mount(Some("tmpfs"), "/run", Some("tmpfs"), nosuid, Some("size=16m,mode=0755")).map_err(nix_err("mount /run"))?;
+    mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), nosuid, None::<&str>)
+        .map_err(nix_err("mount cgroup2"))?;
+    Ok(())
+}
+
+fn load_modules(list: &str) -> Result<(), String> {
+    let order = fs::read_to_string(list).map_err(err(list))?;
+    for path in order.lines().filter(|l| !l.trim().is_empty()) {
+        let f = fs::File::open(path).map_err(err(path))?;
+        match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(e) => return Err(format!("loading {path}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The `/dev` node of the virtio-serial port named `name`.
+fn find_port(name: &str, wait: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Ok(entries) = fs::read_dir("/sys/class/virtio-ports") {
+            for e in entries.flatten() {
+                if fs::read_to_string(e.path().join("name")).map(|n| n.trim() == name).unwrap_or(false) {
+                    let dev = format!("/dev/{}", e.file_name().to_string_lossy());
+                    if Path::new(&dev).exists() {
+                        return Ok(dev);
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no virtio-serial port named {name}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn uname_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Gives `root` and everything below it (symlinks not followed) to `uid`.
+fn hand_over(root: &Path, uid: u32) -> io::Result<()> {
+    lchown(root, Some(uid), Some(uid))?;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let p = e.path();
+            lchown(&p, Some(uid), Some(uid))?;
+            if e.file_type()?.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prepare_workspace(uid: u32) -> Result<(), String> {
+    // The block driver is loaded only now, after the host wrote the image,
+    // so nothing of the disk was read (and cached) before.
+    load_modules(BLOCK_ORDER)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new("/dev/vda").exists() {
+        if Instant::now() > deadline {
+            return Err("no /dev/vda".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("/dev/vda"), WORKSPACE, Some("ext4"), flags, None::<&str>).map_err(nix_err("mount /workspace"))?;
+    hand_over(Path::new(WORKSPACE), uid).map_err(err("chown /workspace"))
+}
+
+fn write_cg(file: &str, value: &str) -> Result<(), String> {
+    fs::write(Path::new(CGROUP).join(file), value).map_err(|e| format!("{CGROUP}/{file} <- {value}: {e}"))
+}
+
+fn read_cg_key(file: &str, key: &str) -> u64 {
+    fs::read_to_string(Path::new(CGROUP).join(file))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cgroup(task: &GuestTask) -> Result<(), String> {
+    fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory +cpu").map_err(err("cgroup.subtree_control"))?;
+    fs::create_dir_all(CGROUP).map_err(err(CGROUP))?;
+    write_cg("pids.max", &task.pids.to_string())?;
+    write_cg("memory.max", &task.memory_bytes.to_string())?;
+    let _ = write_cg("memory.swap.max", "0");
+    write_cg("cpu.max", &format!("{} 100000", u64::from(task.cpu_millis.max(10)) * 100))?;
+    Ok(())
+}
+
+/// Serves `/run/userz/egress.sock`: each connection becomes a stream of the
+/// `userz.egress` port (frames `id: u32, len: u32, bytes`; `len` 0 closes
+/// the stream's direction), which the host relays to the run's egress proxy.
+/// The guest has no network device: this is its only way out.
+fn egress_mux(uid: u32, port: &str) -> Result<(), String> {
+    let path = format!("{RUN_DIR}/egress.sock");
+    let listener = UnixListener::bind(&path).map_err(err("bind egress.sock"))?;
+    chown(&path, Some(uid), Some(uid)).map_err(err("chown egress.sock"))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(err("chmod egress.sock"))?;
+    let dev = fs::OpenOptions::new().read(true).write(true).open(port).map_err(err(port))?;
+    let mut reader = dev.try_clone().map_err(err(port))?;
+    let writer = Arc::new(Mutex::new(dev));
+    let streams: Arc<Mutex<HashMap<u32, UnixStream>>> = Arc::new(Mutex::new(HashMap::new()));
+    let from_host = streams.clone();
+    std::thread::spawn(move || loop {
+        let Ok((id, data)) = protocol::read_stream_frame(&mut reader) else { return };
+        let mut map = from_host.lock().unwrap_or_else(|p| p.into_inner());
+        if data.is_empty() {
+            if let Some(s) = map.remove(&id) {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+        } else if let Some(s) = map.get_mut(&id) {
+            if s.write_all(&data).is_err() {
+                map.remove(&id);
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (id, conn) in (1u32..).zip(listener.incoming()) {
+            let Ok(conn) = conn else { continue };
+            let Ok(mut read_half) = conn.try_clone() else { continue };
+            streams.lock().unwrap_or_else(|p| p.into_inner()).insert(id, conn);
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 32 << 10];
+                loop {
+                    let n = read_half.read(&mut buf).unwrap_or(0);
+                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                    if protocol::write_stream_frame(&mut *w, id, &buf[..n]).is_err() || n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn pump(mut r: impl Read + Send + 'static, ctl: Ctl, t: u8) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 << 10];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => send(&ctl, t, &buf[..n]),
+            }
+        }
+    })
+}
+
+/// Starts `argv` as `uid` in the run's cgroup, confined (through
+/// [`exec_confined`] in a child copy of this init); returns its status.
+fn spawn_confined(
+    argv: &[String],
+    env: &[(String, String)],
+    uid: u32,
+    ctl: Option<&Ctl>,
+) -> Result<std::process::ExitStatus, String> {
+    let mut cmd = Command::new("/init");
+    cmd.arg(EXEC_CONFINED).arg(uid.to_string()).arg("--").args(argv);
+    cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(WORKSPACE);
+    cmd.stdin(Stdio::null());
+    if ctl.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let mut child =
+        cmd.spawn().map_err(|e| format!("starting {}: {e}", argv.first().map(String::as_str).unwrap_or("")))?;
+    let pumps = match ctl {
+        Some(ctl) => {
+            let out = child.stdout.take().map(|o| pump(o, ctl.clone(), tag::STDOUT));
+            let errs = child.stderr.take().map(|e| pump(e, ctl.clone(), tag::STDERR));
+            vec![out, errs]
+        }
+        None => Vec::new(),
+    };
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    // What the program left behind (daemons, sleepers) goes with it.
+    let _ = write_cg("cgroup.kill", "1");
+    for p in pumps.into_iter().flatten() {
+        let _ = p.join();
+    }
+    Ok(status)
+}
+
+const EXEC_CONFINED: &str = "exec-confined";
+
+/// `/init exec-confined UID -- PROGRAM ARGS…`: joins the run's cgroup, drops
+/// to `UID` (no groups, no capabilities), sets `no_new_privs`, installs the
+/// seccomp filter and execs the program. Returns only on failure.
+fn exec_confined(args: &[String]) -> String {
+    let (Some(uid), Some("--")) = (args.first().and_then(|u| u.parse::<u32>().ok()), args.get(1).map(String::as_str))
+    else {
+        return "usage: /init exec-confined UID -- PROGRAM ARGS".into();
+    };
+    let Some(program) = args.get(2) else { return "no program".into() };
+    if uid == 0 {
+        return "refusing uid 0".into();
+    }
+    if let Err(e) = fs::write(Path::new(CGROUP).join("cgroup.procs"), "0") {
+        return format!("joining {CGROUP}: {e}");
+    }
+    let id = nix::unistd::Uid::from_raw(uid);
+    let gid = nix::unistd::Gid::from_raw(uid);
+    let dropped = nix::unistd::setgroups(&[])
+        .and_then(|()| nix::unistd::setresgid(gid, gid, gid))
+        .and_then(|()| nix::unistd::setresuid(id, id, id))
+        .and_then(|()| nix::sys::prctl::set_no_new_privs());
+    if let Err(e) = dropped {
+        return format!("dropping privileges: {e}");
+    }
+    if let Err(e) = userz_sandbox_process::exec::apply_seccomp() {
+        return format!("seccomp: {e}");
+    }
+    let e = Command::new(program).args(&args[3..]).exec();
+    format!("exec {program}: {e}")
+}
+
+fn disk_full() -> bool {
+    match nix::sys::statvfs::statvfs(WORKSPACE) {
+        #[allow(clippy::unnecessary_cast)]
+        Ok(s) => {
+            let frsize = s.fragment_size() as u64;
+            let total = s.blocks() as u64 * frsize;
+            let avail = s.blocks_available() as u64 * frsize;
+            avail < (2 << 20).max(total / 50)
+        }
+        Err(_) => false,
+    }
+}
+
+fn export(spec: &ExportSpec, uid: u32) -> Result<Vec<u8>, String> {
+    let out = format!("{RUN_DIR}/out/result.pack");
+    let argv: Vec<String> =
+        [AGENT, "--export-pack", &out, "--base", &spec.base, "--branch", &spec.branch, "--workspace", WORKSPACE]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    // Its own caps again: the cgroup limits stay, the pids are fresh.
+    let status = spawn_confined(&argv, &[("HOME".into(), "/tmp".into())], uid, None)?;
+    if !status.success() {
+        return Err(format!("the pack export exited with {status}"));
+    }
+    fs::read(&out).map_err(err("result.pack"))
+}
+
+fn read_capped(path: &str, cap: u64) -> Option<Vec<u8>> {
+    let f = fs::File::open(path).ok()?;
+    let mut v = Vec::new();
+    f.take(cap).read_to_end(&mut v).ok()?;
+    Some(v)
+}
+
+fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
+    let mut exit = GuestExit::default();
+    let setup = (|| -> Result<(), String> {
+        if task.uid == 0 {
+            return Err("task.uid: the program never runs as root".into());
+        }
+        prepare_workspace(task.uid)?;
+        let scratch = format!("size={},mode=1777", task.scratch_bytes);
+        mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(scratch.as_str()))
+            .map_err(nix_err("mount /tmp"))?;
+        fs::create_dir_all(format!("{RUN_DIR}/out")).map_err(err("out dir"))?;
+        chown(format!("{RUN_DIR}/out"), Some(task.uid), Some(task.uid)).map_err(err("chown out"))?;
+        fs::set_permissions(RUN_DIR, fs::Permissions::from_mode(0o755)).map_err(err("chmod run"))?;
+        for f in &task.files {
+            if !f.path.starts_with(RUN_DIR) || f.path.contains("..") {
+                return Err(format!("task.files: {} is not under {RUN_DIR}", f.path));
+            }
+            fs::write(&f.path, &f.contents).map_err(err(&f.path))?;
+        }
+        let egress = find_port(EGRESS_PORT, Duration::from_secs(5))?;
+        egress_mux(task.uid, &egress)?;
+        if let Err(e) = mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>) {
+            return Err(format!("remounting / read-only: {e}"));
+        }
+        cgroup(task)
+    })();
+    if let Err(e) = setup {
+        exit.init_error = Some(e);
+        return exit;
+    }
+    match spawn_confined(&task.argv, &task.env, task.uid, Some(ctl)) {
+        Ok(status) => {
+            exit.code = status.code();
+            exit.signal = status.signal();
+        }
+        Err(e) => exit.init_error = Some(e),
+    }
+    exit.oom_kills = read_cg_key("memory.events", "oom_kill ");
+    exit.pids_max_hits = read_cg_key("pids.events", "max ");
+    exit.cpu_ms = read_cg_key("cpu.stat", "usage_usec ") / 1000;
+    exit.peak_memory_bytes =
+        fs::read_to_string(Path::new(CGROUP).join("memory.peak")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    exit.disk_full = disk_full();
+    for (name, path) in &task.collect {
+        if let Some(bytes) = read_capped(path, task.collect_cap) {
+            send(ctl, tag::FILE, &protocol::file_payload(name, &bytes));
+        }
+    }
+    if let Some(spec) = &task.export {
+        match export(spec, task.uid) {
+            Ok(pack) => {
+                let head = fs::read_to_string(format!("{RUN_DIR}/out/result.pack.head")).unwrap_or_default();
+                let mut payload = head.trim().as_bytes().to_vec();
+                payload.extend_from_slice(&pack);
+                send(ctl, tag::PACK, &payload);
+            }
+            Err(e) => exit.export_error = Some(e),
+        }
+    }
+    exit
+}
+
+fn run() -> Result<(), String> {
+    mount_basics()?;
+    load_modules(MODULE_ORDER)?;
+    let port = find_port(CTL_NAME, Duration::from_secs(10))?;
+    let ctl: Ctl = Arc::new(Mutex::new(fs::OpenOptions::new().read(true).write(true).open(&port).map_err(err(&port))?));
+    let ready = serde_json::to_vec(&Ready { kernel: uname_release() }).map_err(|e| e.to_string())?;
+    send(&ctl, tag::READY, &ready);
+    let mut reader = ctl.lock().map_err(|_| "ctl lock")?.try_clone().map_err(err("ctl"))?;
+    let (t, payload) = protocol::read_frame(&mut reader, 16 << 20).map_err(err("reading the task"))?;
+    if t != tag::TASK {
+        return Err(format!("expected a task frame, got {t}"));
+    }
+    let task: GuestTask = serde_json::from_slice(&payload).map_err(|e| format!("task: {e}"))?;
+    let exit = run_task(&ctl, &task);
+    let report = serde_json::to_vec(&exit).map_err(|e| e.to_string())?;
+    send(&ctl, tag::EXIT, &report);
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(EXEC_CONFINED) {
+        eprintln!("userz-vm-init: {}", exec_confined(&args[1..]));
+        std::process::exit(126);
+    }
+    if let Err(e) = run() {
+        eprintln!("userz-vm-init: {e}");
+    }
+    nix::unistd::sync();
+    let _ = io::stderr().flush();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,47 @@
+//! # userz-sandbox-microvm
+//!
+//! The `Sandbox` port on QEMU: every run gets a brand-new guest with **its own
+//! kernel**, so an exploit of the kernel by the agent or its tools reaches
+//! that guest and nothing else. The control plane needs no privilege: QEMU
+//! runs as the server's own user (KVM only when `/dev/kvm` is usable and
+//! actually boots the guest; software emulation, TCG, otherwise).
+//!
+//! - **Image**: an initramfs built reproducibly from the project's own
+//!   binaries ([`image`]): the Rust init (`userz-vm-init`), `userz-agent`,
+//!   their shared libraries and the guest kernel's virtio modules. No shell,
+//!   no package manager; the init remounts it read-only.
+//! - **Inside**: the program runs as uid 1000 with no capabilities,
+//!   `no_new_privs`, the same seccomp filter as the process backend, in a
+//!   cgroup capped at `limits.pids`, `limits.memory_bytes` and
+//!   `limits.cpu_millis`; `/proc` hides other users' processes.
+//! - **Caps from outside**: vCPUs (`limits.cpu_millis` rounded up), guest RAM
+//!   (`limits.memory_bytes` plus `memory_overhead_bytes` for the kernel and
+//!   image), the workspace disk's size (`limits.disk_bytes`) and the wall
+//!   clock (the host kills QEMU).
+//! - **Network**: none. The guest has no network device; its only way out
+//!   is the `userz.egress` virtio-serial port, whose streams the init
+//!   accepts on `/run/userz/egress.sock` inside (the same socket the agent
+//!   uses under the process backend) and the host relays, one connection
+//!   per stream, to the run's egress proxy. No secret enters the guest: the
+//!   proxy adds the model key; the host clones and pushes.
+//! - **Files**: the host never mounts a file system the guest wrote. The
+//!   workspace goes in as an ext4 image made by `mkfs.ext4 -d` in user
+//!   space; the result comes back over the control channel ([`protocol`]) as
+//!   a git pack of the run's commits, indexed and checked in user space
+//!   (`userz_git::import_result_pack`) before the guardrails read it.
+//! - **Warm pool**: `pool_size` guests booted ahead; each serves exactly one
+//!   run and is destroyed after it.
+//!
+//! The host needs `qemu-system-x86_64`, `mkfs.ext4` and a guest kernel with
+//! its modules (`scripts/services.sh` installs QEMU and unpacks Debian's
+//! `linux-image-cloud-amd64` without installing it).
+
+pub mod accel;
+pub mod config;
+pub mod image;
+pub mod protocol;
+pub mod sandbox;
+pub mod vm;
+
+pub use config::{Accel, AgentModel, MicroVmConfig};
+pub use sandbox::{GuestOutcome, GuestRequest, MicroVmSandbox, GUEST_UID, INSIDE_EGRESS_SOCKET};
