@@ -5,7 +5,9 @@
 # Real services (PostgreSQL, NATS with JetStream, Redis, an S3-compatible
 # server, an SMTP sink for the dashboard's sign-in mails) are installed when missing and started on loopback with throwaway
 # data directories by scripts/services.sh, and stopped on exit. The same script
-# installs bubblewrap for the process-sandbox escape suite (run as root), the
+# installs bubblewrap for the process-sandbox escape suite (run as root), QEMU
+# and the guest kernel for the microVM suite (run as an unprivileged user by
+# scripts/microvm-tests.sh), the
 # local model server (llama-cpp-python with SmolLM2) for userz-model's
 # llama_local tests, and headless Chromium + playwright-core for the widget's
 # browser self-test (tests/browser).
@@ -66,4 +68,8 @@ log "browser widget self-test (headless Chromium)"
 node tests/browser/selftest.mjs
 
 log "tests"
-cargo nextest run --workspace --locked --no-fail-fast
+# The microVM backend's integration tests run below, as an unprivileged user.
+cargo nextest run --workspace --locked --no-fail-fast -E 'not (package(userz-sandbox-microvm) & kind(test))'
+
+log "microVM sandbox suite (unprivileged user)"
+./scripts/microvm-tests.sh
