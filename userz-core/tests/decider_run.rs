@@ -39,7 +39,7 @@ fn reach(run: RunId, status: RunStatus) -> Vec<RunEvent> {
     let mut v = vec![queued(run)];
     let steps: Vec<RunEvent> = vec![
         E::ProvisioningStarted { at: T0, deadline_at: T0 + WALL, attempt: 1 },
-        E::AgentStarted { base_commit: "abc".into(), at: T0 },
+        E::AgentStarted { base_commit: "abc".into(), sandbox: None, at: T0 },
         E::AgentFinished { exit: SandboxExit::Completed, usage: usage(), transcript: None, at: T0 },
         E::GuardrailPassed { changed_paths: 1 },
     ];
@@ -103,7 +103,7 @@ fn commands(run: RunId) -> Vec<(&'static str, RunCommand)> {
             },
         ),
         ("provision", RunCommand::Provision { at: T0 }),
-        ("start_agent", RunCommand::StartAgent { base_commit: "abc".into(), at: T0 }),
+        ("start_agent", RunCommand::StartAgent { base_commit: "abc".into(), sandbox: None, at: T0 }),
         (
             "finish_agent",
             RunCommand::FinishAgent {

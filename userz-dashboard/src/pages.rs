@@ -401,7 +401,8 @@ async fn run_page(
          <tr><th>Failure</th><td id=\"run-failure\">{}</td></tr>\
          <tr><th>Pull request</th><td><a id=\"run-pr-url\" href=\"{}\">{}</a></td></tr>\
          <tr><th>Transcript</th><td><code id=\"run-transcript\">{}</code></td></tr>\
-         <tr><th>Retries</th><td>{}</td></tr><tr><th>Egress denied</th><td>{}</td></tr></table>",
+         <tr><th>Retries</th><td>{}</td></tr><tr><th>Egress denied</th><td>{}</td></tr>\
+         <tr><th>Sandbox</th><td id=\"run-sandbox\">{}</td></tr></table>",
         esc(&d.usage.provider),
         esc(&d.usage.model),
         d.usage.tokens_in,
@@ -415,6 +416,7 @@ async fn run_page(
         esc(d.transcript.as_deref().unwrap_or("")),
         d.retries,
         d.egress_denied,
+        esc(d.sandbox.as_deref().unwrap_or("")),
     );
     b.push_str("<h2>Timeline</h2><ol id=\"run-timeline\">");
     for t in &d.timeline {

@@ -833,7 +833,7 @@ async fn run_page_shows_the_run_and_sse_streams_the_timeline_live() {
 
     let now = h.clock.now();
     h.run_cmd(run, RunCommand::Provision { at: now }).await;
-    h.run_cmd(run, RunCommand::StartAgent { base_commit: "abc".into(), at: now }).await;
+    h.run_cmd(run, RunCommand::StartAgent { base_commit: "abc".into(), sandbox: None, at: now }).await;
     let live = next_events(&mut body, "\"status\":\"running\"").await;
     assert!(live.contains("AgentStarted"), "{live}");
 
@@ -991,7 +991,7 @@ async fn run_page_lists_the_transcript_escaped_and_only_for_its_org() {
     put(&store, &key, Bytes::from(lines.join("\n") + "\n")).await;
     let now = h.clock.now();
     h.run_cmd(run, RunCommand::Provision { at: now }).await;
-    h.run_cmd(run, RunCommand::StartAgent { base_commit: "abc".into(), at: now }).await;
+    h.run_cmd(run, RunCommand::StartAgent { base_commit: "abc".into(), sandbox: None, at: now }).await;
     let usage = Usage { provider: "openai".into(), model: "m".into(), tokens_in: 120, tokens_out: 9, cost_micros: 1 };
     let finish = RunCommand::FinishAgent {
         exit: SandboxExit::Completed,

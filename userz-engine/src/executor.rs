@@ -285,7 +285,8 @@ async fn with_workspace(
 ) -> std::result::Result<Done, StepError> {
     let (run, repo, target) = (&view.run, &view.repo, &view.target);
     let now = || inner.deps.clock.now();
-    let cmd = RunCommand::StartAgent { base_commit: ws.base_commit.clone(), at: now() };
+    let sandbox = Some(inner.deps.sandbox.describe());
+    let cmd = RunCommand::StartAgent { base_commit: ws.base_commit.clone(), sandbox, at: now() };
     if !record(inner, job, run.run, "start_agent", &cmd).await? {
         return Ok(Done::Ack);
     }

@@ -454,6 +454,9 @@ pub struct RunDetail {
     /// Connections the run's egress proxy refused.
     #[serde(default)]
     pub egress_denied: u32,
+    /// The sandbox the agent ran in (backend and boundary).
+    #[serde(default)]
+    pub sandbox: Option<String>,
     /// Every event, in order.
     pub timeline: Vec<TimelineEntry>,
 }
@@ -492,6 +495,7 @@ impl Projection for RunDetailProjection {
                 deadline_at: None,
                 retries: 0,
                 egress_denied: 0,
+                sandbox: None,
                 timeline: Vec::new(),
             },
             _ => match tx.get_json(RUN_TABLE, &key).await? {
@@ -505,9 +509,10 @@ impl Projection for RunDetailProjection {
                 d.status = RunStatus::Provisioning;
                 d.deadline_at = Some(*deadline_at);
             }
-            RunEvent::AgentStarted { at, .. } => {
+            RunEvent::AgentStarted { at, sandbox, .. } => {
                 d.status = RunStatus::Running;
                 d.started_at = Some(*at);
+                d.sandbox = sandbox.clone();
             }
             RunEvent::AgentFinished { usage, transcript, .. } => {
                 d.status = RunStatus::Checking;

@@ -131,7 +131,7 @@ fn fb_command(a: &FbAction, me: FeedbackId, runs: &[RunId], others: &[FeedbackId
 fn run_command(a: &RunAction) -> RunCommand {
     match a {
         RunAction::Provision(m) => RunCommand::Provision { at: t(*m) },
-        RunAction::StartAgent => RunCommand::StartAgent { base_commit: "base".into(), at: t(1) },
+        RunAction::StartAgent => RunCommand::StartAgent { base_commit: "base".into(), sandbox: None, at: t(1) },
         RunAction::FinishAgent(k) => RunCommand::FinishAgent {
             exit: [
                 SandboxExit::Completed,

@@ -91,6 +91,7 @@ impl World {
             deadline_at: deadline.then_some(NOW),
             attempts: 1,
             base_commit: None,
+            sandbox: None,
             pushed_head: None,
             usage: Usage::default(),
             transcript: None,

@@ -539,6 +539,14 @@ impl Sandbox for MicroVmSandbox {
         self.run_agent(spec, &model).await
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "microVM sandbox (own guest kernel {}, QEMU {})",
+            self.inner.config.kernel_release(),
+            self.inner.accel.as_str()
+        )
+    }
+
     async fn release_workspace(&self, run: RunId) -> Result<()> {
         match fs::remove_dir_all(self.run_dir(&run)) {
             Ok(()) => Ok(()),

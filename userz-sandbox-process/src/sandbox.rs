@@ -724,6 +724,10 @@ impl Sandbox for ProcessSandbox {
         self.run_agent(spec, model, uid).await
     }
 
+    fn describe(&self) -> String {
+        "process sandbox (bubblewrap namespaces; runs share the host kernel)".into()
+    }
+
     async fn release_workspace(&self, run: RunId) -> Result<()> {
         disk::release(&self.dirs(&run)).await?;
         self.uids.lock().remove(&run);

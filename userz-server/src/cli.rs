@@ -81,6 +81,9 @@ async fn serve(config: Config) -> ExitCode {
     if let Some(why) = &server.sandbox_unavailable {
         println!("  agent runs: unavailable ({why})");
     }
+    if let Some(sandbox) = &server.sandbox_description {
+        println!("  agent runs: {sandbox}");
+    }
     if let Some(curl) = server.curl_line() {
         println!("submit feedback:\n  {curl}");
     }

@@ -269,12 +269,50 @@ pub enum MaxTokensFieldKind {
     MaxTokens,
 }
 
-/// Process-sandbox settings.
+/// Which sandbox backend runs the agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxBackendKind {
+    /// The microVM when QEMU and a guest kernel are present, else the process sandbox.
+    #[default]
+    Auto,
+    /// One QEMU guest with its own kernel per run (no root needed).
+    Microvm,
+    /// bubblewrap namespaces on the host kernel (needs root).
+    Process,
+}
+
+/// QEMU's accelerator for the microVM backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccelKind {
+    /// KVM when it opens and boots the guest (probed once), TCG otherwise.
+    #[default]
+    Auto,
+    /// KVM.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// Sandbox settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxSettings {
-    /// Run agents at all (needs root and bubblewrap).
+    /// Run agents at all.
     pub enabled: bool,
+    /// The backend (`auto`, `microvm`, `process`).
+    pub backend: SandboxBackendKind,
+    /// microVM: the guest kernel (default `USERZ_VM_KERNEL`, else the one
+    /// `scripts/services.sh` unpacks under `~/.cache/userz-tools/kernel`).
+    pub kernel: Option<PathBuf>,
+    /// microVM: the guest kernel's `/lib/modules/<release>` (default
+    /// `USERZ_VM_MODULES`, else next to the default kernel).
+    pub modules_dir: Option<PathBuf>,
+    /// microVM: `auto`, `kvm` or `tcg`.
+    pub accel: AccelKind,
+    /// microVM: pre-booted guests kept ready (0 disables; each serves one run).
+    pub pool_size: usize,
     /// bubblewrap binary.
     pub bwrap: PathBuf,
     /// Directory holding `userz-agent` and `userz-sandbox-exec` (default: next
@@ -294,6 +332,11 @@ impl Default for SandboxSettings {
     fn default() -> Self {
         Self {
             enabled: true,
+            backend: SandboxBackendKind::Auto,
+            kernel: None,
+            modules_dir: None,
+            accel: AccelKind::Auto,
+            pool_size: 0,
             bwrap: PathBuf::from("/usr/bin/bwrap"),
             bin_dir: None,
             memory_mib: 4096,

@@ -40,6 +40,7 @@ use userz_core::{Clock, SystemClock};
 use userz_egress::ModelRoute;
 use userz_engine::blobs::Blobs;
 use userz_engine::{CommandBus, Engine, EngineConfig, EngineDeps};
+use userz_sandbox_microvm::{MicroVmConfig, MicroVmSandbox};
 use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, StaticKeyProvider};
 use userz_security::secret::SecretString;
@@ -95,6 +96,8 @@ pub struct Userz {
     pub demo: Option<DemoInfo>,
     /// Why agent runs cannot execute here, if they cannot (printed at start).
     pub sandbox_unavailable: Option<String>,
+    /// The sandbox backend agent runs use and its boundary (printed at start).
+    pub sandbox_description: Option<String>,
     /// The storage ports (tests read read models from them).
     pub stores: Stores,
     router: Router,
@@ -156,6 +159,8 @@ pub struct Server {
     pub demo: Option<DemoInfo>,
     /// Why agent runs cannot execute here, if they cannot (printed at start).
     pub sandbox_unavailable: Option<String>,
+    /// The sandbox backend agent runs use and its boundary (printed at start).
+    pub sandbox_description: Option<String>,
     /// The storage ports (tests read read models from them).
     pub stores: Stores,
     userz: Option<Userz>,
@@ -336,6 +341,22 @@ fn process_sandbox(config: &Config) -> Result<ProcessSandbox, String> {
             ));
         }
     }
+    let agent_model = agent_model(config)?;
+    let mut sb = ProcessSandboxConfig::new(exec, agent)
+        .with_bwrap(config.sandbox.bwrap.clone())
+        .with_state_root(config.data_dir.join("sandboxes"))
+        .with_cgroup_parent("userz-server")
+        .with_model(agent_model.0);
+    if let Some(addr) = agent_model.1 {
+        sb = sb.with_egress_allow_socket_addr(addr);
+    }
+    ProcessSandbox::new(sb).map_err(|e| e.to_string())
+}
+
+/// The agent's model route from `[model]`, and the model server's address
+/// when it is a loopback or private literal (a local llama.cpp, a test
+/// server), which the egress proxy must then be told to allow.
+fn agent_model(config: &Config) -> Result<(AgentModel, Option<SocketAddr>), String> {
     let Some(model) = &config.model else {
         return Err("no model provider is configured ([model] or USERZ_MODEL_API)".into());
     };
@@ -353,18 +374,101 @@ fn process_sandbox(config: &Config) -> Result<ProcessSandbox, String> {
         }
     };
     let route = route.map_err(|e| format!("model.base_url: {e}"))?;
-    let mut sb = ProcessSandboxConfig::new(exec, agent)
-        .with_bwrap(config.sandbox.bwrap.clone())
-        .with_state_root(config.data_dir.join("sandboxes"))
-        .with_cgroup_parent("userz-server")
-        .with_model(AgentModel { api, model: model.model.clone(), route });
-    // A model server on a loopback or private address literal (a local
-    // llama.cpp, a test server) must be allowed explicitly: the proxy refuses
-    // such addresses by default.
-    if let Some(addr) = literal_socket_addr(&model.base_url) {
-        sb = sb.with_egress_allow_socket_addr(addr);
+    Ok((AgentModel { api, model: model.model.clone(), route }, literal_socket_addr(&model.base_url)))
+}
+
+/// The guest kernel and its modules: the settings, `USERZ_VM_KERNEL` /
+/// `USERZ_VM_MODULES`, or what `scripts/services.sh` unpacks.
+fn guest_kernel(config: &Config) -> Option<(PathBuf, PathBuf)> {
+    let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    if let (Some(k), Some(m)) = (
+        config.sandbox.kernel.clone().or_else(|| env("USERZ_VM_KERNEL")),
+        config.sandbox.modules_dir.clone().or_else(|| env("USERZ_VM_MODULES")),
+    ) {
+        return Some((k, m));
     }
-    ProcessSandbox::new(sb).map_err(|e| e.to_string())
+    let cache = env("USERZ_TOOLS_DIR").or_else(|| {
+        env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache"))).map(|c| c.join("userz-tools"))
+    })?;
+    let root = cache.join("kernel/root");
+    let kernel = std::fs::read_dir(root.join("boot"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))?;
+    let release = kernel.file_name()?.to_str()?.strip_prefix("vmlinuz-")?.to_string();
+    Some((kernel, root.join("lib/modules").join(release)))
+}
+
+/// The microVM sandbox when this host can run it, or the reason it cannot.
+async fn microvm_sandbox(config: &Config) -> Result<MicroVmSandbox, String> {
+    let (kernel, modules) = guest_kernel(config).ok_or(
+        "no guest kernel (set sandbox.kernel and sandbox.modules_dir, or run scripts/services.sh's svc_install_microvm)",
+    )?;
+    let dir = bin_dir(config).ok_or("cannot locate the agent binaries (set sandbox.bin_dir)")?;
+    let (init, agent) = (dir.join("userz-vm-init"), dir.join("userz-agent"));
+    for b in [&init, &agent] {
+        if !b.is_file() {
+            return Err(format!(
+                "{} is missing; build it with `cargo build --bins -p userz-agent -p userz-sandbox-microvm`",
+                b.display()
+            ));
+        }
+    }
+    let (model, allow) = agent_model(config)?;
+    let accel = match config.sandbox.accel {
+        config::AccelKind::Auto => userz_sandbox_microvm::Accel::Auto,
+        config::AccelKind::Kvm => userz_sandbox_microvm::Accel::Kvm,
+        config::AccelKind::Tcg => userz_sandbox_microvm::Accel::Tcg,
+    };
+    let mut c = MicroVmConfig::new(kernel, modules, init, agent)
+        .with_state_root(config.data_dir.join("microvm"))
+        .with_accel(accel)
+        .with_model(model)
+        .with_pool(config.sandbox.pool_size, sandbox_limits(config));
+    if let Some(addr) = allow {
+        c = c.with_egress_allow_socket_addr(addr);
+    }
+    if !c.qemu.is_file() {
+        return Err("qemu-system-x86_64 is not installed".into());
+    }
+    let sandbox = MicroVmSandbox::new(c).await.map_err(|e| e.to_string())?;
+    if let Err(e) = sandbox.fill_pool().await {
+        tracing::warn!(error = %e, "microvm: the warm pool did not fill");
+    }
+    Ok(sandbox)
+}
+
+/// The per-run caps from `[sandbox]`.
+fn sandbox_limits(config: &Config) -> Limits {
+    Limits {
+        cpu_millis: config.sandbox.cpu_millis,
+        memory_bytes: config.sandbox.memory_mib << 20,
+        disk_bytes: config.sandbox.disk_mib << 20,
+        wall_clock: Duration::from_secs(config.sandbox.wall_clock_secs),
+        ..Limits::default()
+    }
+}
+
+/// The configured sandbox backend, or why agent runs cannot execute here.
+async fn sandbox(config: &Config) -> Result<Arc<dyn Sandbox>, String> {
+    if !config.sandbox.enabled {
+        return Err("the sandbox is disabled in the configuration (sandbox.enabled = false)".into());
+    }
+    match config.sandbox.backend {
+        config::SandboxBackendKind::Microvm => Ok(Arc::new(microvm_sandbox(config).await?)),
+        config::SandboxBackendKind::Process => Ok(Arc::new(process_sandbox(config)?)),
+        config::SandboxBackendKind::Auto => match microvm_sandbox(config).await {
+            Ok(m) => Ok(Arc::new(m)),
+            Err(vm) => match process_sandbox(config) {
+                Ok(p) => {
+                    tracing::warn!(microvm = %vm, "microVM sandbox unavailable; using the process sandbox");
+                    Ok(Arc::new(p))
+                }
+                Err(p) => Err(format!("microVM: {vm}; process: {p}")),
+            },
+        },
+    }
 }
 
 /// The resolver's GitHub App settings from `[github_app]`.
@@ -430,10 +534,11 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
     let objects = stores.blobs.clone();
     let blobs = Blobs::new(objects.clone(), bus.clone(), clock.clone());
 
-    let (sandbox, sandbox_unavailable): (Arc<dyn Sandbox>, Option<String>) = match process_sandbox(&config) {
-        Ok(p) => (Arc::new(p), None),
+    let (sandbox, sandbox_unavailable): (Arc<dyn Sandbox>, Option<String>) = match sandbox(&config).await {
+        Ok(s) => (s, None),
         Err(reason) => (Arc::new(UnavailableSandbox { reason: reason.clone() }), Some(reason)),
     };
+    let sandbox_description = sandbox_unavailable.is_none().then(|| sandbox.describe());
     let classifier: Arc<dyn Classifier> = match (config.classifier, &config.model) {
         (config::ClassifierKind::Heuristic, _) => Arc::new(userz_security::classifier::HeuristicClassifier::new()),
         (config::ClassifierKind::Layered, None) => {
@@ -477,13 +582,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         envelope: Some(envelope.clone()),
         blobs: Some(blobs.clone()),
     };
-    let limits = Limits {
-        cpu_millis: config.sandbox.cpu_millis,
-        memory_bytes: config.sandbox.memory_mib << 20,
-        disk_bytes: config.sandbox.disk_mib << 20,
-        wall_clock: Duration::from_secs(config.sandbox.wall_clock_secs),
-        ..Limits::default()
-    };
+    let limits = sandbox_limits(&config);
     let engine_config = EngineConfig {
         limits,
         run_wall_clock: limits.wall_clock,
@@ -618,7 +717,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         .merge(userz_http::api_router(api))
         .merge(userz_dashboard::router(dashboard))
         .fallback(userz_http::not_found_fallback);
-    Ok(Userz { public_url, demo, sandbox_unavailable, stores, router, engine: Some(engine) })
+    Ok(Userz { public_url, demo, sandbox_unavailable, sandbox_description, stores, router, engine: Some(engine) })
 }
 
 /// Binds `config.listen`, assembles the engine with [`build`] and serves it.
@@ -644,6 +743,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         public_url,
         demo: userz.demo.clone(),
         sandbox_unavailable: userz.sandbox_unavailable.clone(),
+        sandbox_description: userz.sandbox_description.clone(),
         stores: userz.stores.clone(),
         userz: Some(userz),
         stop: Some(stop),

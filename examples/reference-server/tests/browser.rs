@@ -103,6 +103,9 @@ async fn widget_to_dashboard_to_live_run_and_guardrail_refusal_in_headless_chrom
         ..Config::default()
     };
     config.sandbox.bin_dir = agent.parent().map(Path::to_path_buf);
+    // This test exercises the widget and dashboard; the process backend keeps
+    // its agent run quick (the microVM backend has its own end-to-end test).
+    config.sandbox.backend = userz_server::config::SandboxBackendKind::Process;
     config.sandbox.memory_mib = 1024;
     config.sandbox.disk_mib = 256;
     config.sandbox.wall_clock_secs = 120;

@@ -151,6 +151,8 @@ pub enum RunCommand {
     StartAgent {
         /// Commit the branch started from.
         base_commit: String,
+        /// The sandbox backend and its boundary ([`Sandbox::describe`](crate::ports::Sandbox::describe)).
+        sandbox: Option<String>,
         /// Now.
         at: Timestamp,
     },
@@ -312,6 +314,9 @@ pub enum RunEvent {
     AgentStarted {
         /// Base commit.
         base_commit: String,
+        /// The sandbox backend and its boundary (absent in older events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<String>,
         /// Time.
         at: Timestamp,
     },
@@ -479,6 +484,9 @@ pub struct AgentRun {
     pub attempts: u32,
     /// Base commit.
     pub base_commit: Option<String>,
+    /// The sandbox the agent ran in, as its backend described itself.
+    #[serde(default)]
+    pub sandbox: Option<String>,
     /// Pushed head.
     pub pushed_head: Option<String>,
     /// Usage.
@@ -595,8 +603,12 @@ impl Decider for RunDecider {
                 }
                 _ => Err(refuse()),
             },
-            RunCommand::StartAgent { base_commit, at } => match run.status {
-                S::Provisioning => Ok(vec![RunEvent::AgentStarted { base_commit: base_commit.clone(), at: *at }]),
+            RunCommand::StartAgent { base_commit, sandbox, at } => match run.status {
+                S::Provisioning => Ok(vec![RunEvent::AgentStarted {
+                    base_commit: base_commit.clone(),
+                    sandbox: sandbox.clone(),
+                    at: *at,
+                }]),
                 _ => Err(refuse()),
             },
             RunCommand::RecordSecretUse { kind, secret_id, at } => match run.status {
@@ -709,6 +721,7 @@ impl Decider for RunDecider {
                     deadline_at: None,
                     attempts: 0,
                     base_commit: None,
+                    sandbox: None,
                     pushed_head: None,
                     usage: Usage::default(),
                     transcript: None,
@@ -730,9 +743,10 @@ impl Decider for RunDecider {
                 r.attempts = *attempt;
                 r.timings.provisioning_at.get_or_insert(*at);
             }
-            RunEvent::AgentStarted { base_commit, at } => {
+            RunEvent::AgentStarted { base_commit, sandbox, at } => {
                 r.status = RunStatus::Running;
                 r.base_commit = Some(base_commit.clone());
+                r.sandbox = sandbox.clone();
                 r.timings.agent_started_at = Some(*at);
             }
             RunEvent::AgentFinished { usage, transcript, at, .. } => {

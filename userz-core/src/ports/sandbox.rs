@@ -170,4 +170,9 @@ pub trait Sandbox: Send + Sync + Debug {
     async fn run(&self, spec: &SandboxSpec) -> Result<SandboxOutcome>;
     /// Removes the run's workspace storage.
     async fn release_workspace(&self, run: RunId) -> Result<()>;
+    /// Names the backend and its boundary for the run's record (shown on the
+    /// run's page), e.g. whether runs share the host kernel.
+    fn describe(&self) -> String {
+        "sandbox (backend not described)".into()
+    }
 }

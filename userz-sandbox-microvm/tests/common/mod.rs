@@ -37,6 +37,11 @@ pub fn kernel() -> Option<(PathBuf, PathBuf)> {
     Some((k, m))
 }
 
+/// The guest init binary.
+pub fn init_binary() -> PathBuf {
+    bin("userz-vm-init", env!("CARGO_BIN_EXE_userz-vm-init"))
+}
+
 /// Whether this host can run the suite; fails loudly otherwise unless
 /// `USERZ_ALLOW_SKIP=1`.
 pub fn host_ready() -> bool {
@@ -69,15 +74,10 @@ pub fn cache_dir() -> PathBuf {
 /// The sandbox configuration every test starts from.
 pub fn base_config(state: &Path) -> MicroVmConfig {
     let (kernel, modules) = kernel().unwrap();
-    let mut c = MicroVmConfig::new(
-        kernel,
-        modules,
-        bin("userz-vm-init", env!("CARGO_BIN_EXE_userz-vm-init")),
-        userz_testkit::bins::workspace_bin("userz-agent"),
-    )
-    .with_state_root(state)
-    .with_extra_binary(probe_binary())
-    .with_scratch_bytes(SCRATCH_BYTES);
+    let mut c = MicroVmConfig::new(kernel, modules, init_binary(), userz_testkit::bins::workspace_bin("userz-agent"))
+        .with_state_root(state)
+        .with_extra_binary(probe_binary())
+        .with_scratch_bytes(SCRATCH_BYTES);
     c.cache_dir = Some(cache_dir());
     c
 }

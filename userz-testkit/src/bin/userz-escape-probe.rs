@@ -382,6 +382,15 @@ fn fake_agent(task_path: &str) -> Result<(), String> {
     let field = |k: &str| task.get(k).and_then(Value::as_str).map(str::to_string).ok_or(format!("task.{k}"));
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let denied = egress_connect("denied.example:443");
+    // A hostile guest's result, for the host's pack checks: the report text
+    // names the kind of bad pack `--export-pack` then writes.
+    let prompt = field("prompt").unwrap_or_default();
+    for kind in ["corrupt-pack", "lying-pack"] {
+        if prompt.contains(kind) {
+            let ws = field("workspace")?;
+            fs::write(std::path::Path::new(&ws).join(".probe-pack"), kind).map_err(|e| format!("marker: {e}"))?;
+        }
+    }
     let transcript = json!({ "type": "probe", "task": task, "env": env, "egress": format!("{denied:?}") });
     fs::write(field("transcript")?, format!("{transcript}\n")).map_err(|e| format!("transcript: {e}"))?;
     let result = json!({
@@ -393,10 +402,60 @@ fn fake_agent(task_path: &str) -> Result<(), String> {
     fs::write(field("result")?, result.to_string()).map_err(|e| format!("result: {e}"))
 }
 
+/// The stand-in agent's `--export-pack OUT --base B --branch BR --workspace W`:
+/// a bad pack of the kind the task asked for (see [`fake_agent`]), or an
+/// empty one (no commits) otherwise.
+fn fake_export(args: &[String]) -> Result<(), String> {
+    let get = |flag: &str| {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned().ok_or(format!("missing {flag}"))
+    };
+    let (out, base, ws) = (get("--export-pack")?, get("--base")?, get("--workspace")?);
+    let e = |e: git2::Error| e.to_string();
+    let repo = git2::Repository::open(&ws).map_err(e)?;
+    let base = git2::Oid::from_str(&base).map_err(e)?;
+    let kind = fs::read_to_string(std::path::Path::new(&ws).join(".probe-pack")).unwrap_or_default();
+    let odb = repo.odb().map_err(e)?;
+    let pack = |objects: &[git2::Oid]| -> Result<Vec<u8>, String> {
+        let mut pb = repo.packbuilder().map_err(e)?;
+        for o in objects {
+            pb.insert_object(*o, None).map_err(e)?;
+        }
+        let mut buf = git2::Buf::new();
+        pb.write_buf(&mut buf).map_err(e)?;
+        Ok(buf.to_vec())
+    };
+    let commit_text = |tree: git2::Oid| {
+        format!("tree {tree}\nparent {base}\nauthor P <p@x> 0 +0000\ncommitter P <p@x> 0 +0000\n\nprobe\n")
+    };
+    let (head, bytes) = match kind.as_str() {
+        "corrupt-pack" => {
+            let blob = odb.write(git2::ObjectType::Blob, b"changed by the probe\n").map_err(e)?;
+            let mut tb = repo.treebuilder(None).map_err(e)?;
+            tb.insert("probe.txt", blob, 0o100644).map_err(e)?;
+            let tree = tb.write().map_err(e)?;
+            let commit = odb.write(git2::ObjectType::Commit, commit_text(tree).as_bytes()).map_err(e)?;
+            let mut bytes = pack(&[commit, tree, blob])?;
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            (commit, bytes)
+        }
+        "lying-pack" => {
+            // The commit's tree is a blob.
+            let blob = odb.write(git2::ObjectType::Blob, b"100644 x\0aaaaaaaaaaaaaaaaaaaa").map_err(e)?;
+            let commit = odb.write(git2::ObjectType::Commit, commit_text(blob).as_bytes()).map_err(e)?;
+            (commit, pack(&[commit, blob])?)
+        }
+        _ => (base, pack(&[])?),
+    };
+    fs::write(&out, bytes).and_then(|()| fs::write(format!("{out}.head"), head.to_string())).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = if args.first().map(String::as_str) == Some("--task") {
         arg(&args, 1).and_then(fake_agent)
+    } else if args.first().map(String::as_str) == Some("--export-pack") {
+        fake_export(&args)
     } else {
         probe(&args)
     };
