@@ -48,6 +48,10 @@ pub mod tag {
 pub struct Ready {
     /// The guest kernel's release (`uname -r`).
     pub kernel: String,
+    /// The guest kernel's random boot id (`/proc/sys/kernel/random/boot_id`):
+    /// distinct for every boot, so a reused guest would show.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 /// Asks the guest to export the run's commits as a pack.
@@ -117,6 +121,10 @@ pub struct GuestExit {
     pub export_error: Option<String>,
     /// The init's own failure before or around the program, if any.
     pub init_error: Option<String>,
+    /// Milliseconds the guest spent per phase (`workspace`, `setup`,
+    /// `program`, `export`), for diagnostics and benches.
+    #[serde(default)]
+    pub phases_ms: Vec<(String, u64)>,
 }
 
 /// Writes one frame.

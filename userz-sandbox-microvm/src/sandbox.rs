@@ -98,6 +98,8 @@ pub struct GuestOutcome {
     pub boot: Duration,
     /// The guest kernel's release.
     pub kernel: String,
+    /// The guest's boot id (distinct per boot).
+    pub boot_id: String,
 }
 
 impl GuestOutcome {
@@ -201,13 +203,16 @@ impl MicroVmSandbox {
     /// Boots pool VMs until the pool holds `pool_size` (returns when they
     /// are ready). A no-op when the pool is disabled.
     pub async fn fill_pool(&self) -> Result<()> {
+        let size = self.inner.config.pool_size;
         loop {
-            let need = {
-                let have = self.inner.pool.lock().len() + *self.inner.booting.lock();
-                self.inner.config.pool_size.saturating_sub(have)
-            };
-            if need == 0 {
+            let (have, booting) = (self.inner.pool.lock().len(), *self.inner.booting.lock());
+            if have >= size {
                 return Ok(());
+            }
+            if have + booting >= size {
+                // Another caller's boot is under way: wait for it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
             *self.inner.booting.lock() += 1;
             let booted = self.boot_pool_vm().await;
@@ -219,6 +224,11 @@ impl MicroVmSandbox {
     async fn boot_pool_vm(&self) -> Result<BootedVm> {
         let c = &self.inner.config;
         vm::boot(c, &self.inner.image.path, shape_for(c, &c.pool_limits), self.inner.accel).await
+    }
+
+    /// Pool VMs ready now.
+    pub fn pool_ready(&self) -> usize {
+        self.inner.pool.lock().len()
     }
 
     /// Tops the pool up in the background.
@@ -292,7 +302,8 @@ impl MicroVmSandbox {
             export: req.export.clone(),
         };
         let output = vm.run(&task, req.limits.wall_clock, config).await;
-        let (boot, kernel) = (if warm { Duration::ZERO } else { vm.boot }, vm.ready.kernel.clone());
+        let (boot, kernel, boot_id) =
+            (if warm { Duration::ZERO } else { vm.boot }, vm.ready.kernel.clone(), vm.ready.boot_id.clone());
         drop(vm);
         let egress = match egress {
             Some(e) => e.finish().await,
@@ -313,7 +324,7 @@ impl MicroVmSandbox {
             peak_memory_bytes: exit.peak_memory_bytes,
             wall_ms: output.wall.as_millis() as u64,
         };
-        Ok(GuestOutcome { output, egress, limit, resources, warm, boot, kernel })
+        Ok(GuestOutcome { output, egress, limit, resources, warm, boot, kernel, boot_id })
     }
 
     async fn start_egress(&self, socket: &Path, allowlist: &[String], key: Option<&SecretString>) -> Result<RunEgress> {

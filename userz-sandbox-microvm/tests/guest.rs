@@ -52,3 +52,48 @@ async fn the_guest_network_reaches_only_the_egress_proxy() {
     assert!(listener.accept().is_err(), "the host listener was reached from the guest");
     h.sandbox.release_workspace(run).await.unwrap();
 }
+
+/// A warm pool VM serves exactly one run: the pool refills with a fresh boot,
+/// and the next run gets a guest with another boot id; the used guest's
+/// directory (disk image, sockets) is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_vm_serves_one_run_and_is_never_reused() {
+    let Some(h) = Harness::with(|c| c.with_pool(1, limits())) else { return };
+    h.sandbox.fill_pool().await.unwrap();
+    assert_eq!(h.sandbox.pool_ready(), 1);
+    let run = RunId::new();
+    let ws = h.sandbox.allocate_workspace(run, &limits()).await.unwrap();
+    let first = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["status"])).await.unwrap();
+    assert!(first.warm, "the first run did not use the pool");
+    assert_eq!(first.exit_code(), Some(0), "{:?}", first.output);
+    assert!(!first.boot_id.is_empty());
+    // The refill boots a new guest in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while h.sandbox.pool_ready() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the pool did not refill");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let second = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["status"])).await.unwrap();
+    assert!(second.warm);
+    assert_ne!(first.boot_id, second.boot_id, "a pool guest served two runs");
+    // Only the refilled pool guest remains.
+    let vms: Vec<_> = std::fs::read_dir(h.state.path().join("vms")).unwrap().flatten().collect();
+    assert!(vms.len() <= 1, "{vms:?}");
+    h.sandbox.release_workspace(run).await.unwrap();
+}
+
+/// The guest reports where its time went (diagnostics; the figures live in
+/// `benches/benches/microvm_start.rs`).
+#[tokio::test]
+async fn the_guest_reports_its_phases() {
+    let Some(h) = Harness::with(|c| c) else { return };
+    let run = RunId::new();
+    let ws = h.sandbox.allocate_workspace(run, &limits()).await.unwrap();
+    let o = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["status"])).await.unwrap();
+    let exit = o.output.exit.clone().unwrap();
+    eprintln!("boot {:?}, phases {:?}, wall {:?}", o.boot, exit.phases_ms, o.output.wall);
+    let names: Vec<&str> = exit.phases_ms.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["workspace", "setup", "program", "export"]);
+    assert!(o.boot > std::time::Duration::ZERO && !o.warm);
+    h.sandbox.release_workspace(run).await.unwrap();
+}

@@ -331,11 +331,21 @@ fn read_capped(path: &str, cap: u64) -> Option<Vec<u8>> {
 
 fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
     let mut exit = GuestExit::default();
+    let mut clock = Instant::now();
+    let mut phase = |exit: &mut GuestExit, name: &str| {
+        exit.phases_ms.push((name.to_string(), clock.elapsed().as_millis() as u64));
+        clock = Instant::now();
+    };
+    if task.uid == 0 {
+        exit.init_error = Some("task.uid: the program never runs as root".into());
+        return exit;
+    }
+    if let Err(e) = prepare_workspace(task.uid) {
+        exit.init_error = Some(e);
+        return exit;
+    }
+    phase(&mut exit, "workspace");
     let setup = (|| -> Result<(), String> {
-        if task.uid == 0 {
-            return Err("task.uid: the program never runs as root".into());
-        }
-        prepare_workspace(task.uid)?;
         let scratch = format!("size={},mode=1777", task.scratch_bytes);
         mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(scratch.as_str()))
             .map_err(nix_err("mount /tmp"))?;
@@ -359,6 +369,7 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
         exit.init_error = Some(e);
         return exit;
     }
+    phase(&mut exit, "setup");
     match spawn_confined(&task.argv, &task.env, task.uid, Some(ctl)) {
         Ok(status) => {
             exit.code = status.code();
@@ -372,6 +383,7 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
     exit.peak_memory_bytes =
         fs::read_to_string(Path::new(CGROUP).join("memory.peak")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     exit.disk_full = disk_full();
+    phase(&mut exit, "program");
     for (name, path) in &task.collect {
         if let Some(bytes) = read_capped(path, task.collect_cap) {
             send(ctl, tag::FILE, &protocol::file_payload(name, &bytes));
@@ -388,15 +400,19 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
             Err(e) => exit.export_error = Some(e),
         }
     }
+    phase(&mut exit, "export");
     exit
 }
 
 fn run() -> Result<(), String> {
+    // On the serial console: what a bare boot is timed to (benches/).
+    eprintln!("userz-vm-init: started");
     mount_basics()?;
     load_modules(MODULE_ORDER)?;
     let port = find_port(CTL_NAME, Duration::from_secs(10))?;
     let ctl: Ctl = Arc::new(Mutex::new(fs::OpenOptions::new().read(true).write(true).open(&port).map_err(err(&port))?));
-    let ready = serde_json::to_vec(&Ready { kernel: uname_release() }).map_err(|e| e.to_string())?;
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
+    let ready = serde_json::to_vec(&Ready { kernel: uname_release(), boot_id }).map_err(|e| e.to_string())?;
     send(&ctl, tag::READY, &ready);
     let mut reader = ctl.lock().map_err(|_| "ctl lock")?.try_clone().map_err(err("ctl"))?;
     let (t, payload) = protocol::read_frame(&mut reader, 16 << 20).map_err(err("reading the task"))?;

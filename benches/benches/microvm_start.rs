@@ -1,0 +1,162 @@
+//! Start latency of the microVM sandbox, in one run, on the same kernel and
+//! image:
+//! - `bare_boot`: a bare `qemu-system-x86_64` of the guest kernel and the
+//!   sandbox's image until the init prints its first line on the serial
+//!   console (no devices beyond the console, no control channel);
+//! - `cold`: `run_guest` of a program that prints one line and exits, on a
+//!   freshly booted guest (boot, workspace image, task, program, exit report);
+//! - `warm`: the same on a guest from the warm pool (the refill boot between
+//!   iterations is not timed).
+//!
+//! Needs QEMU and the guest kernel (`USERZ_VM_KERNEL`, `USERZ_VM_MODULES`, from
+//! `scripts/services.sh`'s `svc_install_microvm`) and the guest binaries
+//! (`USERZ_BIN_DIR`, default `target/debug`: `cargo build --bins`). Without
+//! them it prints why and measures nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use userz_core::ids::RunId;
+use userz_core::ports::sandbox::{Limits, Sandbox};
+use userz_sandbox_microvm::{Accel, GuestRequest, MicroVmConfig, MicroVmSandbox};
+
+fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("USERZ_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/release/deps/microvm_start-HASH → target/debug
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    exe.ancestors().nth(3).map(|t| t.join("debug")).unwrap_or_else(|| PathBuf::from("target/debug"))
+}
+
+fn limits() -> Limits {
+    Limits {
+        cpu_millis: 1000,
+        memory_bytes: 256 << 20,
+        disk_bytes: 64 << 20,
+        pids: 64,
+        wall_clock: Duration::from_secs(60),
+    }
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    cold: MicroVmSandbox,
+    warm: MicroVmSandbox,
+    workspace: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+fn setup() -> Option<Setup> {
+    let (Some(kernel), Some(modules)) = (std::env::var_os("USERZ_VM_KERNEL"), std::env::var_os("USERZ_VM_MODULES"))
+    else {
+        eprintln!("microvm_start: USERZ_VM_KERNEL / USERZ_VM_MODULES are not set (source scripts/services.sh); skipping");
+        return None;
+    };
+    let bins = bin_dir();
+    let probe = bins.join("userz-escape-probe");
+    if !probe.is_file() {
+        eprintln!("microvm_start: {} is missing (cargo build --bins); skipping", probe.display());
+        return None;
+    }
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = |dir: &str| {
+        MicroVmConfig::new(&kernel, &modules, bins.join("userz-vm-init"), bins.join("userz-agent"))
+            .with_state_root(state.path().join(dir))
+            .with_extra_binary(&probe)
+            .with_scratch_bytes(16 << 20)
+    };
+    let (cold, warm) = rt.block_on(async {
+        let cold = MicroVmSandbox::new(config("cold")).await.unwrap_or_else(|e| panic!("{e}"));
+        let warm = MicroVmSandbox::new(config("warm").with_pool(1, limits())).await.unwrap_or_else(|e| panic!("{e}"));
+        (cold, warm)
+    });
+    let workspace = state.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(workspace.join("README.md"), "bench\n").unwrap_or_else(|e| panic!("{e}"));
+    Some(Setup { rt, cold, warm, workspace, _state: state })
+}
+
+fn request(s: &Setup) -> GuestRequest {
+    let argv = vec!["/userz/bin/userz-escape-probe".into(), "status".into()];
+    GuestRequest::new(RunId::new(), limits(), &s.workspace, argv)
+}
+
+/// A bare QEMU boot of the same kernel and image until the init's first line.
+fn bare_boot(s: &Setup) -> Duration {
+    let c = s.cold.config();
+    let accel = match s.cold.accel() {
+        Accel::Kvm => "kvm",
+        _ => "tcg",
+    };
+    let started = Instant::now();
+    let mut child = Command::new(&c.qemu)
+        .args(["-M", "q35", "-accel", accel, "-m", "512M", "-nodefaults", "-no-user-config", "-no-reboot"])
+        .args(["-display", "none", "-serial", "stdio", "-kernel"])
+        .arg(&c.kernel)
+        .arg("-initrd")
+        .arg(&s.cold.image().path)
+        .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("qemu: {e}"));
+    let out = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
+    for line in BufReader::new(out).lines() {
+        if line.map(|l| l.contains("userz-vm-init: started")).unwrap_or(true) {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    took
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(s) = setup() else { return };
+    let mut g = c.benchmark_group("microvm_start");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
+    g.bench_function("bare_boot", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_boot(&s)).sum()));
+    g.bench_function("cold", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let started = Instant::now();
+                    let o = s.rt.block_on(s.cold.run_guest(request(&s))).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(o.exit_code(), Some(0), "{:?}", o.output);
+                    started.elapsed()
+                })
+                .sum()
+        })
+    });
+    g.bench_function("warm", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    // The pool's refill is not part of a run's start.
+                    s.rt.block_on(s.warm.fill_pool()).unwrap_or_else(|e| panic!("{e}"));
+                    let started = Instant::now();
+                    let o = s.rt.block_on(s.warm.run_guest(request(&s))).unwrap_or_else(|e| panic!("{e}"));
+                    let took = started.elapsed();
+                    assert!(o.warm && o.exit_code() == Some(0), "{:?}", o.output);
+                    took
+                })
+                .sum()
+        })
+    });
+    g.finish();
+    let _ = s.cold.release_workspace(RunId::new());
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
