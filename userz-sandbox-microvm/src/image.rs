@@ -20,12 +20,9 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 use userz_core::{Error, Result};
 
-/// The modules the guest loads at boot (PCI transport, serial ports). No
-/// network driver: the guest has no network device.
-pub const GUEST_MODULES: [&str; 2] = ["virtio_pci", "virtio_console"];
-/// The modules loaded once the task came (the workspace disk): not before,
-/// so nothing of the disk is read before the host wrote its image.
-pub const BLOCK_MODULES: [&str; 1] = ["virtio_blk"];
+/// The modules the guest loads at boot (PCI transport, serial ports, the
+/// workspace disk). No network driver: the guest has no network device.
+pub const GUEST_MODULES: [&str; 3] = ["virtio_pci", "virtio_console", "virtio_blk"];
 
 /// Where binaries go inside.
 pub const INSIDE_BIN: &str = "/userz/bin";
@@ -207,7 +204,7 @@ pub fn build(spec: &ImageSpec, dir: &Path) -> Result<BuiltImage> {
             p = d.parent();
         }
     };
-    for d in ["/proc", "/sys", "/dev", "/run", "/tmp", "/workspace", "/etc", INSIDE_BIN, "/lib/modules"] {
+    for d in ["/proc", "/sys", "/dev", "/run", "/tmp", "/workspace", "/etc/userz", INSIDE_BIN, "/lib/modules"] {
         add_dirs(&mut entries, &format!("{d}/x"));
     }
     let mut binaries = vec![(spec.init.clone(), "/init".to_string())];
@@ -231,24 +228,21 @@ pub fn build(spec: &ImageSpec, dir: &Path) -> Result<BuiltImage> {
         add_dirs(&mut entries, &inside);
         entries.insert(inside, Entry::File(bytes, 0o100_755));
     }
-    let boot = module_load_order(&spec.modules_dir, &GUEST_MODULES)?;
-    let mut all: Vec<&str> = GUEST_MODULES.to_vec();
-    all.extend(BLOCK_MODULES);
-    let both = module_load_order(&spec.modules_dir, &all)?;
-    let (mut order, mut block) = (String::new(), String::new());
-    for (name, path) in &both {
+    let mut order = String::new();
+    for (name, path) in module_load_order(&spec.modules_dir, &GUEST_MODULES)? {
         let inside = format!("/lib/modules/{name}.ko");
-        let bytes = fs::read(path).map_err(|e| unsupported(format!("{}: {e}", path.display())))?;
+        let bytes = fs::read(&path).map_err(|e| unsupported(format!("{}: {e}", path.display())))?;
         entries.insert(inside.clone(), Entry::File(bytes, 0o100_644));
-        let list = if boot.iter().any(|(n, _)| n == name) { &mut order } else { &mut block };
-        list.push_str(&inside);
-        list.push('\n');
+        order.push_str(&inside);
+        order.push('\n');
     }
     entries.insert("/lib/modules/userz.order".into(), Entry::File(order.into_bytes(), 0o100_644));
-    entries.insert("/lib/modules/userz-block.order".into(), Entry::File(block.into_bytes(), 0o100_644));
     let passwd = "root:x:0:0:root:/:/nonexistent\nagent:x:1000:1000:agent:/workspace:/nonexistent\n";
     entries.insert("/etc/passwd".into(), Entry::File(passwd.as_bytes().to_vec(), 0o100_644));
     entries.insert("/etc/group".into(), Entry::File(b"root:x:0:\nagent:x:1000:\n".to_vec(), 0o100_644));
+    // The process backend's seccomp filter, compiled here: the guest only loads it.
+    let filters = userz_sandbox_process::exec::seccomp_programs().map_err(|e| unsupported(format!("seccomp: {e}")))?;
+    entries.insert("/etc/userz/seccomp.bpf".into(), Entry::File(crate::protocol::encode_filters(&filters), 0o100_644));
 
     let mut cpio = Vec::new();
     for (ino, (name, entry)) in entries.iter().enumerate() {

@@ -52,6 +52,9 @@ pub struct Ready {
     /// distinct for every boot, so a reused guest would show.
     #[serde(default)]
     pub boot_id: String,
+    /// Guest uptime when the init started, and when it said READY (ms).
+    #[serde(default)]
+    pub uptime_ms: (u64, u64),
 }
 
 /// Asks the guest to export the run's commits as a pack.
@@ -213,6 +216,51 @@ pub fn read_stream_frame(r: &mut impl Read) -> io::Result<(u32, Vec<u8>)> {
     Ok((id, data))
 }
 
+/// Seccomp programs as bytes (the image carries the filter compiled on the
+/// host): per program `len: u32`, then `len` instructions of `code: u16,
+/// jt: u8, jf: u8, k: u32`, all little-endian.
+pub fn encode_filters(programs: &[seccompiler::BpfProgram]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in programs {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        for i in p {
+            out.extend_from_slice(&i.code.to_le_bytes());
+            out.extend_from_slice(&[i.jt, i.jf]);
+            out.extend_from_slice(&i.k.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Reads [`encode_filters`]' bytes back.
+///
+/// # Errors
+/// Truncated input, or no program at all.
+pub fn decode_filters(mut b: &[u8]) -> Result<Vec<seccompiler::BpfProgram>, String> {
+    let mut programs = Vec::new();
+    while !b.is_empty() {
+        let head: [u8; 4] = b.get(..4).and_then(|h| h.try_into().ok()).ok_or("truncated")?;
+        let len = u32::from_le_bytes(head) as usize;
+        b = &b[4..];
+        let body = b.get(..len.saturating_mul(8)).ok_or("truncated")?;
+        programs.push(
+            body.chunks_exact(8)
+                .map(|c| seccompiler::sock_filter {
+                    code: u16::from_le_bytes([c[0], c[1]]),
+                    jt: c[2],
+                    jf: c[3],
+                    k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+                })
+                .collect(),
+        );
+        b = &b[len * 8..];
+    }
+    if programs.is_empty() {
+        return Err("no program".into());
+    }
+    Ok(programs)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -232,6 +280,14 @@ mod tests {
         let p = file_payload("result", b"{}");
         assert_eq!(split_file(&p).unwrap(), ("result".to_string(), &b"{}"[..]));
         assert!(split_file(&[0, 9, b'x']).is_none());
+    }
+
+    #[test]
+    fn seccomp_programs_survive_the_image_round_trip() {
+        let programs = userz_sandbox_process::exec::seccomp_programs().unwrap();
+        assert_eq!(decode_filters(&encode_filters(&programs)).unwrap(), programs);
+        assert!(decode_filters(&[]).is_err());
+        assert!(decode_filters(&[5, 0, 0, 0, 1]).is_err());
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub struct GuestOutcome {
     pub kernel: String,
     /// The guest's boot id (distinct per boot).
     pub boot_id: String,
+    /// Guest uptime at init start and at READY (ms).
+    pub uptime_ms: (u64, u64),
+    /// From the call to the program's first output (the guest's boot, the
+    /// workspace image and the task included).
+    pub first_output: Option<Duration>,
 }
 
 impl GuestOutcome {
@@ -277,6 +282,7 @@ impl MicroVmSandbox {
                 req.limits.disk_bytes
             )));
         }
+        let called = std::time::Instant::now();
         let (mut vm, warm) = self.guest(shape_for(config, &req.limits)).await?;
         vm::make_workspace_image(config, &req.workspace, &vm.disk, GUEST_UID).await?;
         let egress = match &req.egress {
@@ -301,9 +307,15 @@ impl MicroVmSandbox {
             collect_cap: config.transcript_cap,
             export: req.export.clone(),
         };
+        let before_task = called.elapsed();
         let output = vm.run(&task, req.limits.wall_clock, config).await;
-        let (boot, kernel, boot_id) =
-            (if warm { Duration::ZERO } else { vm.boot }, vm.ready.kernel.clone(), vm.ready.boot_id.clone());
+        let first_output = output.first_output.map(|d| before_task + d);
+        let (boot, kernel, boot_id, uptime_ms) = (
+            if warm { Duration::ZERO } else { vm.boot },
+            vm.ready.kernel.clone(),
+            vm.ready.boot_id.clone(),
+            vm.ready.uptime_ms,
+        );
         drop(vm);
         let egress = match egress {
             Some(e) => e.finish().await,
@@ -324,7 +336,7 @@ impl MicroVmSandbox {
             peak_memory_bytes: exit.peak_memory_bytes,
             wall_ms: output.wall.as_millis() as u64,
         };
-        Ok(GuestOutcome { output, egress, limit, resources, warm, boot, kernel, boot_id })
+        Ok(GuestOutcome { output, egress, limit, resources, warm, boot, kernel, boot_id, uptime_ms, first_output })
     }
 
     async fn start_egress(&self, socket: &Path, allowlist: &[String], key: Option<&SecretString>) -> Result<RunEgress> {

@@ -117,7 +117,10 @@ pub fn qemu_args(config: &MicroVmConfig, image: &Path, dir: &Path, shape: VmShap
         "-initrd".into(),
         image.to_string_lossy().into_owned(),
         "-append".into(),
-        "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic rdinit=/init".into(),
+        format!(
+            "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic rdinit=/init userz.scratch={}",
+            config.scratch_bytes
+        ),
         "-serial".into(),
         format!("file:{}", q(&dir.join("console.log"))),
         "-chardev".into(),
@@ -329,6 +332,9 @@ pub struct VmRunOutput {
     pub logs: Vec<String>,
     /// Wall time from task to exit.
     pub wall: Duration,
+    /// When the program's first output arrived (from the start of
+    /// [`BootedVm::run`]).
+    pub first_output: Option<Duration>,
     /// Why the channel ended early, if it did.
     pub channel_error: Option<String>,
 }
@@ -375,7 +381,10 @@ impl BootedVm {
                     break;
                 }
                 Ok(Ok((t, payload))) => match t {
-                    tag::STDOUT => push_capped(&mut out.stdout, &payload, config.output_cap),
+                    tag::STDOUT => {
+                        out.first_output.get_or_insert_with(|| started.elapsed());
+                        push_capped(&mut out.stdout, &payload, config.output_cap)
+                    }
                     tag::STDERR => push_capped(&mut out.stderr, &payload, config.output_cap),
                     tag::LOG => out.logs.push(String::from_utf8_lossy(&payload).into_owned()),
                     tag::FILE => {

@@ -91,7 +91,10 @@ async fn the_guest_reports_its_phases() {
     let ws = h.sandbox.allocate_workspace(run, &limits()).await.unwrap();
     let o = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["status"])).await.unwrap();
     let exit = o.output.exit.clone().unwrap();
-    eprintln!("boot {:?}, phases {:?}, wall {:?}", o.boot, exit.phases_ms, o.output.wall);
+    eprintln!(
+        "boot {:?} (uptime at init/ready {:?}), phases {:?}, wall {:?}",
+        o.boot, o.uptime_ms, exit.phases_ms, o.output.wall
+    );
     let names: Vec<&str> = exit.phases_ms.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["workspace", "setup", "program", "export"]);
     assert!(o.boot > std::time::Duration::ZERO && !o.warm);

@@ -39,11 +39,13 @@ use userz_sandbox_microvm::protocol::{self, tag, ExportSpec, GuestExit, GuestTas
 const CTL_NAME: &str = "userz.ctl";
 const EGRESS_PORT: &str = "userz.egress";
 const MODULE_ORDER: &str = "/lib/modules/userz.order";
-const BLOCK_ORDER: &str = "/lib/modules/userz-block.order";
 const AGENT: &str = "/userz/bin/userz-agent";
 const WORKSPACE: &str = "/workspace";
 const RUN_DIR: &str = "/run/userz";
 const CGROUP: &str = "/sys/fs/cgroup/run";
+/// The uid (and gid) programs run as (`userz_sandbox_microvm::GUEST_UID`).
+const GUEST_UID: u32 = 1000;
+const SECCOMP_FILE: &str = "/etc/userz/seccomp.bpf";
 
 type Ctl = Arc<Mutex<fs::File>>;
 
@@ -128,16 +130,9 @@ fn hand_over(root: &Path, uid: u32) -> io::Result<()> {
 }
 
 fn prepare_workspace(uid: u32) -> Result<(), String> {
-    // The block driver is loaded only now, after the host wrote the image,
-    // so nothing of the disk was read (and cached) before.
-    load_modules(BLOCK_ORDER)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new("/dev/vda").exists() {
-        if Instant::now() > deadline {
-            return Err("no /dev/vda".into());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // The host wrote the image after boot: drop what the partition scan
+    // read (and cached) of the blank disk before mounting it.
+    fs::write("/proc/sys/vm/drop_caches", "3").map_err(err("drop_caches"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("/dev/vda"), WORKSPACE, Some("ext4"), flags, None::<&str>).map_err(nix_err("mount /workspace"))?;
     hand_over(Path::new(WORKSPACE), uid).map_err(err("chown /workspace"))
@@ -155,14 +150,39 @@ fn read_cg_key(file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn cgroup(task: &GuestTask) -> Result<(), String> {
-    fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory +cpu").map_err(err("cgroup.subtree_control"))?;
-    fs::create_dir_all(CGROUP).map_err(err(CGROUP))?;
+fn cgroup_limits(task: &GuestTask) -> Result<(), String> {
     write_cg("pids.max", &task.pids.to_string())?;
     write_cg("memory.max", &task.memory_bytes.to_string())?;
     let _ = write_cg("memory.swap.max", "0");
-    write_cg("cpu.max", &format!("{} 100000", u64::from(task.cpu_millis.max(10)) * 100))?;
-    Ok(())
+    write_cg("cpu.max", &format!("{} 100000", u64::from(task.cpu_millis.max(10)) * 100))
+}
+
+/// The scratch size the host put on the kernel command line (`userz.scratch=`).
+fn boot_scratch() -> u64 {
+    fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("userz.scratch=").and_then(|v| v.parse().ok()))
+        .unwrap_or(64 << 20)
+}
+
+/// Everything that does not depend on the task, done before `READY` so a
+/// pool guest only has the workspace and the task left: the scratch `/tmp`,
+/// the output directory, the egress streams, the run's cgroup, and the root
+/// remounted read-only.
+fn boot_setup() -> Result<(), String> {
+    let scratch = format!("size={},mode=1777", boot_scratch());
+    mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(scratch.as_str()))
+        .map_err(nix_err("mount /tmp"))?;
+    fs::create_dir_all(format!("{RUN_DIR}/out")).map_err(err("out dir"))?;
+    chown(format!("{RUN_DIR}/out"), Some(GUEST_UID), Some(GUEST_UID)).map_err(err("chown out"))?;
+    fs::set_permissions(RUN_DIR, fs::Permissions::from_mode(0o755)).map_err(err("chmod run"))?;
+    let egress = find_port(EGRESS_PORT, Duration::from_secs(5))?;
+    egress_mux(GUEST_UID, &egress)?;
+    fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory +cpu").map_err(err("cgroup.subtree_control"))?;
+    fs::create_dir_all(CGROUP).map_err(err(CGROUP))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)
+        .map_err(nix_err("remounting / read-only"))
 }
 
 /// Serves `/run/userz/egress.sock`: each connection becomes a stream of the
@@ -287,8 +307,15 @@ fn exec_confined(args: &[String]) -> String {
     if let Err(e) = dropped {
         return format!("dropping privileges: {e}");
     }
-    if let Err(e) = userz_sandbox_process::exec::apply_seccomp() {
-        return format!("seccomp: {e}");
+    // Compiled by the host into the read-only image.
+    let programs = match fs::read(SECCOMP_FILE).map_err(|e| e.to_string()).and_then(|b| protocol::decode_filters(&b)) {
+        Ok(p) => p,
+        Err(e) => return format!("seccomp: {SECCOMP_FILE}: {e}"),
+    };
+    for p in &programs {
+        if let Err(e) = seccompiler::apply_filter(p) {
+            return format!("seccomp: {e}");
+        }
     }
     let e = Command::new(program).args(&args[3..]).exec();
     format!("exec {program}: {e}")
@@ -340,30 +367,28 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
         exit.init_error = Some("task.uid: the program never runs as root".into());
         return exit;
     }
+    if task.uid != GUEST_UID {
+        exit.init_error = Some(format!("task.uid: this guest runs programs as {GUEST_UID}"));
+        return exit;
+    }
     if let Err(e) = prepare_workspace(task.uid) {
         exit.init_error = Some(e);
         return exit;
     }
     phase(&mut exit, "workspace");
     let setup = (|| -> Result<(), String> {
-        let scratch = format!("size={},mode=1777", task.scratch_bytes);
-        mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(scratch.as_str()))
-            .map_err(nix_err("mount /tmp"))?;
-        fs::create_dir_all(format!("{RUN_DIR}/out")).map_err(err("out dir"))?;
-        chown(format!("{RUN_DIR}/out"), Some(task.uid), Some(task.uid)).map_err(err("chown out"))?;
-        fs::set_permissions(RUN_DIR, fs::Permissions::from_mode(0o755)).map_err(err("chmod run"))?;
+        if task.scratch_bytes != boot_scratch() {
+            let scratch = format!("size={},mode=1777", task.scratch_bytes);
+            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            mount(None::<&str>, "/tmp", None::<&str>, flags, Some(scratch.as_str())).map_err(nix_err("resize /tmp"))?;
+        }
         for f in &task.files {
             if !f.path.starts_with(RUN_DIR) || f.path.contains("..") {
                 return Err(format!("task.files: {} is not under {RUN_DIR}", f.path));
             }
             fs::write(&f.path, &f.contents).map_err(err(&f.path))?;
         }
-        let egress = find_port(EGRESS_PORT, Duration::from_secs(5))?;
-        egress_mux(task.uid, &egress)?;
-        if let Err(e) = mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>) {
-            return Err(format!("remounting / read-only: {e}"));
-        }
-        cgroup(task)
+        cgroup_limits(task)
     })();
     if let Err(e) = setup {
         exit.init_error = Some(e);
@@ -404,15 +429,33 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
     exit
 }
 
+fn uptime_ms() -> u64 {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|s| (s * 1000.0) as u64)
+        .unwrap_or(0)
+}
+
 fn run() -> Result<(), String> {
     // On the serial console: what a bare boot is timed to (benches/).
     eprintln!("userz-vm-init: started");
     mount_basics()?;
+    let started_at = uptime_ms();
     load_modules(MODULE_ORDER)?;
     let port = find_port(CTL_NAME, Duration::from_secs(10))?;
+    boot_setup()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new("/dev/vda").exists() {
+        if Instant::now() > deadline {
+            return Err("no /dev/vda (the workspace disk)".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let ctl: Ctl = Arc::new(Mutex::new(fs::OpenOptions::new().read(true).write(true).open(&port).map_err(err(&port))?));
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
-    let ready = serde_json::to_vec(&Ready { kernel: uname_release(), boot_id }).map_err(|e| e.to_string())?;
+    let ready = Ready { kernel: uname_release(), boot_id, uptime_ms: (started_at, uptime_ms()) };
+    let ready = serde_json::to_vec(&ready).map_err(|e| e.to_string())?;
     send(&ctl, tag::READY, &ready);
     let mut reader = ctl.lock().map_err(|_| "ctl lock")?.try_clone().map_err(err("ctl"))?;
     let (t, payload) = protocol::read_frame(&mut reader, 16 << 20).map_err(err("reading the task"))?;
