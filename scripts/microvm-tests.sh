@@ -46,6 +46,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 status=0
 for t in "$stage"/tests/*; do
+  # The host-cgroup test needs root: scripts/test.sh runs it in its root part.
+  case "$(basename "$t")" in host_cgroup-*) continue ;; esac
   echo "== microVM tests: $(basename "$t") as $(${run_as[@]+"${run_as[@]}"} id -un)"
   ${run_as[@]+"${run_as[@]}"} env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME="$stage/state" \
     RUST_BACKTRACE=1 USERZ_BIN_DIR="$stage/bin" USERZ_VM_KERNEL="$stage/kernel/vmlinuz" \

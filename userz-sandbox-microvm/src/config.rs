@@ -61,6 +61,9 @@ pub struct MicroVmConfig {
     pub cache_dir: Option<PathBuf>,
     /// KVM or TCG.
     pub accel: Accel,
+    /// A host cgroup for each VM's QEMU process, where the host offers one
+    /// (`None`: QEMU runs in the server's own group).
+    pub host_cgroup: Option<crate::hostcg::HostCgroup>,
     /// Pre-booted VMs kept ready (0 disables the pool). A pool VM serves
     /// exactly one run and is destroyed after it.
     pub pool_size: usize,
@@ -138,6 +141,7 @@ impl MicroVmConfig {
             state_root: PathBuf::from("/var/tmp/userz-microvm"),
             cache_dir: None,
             accel: Accel::Auto,
+            host_cgroup: None,
             pool_size: 0,
             pool_limits: Limits::default(),
             memory_overhead_bytes: 256 << 20,
@@ -174,6 +178,12 @@ impl MicroVmConfig {
     /// Sets the accelerator.
     pub fn with_accel(mut self, accel: Accel) -> Self {
         self.accel = accel;
+        self
+    }
+
+    /// Puts each VM's QEMU process in a host cgroup under `cg`.
+    pub fn with_host_cgroup(mut self, cg: crate::hostcg::HostCgroup) -> Self {
+        self.host_cgroup = Some(cg);
         self
     }
 

@@ -29,6 +29,9 @@
 //!   space; the result comes back over the control channel ([`protocol`]) as
 //!   a git pack of the run's commits, indexed and checked in user space
 //!   (`userz_git::import_result_pack`) before the guardrails read it.
+//! - **Host cgroup** ([`hostcg`]): where the host offers one
+//!   (`MicroVmConfig::host_cgroup`, v2 delegated or v1), QEMU itself runs in a
+//!   per-VM group capping its memory, processes and CPU.
 //! - **Warm pool**: `pool_size` guests booted ahead; each serves exactly one
 //!   run and is destroyed after it.
 //!
@@ -38,6 +41,7 @@
 
 pub mod accel;
 pub mod config;
+pub mod hostcg;
 pub mod image;
 pub mod protocol;
 pub mod sandbox;

@@ -72,6 +72,7 @@ pub struct BootedVm {
     /// How long the boot took.
     pub boot: Duration,
     logs: Vec<String>,
+    cgroup: Option<crate::hostcg::VmCgroup>,
     dir: RemoveOnDrop,
 }
 
@@ -163,9 +164,29 @@ pub async fn boot(config: &MicroVmConfig, image: &Path, shape: VmShape, accel: A
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let cgroup = match &config.host_cgroup {
+        Some(cg) => {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let caps = crate::hostcg::QemuCaps {
+                // Guest RAM plus QEMU's own (TCG translation cache, devices).
+                memory_bytes: (shape.memory_mib << 20) + (512 << 20),
+                pids: 256,
+                cpu_millis: shape.vcpus * 1000,
+            };
+            Some(cg.create(&name, caps)?)
+        }
+        None => None,
+    };
     let mut child = cmd.spawn().map_err(|e| {
         Error::Unsupported(format!("microvm.qemu: starting {}: {e} (install qemu-system-x86)", config.qemu.display()))
     })?;
+    if let (Some(cg), Some(pid)) = (&cgroup, child.id()) {
+        // Before the guest runs anything: the firmware is still starting.
+        if let Err(e) = cg.add(pid) {
+            let _ = child.start_kill();
+            return Err(e);
+        }
+    }
     let deadline = started + config.boot_timeout;
     let mut ctl = connect(&mut child, &dir.join("ctl.sock"), deadline).await?;
     let mux = connect(&mut child, &dir.join("mux.sock"), deadline).await?;
@@ -205,6 +226,7 @@ pub async fn boot(config: &MicroVmConfig, image: &Path, shape: VmShape, accel: A
         egress_socket: dir.join("egress.sock"),
         boot: started.elapsed(),
         logs,
+        cgroup,
         dir: dir_guard,
     })
 }
@@ -434,6 +456,11 @@ impl BootedVm {
     /// The VM's directory.
     pub fn dir(&self) -> &Path {
         &self.dir.0
+    }
+
+    /// The host cgroup directories QEMU runs in, if any.
+    pub fn host_cgroups(&self) -> &[PathBuf] {
+        self.cgroup.as_ref().map(|c| c.dirs()).unwrap_or(&[])
     }
 }
 

@@ -313,6 +313,10 @@ pub struct SandboxSettings {
     pub accel: AccelKind,
     /// microVM: pre-booted guests kept ready (0 disables; each serves one run).
     pub pool_size: usize,
+    /// microVM: a cgroup v2 directory delegated to the server (memory, pids
+    /// and cpu enabled for its children); each VM's QEMU runs in a capped
+    /// group under it. Unset: QEMU stays in the server's group.
+    pub host_cgroup: Option<PathBuf>,
     /// bubblewrap binary.
     pub bwrap: PathBuf,
     /// Directory holding `userz-agent` and `userz-sandbox-exec` (default: next
@@ -337,6 +341,7 @@ impl Default for SandboxSettings {
             modules_dir: None,
             accel: AccelKind::Auto,
             pool_size: 0,
+            host_cgroup: None,
             bwrap: PathBuf::from("/usr/bin/bwrap"),
             bin_dir: None,
             memory_mib: 4096,

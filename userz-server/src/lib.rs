@@ -429,6 +429,9 @@ async fn microvm_sandbox(config: &Config) -> Result<MicroVmSandbox, String> {
     if let Some(addr) = allow {
         c = c.with_egress_allow_socket_addr(addr);
     }
+    if let Some(dir) = &config.sandbox.host_cgroup {
+        c = c.with_host_cgroup(userz_sandbox_microvm::hostcg::HostCgroup::V2(dir.clone()));
+    }
     if !c.qemu.is_file() {
         return Err("qemu-system-x86_64 is not installed".into());
     }

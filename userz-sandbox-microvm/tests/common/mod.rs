@@ -74,6 +74,11 @@ pub fn cache_dir() -> PathBuf {
 /// The sandbox configuration every test starts from.
 pub fn base_config(state: &Path) -> MicroVmConfig {
     let (kernel, modules) = kernel().unwrap();
+    base_config_with(state, kernel, modules)
+}
+
+/// [`base_config`] with the kernel given.
+pub fn base_config_with(state: &Path, kernel: PathBuf, modules: PathBuf) -> MicroVmConfig {
     let mut c = MicroVmConfig::new(kernel, modules, init_binary(), userz_testkit::bins::workspace_bin("userz-agent"))
         .with_state_root(state)
         .with_extra_binary(probe_binary())
