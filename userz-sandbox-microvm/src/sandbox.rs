@@ -17,7 +17,7 @@ use userz_core::ports::sandbox::{
 use userz_core::ports::vcs::Workspace;
 use userz_core::secret::SecretString;
 use userz_core::{Error, Result};
-use userz_egress::{EgressProxy, EgressProxyBuilder, MemoryAudit};
+use userz_sandbox_process::{stop_reason, EgressSettings, RunEgress};
 
 use crate::config::{Accel, MicroVmConfig};
 use crate::image::{self, BuiltImage, ImageSpec, INSIDE_BIN};
@@ -341,31 +341,16 @@ impl MicroVmSandbox {
 
     async fn start_egress(&self, socket: &Path, allowlist: &[String], key: Option<&SecretString>) -> Result<RunEgress> {
         let config = &self.inner.config;
-        let audit = Arc::new(MemoryAudit::new());
-        let mut builder = EgressProxyBuilder::new()
-            .with_unix_socket(socket)
-            .with_allowed_targets(allowlist.iter().cloned())
-            .with_audit(audit.clone());
-        if let Some(model) = &config.model {
-            let route = match key {
-                Some(key) => model.route.clone().with_key(key.clone()),
-                None => model.route.clone(),
-            };
-            builder = builder.with_model_route(route);
-        }
-        if let Some(resolver) = &config.resolver {
-            builder = builder.with_resolver(resolver.clone());
-        }
-        for addr in &config.egress_allow_socket_addrs {
-            builder = builder.with_allow_socket_addr(*addr);
-        }
-        let proxy = builder.start().await.map_err(|e| match e {
-            userz_egress::Error::InvalidConfig { field, reason } => Error::Invalid(format!("egress.{field}: {reason}")),
-            other => effect(format!("egress proxy: {other}")),
-        })?;
+        let settings = EgressSettings {
+            model: config.model.as_ref(),
+            model_key: key,
+            resolver: config.resolver.as_ref(),
+            allow_socket_addrs: &config.egress_allow_socket_addrs,
+        };
+        let egress = RunEgress::start(socket, allowlist, settings).await?;
         fs::set_permissions(socket, fs::Permissions::from_mode(0o600))
             .map_err(|e| effect(format!("egress socket {}: {e}", socket.display())))?;
-        Ok(RunEgress { proxy, audit })
+        Ok(egress)
     }
 
     fn run_dir(&self, run: &RunId) -> PathBuf {
@@ -375,32 +360,6 @@ impl MicroVmSandbox {
     /// The host directory of `run`'s workspace.
     pub fn workspace_dir(&self, run: &RunId) -> PathBuf {
         self.run_dir(run).join("workspace")
-    }
-}
-
-struct RunEgress {
-    proxy: EgressProxy,
-    audit: Arc<MemoryAudit>,
-}
-
-impl RunEgress {
-    async fn finish(self) -> Vec<EgressRecord> {
-        self.proxy.shutdown().await;
-        self.audit
-            .decisions()
-            .into_iter()
-            .map(|d| EgressRecord { target: d.target, allowed: d.allowed, rule: d.rule.as_str().to_string() })
-            .collect()
-    }
-}
-
-fn stop_reason(stop: &AgentStop) -> Option<String> {
-    match stop {
-        AgentStop::Completed => None,
-        AgentStop::StepBudget => Some("step budget exhausted".into()),
-        AgentStop::TokenBudget => Some("token budget exhausted".into()),
-        AgentStop::ModelError { message } => Some(format!("model error: {message}")),
-        AgentStop::Failed { reason } => Some(reason.clone()),
     }
 }
 

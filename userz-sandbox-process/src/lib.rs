@@ -48,6 +48,6 @@ mod util;
 
 pub use config::{AgentModel, DiskCap, ProcessSandboxConfig};
 pub use sandbox::{
-    Bind, CommandOutcome, CommandRequest, ProcessSandbox, INSIDE_AGENT, INSIDE_EGRESS_SOCKET, INSIDE_EXEC_HELPER,
-    INSIDE_OUT, INSIDE_TASK, INSIDE_UID, INSIDE_WORKSPACE, SANDBOX_ENV,
+    stop_reason, Bind, CommandOutcome, CommandRequest, EgressSettings, ProcessSandbox, RunEgress, INSIDE_AGENT,
+    INSIDE_EGRESS_SOCKET, INSIDE_EXEC_HELPER, INSIDE_OUT, INSIDE_TASK, INSIDE_UID, INSIDE_WORKSPACE, SANDBOX_ENV,
 };

@@ -213,15 +213,64 @@ impl Drop for Running {
     }
 }
 
-/// A per-run egress proxy and its audit.
-struct RunEgress {
+/// A per-run egress proxy on a Unix socket and its audit (shared with the
+/// microVM backend, whose guests reach the same kind of proxy).
+#[derive(Debug)]
+pub struct RunEgress {
     proxy: EgressProxy,
     audit: Arc<MemoryAudit>,
-    socket: PathBuf,
+    /// The socket it listens on.
+    pub socket: PathBuf,
+}
+
+/// What a run's egress proxy lets through besides its allowlist.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EgressSettings<'a> {
+    /// The model route (the provider key stays in the proxy).
+    pub model: Option<&'a crate::AgentModel>,
+    /// The org's own key for this run, replacing the route's.
+    pub model_key: Option<&'a SecretString>,
+    /// The resolver (system DNS when `None`).
+    pub resolver: Option<&'a Arc<dyn userz_egress::Resolver>>,
+    /// Exact addresses allowed despite the address policy.
+    pub allow_socket_addrs: &'a [std::net::SocketAddr],
 }
 
 impl RunEgress {
-    async fn finish(self) -> Vec<EgressRecord> {
+    /// Starts a proxy on `socket` letting through CONNECTs to `allowlist`
+    /// and the settings' model route.
+    ///
+    /// # Errors
+    /// `Invalid` naming a bad setting (`egress.<field>`); `Effect` when it
+    /// cannot listen.
+    pub async fn start(socket: &Path, allowlist: &[String], settings: EgressSettings<'_>) -> Result<Self> {
+        let audit = Arc::new(MemoryAudit::new());
+        let mut builder = EgressProxyBuilder::new()
+            .with_unix_socket(socket)
+            .with_allowed_targets(allowlist.iter().cloned())
+            .with_audit(audit.clone());
+        if let Some(model) = settings.model {
+            let route = match settings.model_key {
+                Some(key) => model.route.clone().with_key(key.clone()),
+                None => model.route.clone(),
+            };
+            builder = builder.with_model_route(route);
+        }
+        if let Some(resolver) = settings.resolver {
+            builder = builder.with_resolver(resolver.clone());
+        }
+        for addr in settings.allow_socket_addrs {
+            builder = builder.with_allow_socket_addr(*addr);
+        }
+        let proxy = builder.start().await.map_err(|e| match e {
+            userz_egress::Error::InvalidConfig { field, reason } => Error::Invalid(format!("egress.{field}: {reason}")),
+            other => effect(format!("egress proxy: {other}")),
+        })?;
+        Ok(Self { proxy, audit, socket: socket.to_path_buf() })
+    }
+
+    /// Stops the proxy and returns its decisions in order.
+    pub async fn finish(self) -> Vec<EgressRecord> {
         self.proxy.shutdown().await;
         self.audit
             .decisions()
@@ -479,34 +528,18 @@ impl ProcessSandbox {
         model_key: Option<&SecretString>,
     ) -> Result<RunEgress> {
         let socket = dir.join("egress.sock");
-        let audit = Arc::new(MemoryAudit::new());
-        let mut builder = EgressProxyBuilder::new()
-            .with_unix_socket(&socket)
-            .with_allowed_targets(allowlist.iter().cloned())
-            .with_audit(audit.clone());
-        if let Some(model) = &self.config.model {
-            // The org's own key for this run when it has one, else the deployment's.
-            let route = match model_key {
-                Some(key) => model.route.clone().with_key(key.clone()),
-                None => model.route.clone(),
-            };
-            builder = builder.with_model_route(route);
-        }
-        if let Some(resolver) = &self.config.resolver {
-            builder = builder.with_resolver(resolver.clone());
-        }
-        for addr in &self.config.egress_allow_socket_addrs {
-            builder = builder.with_allow_socket_addr(*addr);
-        }
-        let proxy = builder.start().await.map_err(|e| match e {
-            userz_egress::Error::InvalidConfig { field, reason } => Error::Invalid(format!("egress.{field}: {reason}")),
-            other => effect(format!("egress proxy: {other}")),
-        })?;
+        let settings = EgressSettings {
+            model: self.config.model.as_ref(),
+            model_key,
+            resolver: self.config.resolver.as_ref(),
+            allow_socket_addrs: &self.config.egress_allow_socket_addrs,
+        };
+        let egress = RunEgress::start(&socket, allowlist, settings).await?;
         // Only the run's uid may connect.
         std::os::unix::fs::chown(&socket, Some(uid), Some(uid))
             .and_then(|()| fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)))
             .map_err(|e| effect(format!("egress socket {}: {e}", socket.display())))?;
-        Ok(RunEgress { proxy, audit, socket })
+        Ok(egress)
     }
 
     /// The bubblewrap command line (program first) for `req`.
@@ -574,7 +607,8 @@ impl ProcessSandbox {
     }
 }
 
-fn stop_reason(stop: &AgentStop) -> Option<String> {
+/// The failure reason of an agent's stop (`None`: it completed).
+pub fn stop_reason(stop: &AgentStop) -> Option<String> {
     match stop {
         AgentStop::Completed => None,
         AgentStop::StepBudget => Some("step budget exhausted".into()),
