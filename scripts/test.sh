@@ -70,8 +70,22 @@ node tests/browser/selftest.mjs
 log "tests"
 # The microVM backend's integration tests run below, as an unprivileged user;
 # only its host-cgroup test (which needs root) runs here.
+summary_dir="$(mktemp -d)"
+trap 'services_stop; rm -rf "$summary_dir"' EXIT
 cargo nextest run --workspace --locked --no-fail-fast \
-  -E 'not (package(userz-sandbox-microvm) & kind(test) & not binary(host_cgroup))'
+  -E 'not (package(userz-sandbox-microvm) & kind(test) & not binary(host_cgroup))' 2>&1 | tee "$summary_dir/nextest.log"
 
 log "microVM sandbox suite (unprivileged user)"
-./scripts/microvm-tests.sh
+./scripts/microvm-tests.sh 2>&1 | tee "$summary_dir/microvm.log"
+
+# One closing line over both parts.
+python3 - "$summary_dir" <<'PY'
+import re, sys
+d = sys.argv[1]
+nextest = open(f"{d}/nextest.log", errors="replace").read()
+m = re.findall(r"Summary \[[^\]]*\] \d+ tests? run: (\d+) passed(?:[^,\n]*)(?:, (\d+) failed)?[^\n]*?(?:, (\d+) skipped)?\s*$", nextest, re.M)
+passed, failed, skipped = (int(m[-1][0]), int(m[-1][1] or 0), int(m[-1][2] or 0)) if m else (0, 0, 0)
+for p_, f_ in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", open(f"{d}/microvm.log", errors="replace").read()):
+    passed += int(p_); failed += int(f_)
+print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
+PY
