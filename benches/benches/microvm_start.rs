@@ -4,14 +4,16 @@
 //!   sandbox's image until the init prints its first line on the serial
 //!   console (no devices beyond the console, no control channel);
 //! - `cold`: from the call to `run_guest` (a claimed run) to the first line
-//!   the program prints, on a freshly booted guest (boot, workspace image,
-//!   task, the program's own start-up);
+//!   the agent prints (`userz-agent --version`), on a freshly booted guest
+//!   (boot, workspace image, task, the agent's own start-up);
 //! - `warm`: the same on a guest from the warm pool (the refill boot between
 //!   iterations is not timed).
 //!
 //! Needs QEMU and the guest kernel (`USERZ_VM_KERNEL`, `USERZ_VM_MODULES`, from
 //! `scripts/services.sh`'s `svc_install_microvm`) and the guest binaries
-//! (`USERZ_BIN_DIR`, default `target/debug`: `cargo build --bins`). Without
+//! `userz-agent` and `userz-vm-init` (`USERZ_BIN_DIR`, default
+//! `target/debug`: `cargo build --bins`; `target/release` for release
+//! binaries). Without
 //! them it prints why and measures nothing.
 
 use std::io::{BufRead, BufReader};
@@ -60,10 +62,11 @@ fn setup() -> Option<Setup> {
         return None;
     };
     let bins = bin_dir();
-    let probe = bins.join("userz-escape-probe");
-    if !probe.is_file() {
-        eprintln!("microvm_start: {} is missing (cargo build --bins); skipping", probe.display());
-        return None;
+    for b in ["userz-agent", "userz-vm-init"] {
+        if !bins.join(b).is_file() {
+            eprintln!("microvm_start: {} is missing (cargo build --bins); skipping", bins.join(b).display());
+            return None;
+        }
     }
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -74,7 +77,6 @@ fn setup() -> Option<Setup> {
     let config = |dir: &str| {
         MicroVmConfig::new(&kernel, &modules, bins.join("userz-vm-init"), bins.join("userz-agent"))
             .with_state_root(state.path().join(dir))
-            .with_extra_binary(&probe)
             .with_scratch_bytes(16 << 20)
     };
     let (cold, warm) = rt.block_on(async {
@@ -89,7 +91,7 @@ fn setup() -> Option<Setup> {
 }
 
 fn request(s: &Setup) -> GuestRequest {
-    let argv = vec!["/userz/bin/userz-escape-probe".into(), "status".into()];
+    let argv = vec!["/userz/bin/userz-agent".into(), "--version".into()];
     GuestRequest::new(RunId::new(), limits(), &s.workspace, argv)
 }
 

@@ -38,6 +38,25 @@
 //! The host needs `qemu-system-x86_64`, `mkfs.ext4` and a guest kernel with
 //! its modules (`scripts/services.sh` installs QEMU and unpacks Debian's
 //! `linux-image-cloud-amd64` without installing it).
+//!
+//! ```no_run
+//! # async fn demo() -> userz_core::Result<()> {
+//! use userz_core::ports::Sandbox;
+//! use userz_sandbox_microvm::{MicroVmConfig, MicroVmSandbox};
+//!
+//! let config = MicroVmConfig::new(
+//!     "/var/cache/userz/kernel/vmlinuz-6.1.0-57-cloud-amd64",
+//!     "/var/cache/userz/kernel/modules/6.1.0-57-cloud-amd64",
+//!     "/usr/lib/userz/userz-vm-init",
+//!     "/usr/lib/userz/userz-agent",
+//! )
+//! .with_state_root("/var/lib/userz/microvm")
+//! .with_pool(1, Default::default());
+//! let sandbox = MicroVmSandbox::new(config).await?; // builds the image, settles KVM or TCG
+//! sandbox.fill_pool().await?;
+//! println!("{}", sandbox.describe());
+//! # Ok(()) }
+//! ```
 
 pub mod accel;
 pub mod config;

@@ -6,12 +6,14 @@
 //!    cgroup2 hierarchy, loads the virtio modules listed in
 //!    `/lib/modules/userz.order` and finds the `userz.ctl` control port (the
 //!    guest has no network device at all);
-//! 2. says `READY` and waits for the host's task;
-//! 3. mounts the workspace disk (`/dev/vda`, `nosuid,nodev,noexec`) and gives
-//!    it to the run's uid, mounts a size-capped `/tmp`, writes the task files,
-//!    serves `/run/userz/egress.sock` (each connection a stream over the
-//!    `userz.egress` port, relayed by the host to the run's egress proxy),
-//!    remounts `/` read-only;
+//! 2. does everything that does not depend on the task (a capped scratch
+//!    `/tmp`, `/run/userz/egress.sock` whose connections become streams over
+//!    the `userz.egress` port, relayed by the host to the run's egress proxy,
+//!    the run's cgroup, `/` remounted read-only), says `READY` and waits for
+//!    the host's task (a warm-pool guest waits here);
+//! 3. mounts the workspace disk (`/dev/vda`, `nosuid,nodev,noexec`; caches
+//!    dropped first, the host wrote the image after boot), gives it to the
+//!    run's uid and writes the task files under `/run/userz`;
 //! 4. starts the program in a cgroup with the run's caps as the run's uid
 //!    (no capabilities, `no_new_privs`, the same seccomp filter as the process
 //!    backend), streams its output, waits, kills what is left;
