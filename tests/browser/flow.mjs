@@ -23,6 +23,10 @@ import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** How long one page step may take. Generous: the suite runs beside
+ * CPU-heavy tests (emulated VM boots), and a slow step is not a failure. */
+const UI_TIMEOUT_MS = Number(process.env.USERZ_UI_TIMEOUT_MS || 60000);
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** playwright-core, loaded from USERZ_NODE_PATH (ES modules ignore NODE_PATH). */
@@ -80,7 +84,7 @@ function need(name) {
  */
 export async function widgetFlow(page, { demoUrl, art, text, attachScreenshot = true }) {
   await page.goto(demoUrl, { waitUntil: 'load' });
-  await page.locator('#userz-feedback-button').waitFor({ state: 'visible', timeout: 15000 });
+  await page.locator('#userz-feedback-button').waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
   await page.evaluate(() => console.error('userz-browser-test: checkout failed with TypeError x is undefined'));
   await art.shot(page, 'demo-page');
 
@@ -101,7 +105,7 @@ export async function widgetFlow(page, { demoUrl, art, text, attachScreenshot = 
       return s && (s.dataset.state === 'sent' || s.dataset.state === 'error');
     },
     null,
-    { timeout: 15000 },
+    { timeout: UI_TIMEOUT_MS },
   );
   await art.shot(page, 'widget-submitted');
   const state = await status.getAttribute('data-state');
@@ -124,7 +128,7 @@ function mailText(raw) {
 }
 
 /** The sign-in link of the newest maildir message newer than `since` (ms). */
-export async function readSignInLink(maildir, baseUrl, since, timeoutMs = 15000) {
+export async function readSignInLink(maildir, baseUrl, since, timeoutMs = UI_TIMEOUT_MS) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const files = [];
@@ -159,10 +163,10 @@ export async function signIn(page, { baseUrl, maildir, email, art }) {
   await page.locator('#signin-email').fill(email);
   await art.shot(page, 'signin');
   await page.locator('#signin-submit').click();
-  await page.locator('#check-inbox').waitFor({ timeout: 15000 });
+  await page.locator('#check-inbox').waitFor({ timeout: UI_TIMEOUT_MS });
   const link = await readSignInLink(maildir, baseUrl, since);
   await page.goto(link);
-  await page.locator('#feedback-list').waitFor({ timeout: 15000 });
+  await page.locator('#feedback-list').waitFor({ timeout: UI_TIMEOUT_MS });
   await art.shot(page, 'signed-in-queue');
 }
 
@@ -175,7 +179,7 @@ export async function signIn(page, { baseUrl, maildir, email, art }) {
  */
 export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, timeoutMs, label }) {
   await page.goto(`${baseUrl}/`);
-  await page.locator(`tr.feedback-row[data-feedback-id="${feedbackId}"]`).waitFor({ timeout: 15000 });
+  await page.locator(`tr.feedback-row[data-feedback-id="${feedbackId}"]`).waitFor({ timeout: UI_TIMEOUT_MS });
   await art.shot(page, `${label}-queue`);
   const deadline = Date.now() + timeoutMs;
   const runLink = page.locator('#feedback-runs a.run-link').first();
@@ -191,13 +195,13 @@ export async function watchRun(page, { baseUrl, feedbackId, art, finalStatuses, 
     .locator('img.attachment-image')
     .evaluateAll((imgs) => imgs.map((i) => (i.complete ? i.naturalWidth : -1)));
   await runLink.click();
-  await page.locator('#run-status[data-status]').waitFor({ timeout: 15000 });
+  await page.locator('#run-status[data-status]').waitFor({ timeout: UI_TIMEOUT_MS });
   const statusAtOpen = await page.locator('#run-status').getAttribute('data-status');
   const terminalAtOpen = await page.locator('#run-status').getAttribute('data-terminal');
   // A reload would clear this marker: the final status must arrive live.
   await page.evaluate(() => { window.__userzNoReload = true; });
   if (!finalStatuses.includes(statusAtOpen)) {
-    await page.locator('#run[data-live="connected"]').waitFor({ timeout: 15000 });
+    await page.locator('#run[data-live="connected"]').waitFor({ timeout: UI_TIMEOUT_MS });
   }
   await art.shot(page, `${label}-run-opened`);
   // The driving test holds the run's first model answer until it reads this.

@@ -429,6 +429,14 @@ async fn microvm_sandbox(config: &Config) -> Result<MicroVmSandbox, String> {
     if let Some(addr) = allow {
         c = c.with_egress_allow_socket_addr(addr);
     }
+    // The built image and the KVM-or-TCG answer are per host, not per data
+    // directory: keep them in the user's cache so the probe runs once.
+    let home_cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(cache) = home_cache.filter(|c| std::fs::create_dir_all(c.join("userz/microvm")).is_ok()) {
+        c.cache_dir = Some(cache.join("userz/microvm"));
+    }
     if let Some(dir) = &config.sandbox.host_cgroup {
         c = c.with_host_cgroup(userz_sandbox_microvm::hostcg::HostCgroup::V2(dir.clone()));
     }
