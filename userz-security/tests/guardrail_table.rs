@@ -355,3 +355,19 @@ fn fuzz_slow_unit_combining_run() {
 fn default_rules_are_the_spec_list() {
     assert_eq!(DEFAULT_RULES, &[".env", ".env.*", ".github/workflows/**", ".git/**", "infra/**", "scripts/release/**"]);
 }
+
+/// Regression (found by the variants property): `．.` folds to `..`, so the
+/// guardrail would have resolved `.github/．./workflows/ci.yml` to
+/// `workflows/ci.yml`, while git writes a directory named `．.` under
+/// `.github`. Such paths are refused, as files and as symlink targets.
+#[test]
+fn a_component_that_folds_to_a_parent_step_is_refused() {
+    let g = Guardrails::default();
+    for p in ["．ｇｉｔｈｕｂ/．./ｗｏｒｋｆｌｏｗｓ/ｃｉ．ｙｍｌ", ".github/．./workflows/ci.yml", "src/．．/x.rs"]
+    {
+        assert!(g.first_violation(&[Change::file(p.to_string())]).is_some(), "{p}");
+        assert!(g.first_violation(&[symlink("docs/link", p)]).is_some(), "symlink to {p}");
+    }
+    // Plain names with dots stay accepted.
+    assert!(g.first_violation(&[Change::file("src/a..b.rs".to_string())]).is_none());
+}

@@ -228,6 +228,17 @@ fn canonical_component<'a>(raw: &'a str, short_name: &mut bool) -> Option<Cow<'a
     Some(Cow::Borrowed(trimmed))
 }
 
+/// Whether a component of `path` becomes `..` only through folding
+/// (fullwidth or other compatibility dots, e.g. `．.`): a plain name where
+/// git writes the file, a parent step for the guardrail, so such paths are
+/// refused rather than resolved.
+fn folds_to_parent(path: &str) -> bool {
+    path.split(['/', '\\']).any(|c| {
+        let f = fold(c);
+        f != c && canonical_component(&f, &mut false).as_deref() == Some("..")
+    })
+}
+
 /// Normalises a repository-relative path (see the module docs).
 pub fn normalize_path(path: &str) -> Result<NormalizedPath, PathError> {
     if !is_sane(path) {
@@ -530,6 +541,13 @@ impl Guardrails {
         if !is_sane(raw) {
             return emit(v(RULE_INVALID_PATH));
         }
+        // A component that only becomes `..` through folding (fullwidth or
+        // other compatibility dots, e.g. `．.`) is a plain name where git
+        // writes the file but a parent step here: the two readings differ,
+        // so the path is refused rather than resolved.
+        if folds_to_parent(raw) {
+            return emit(v(RULE_PATH_ESCAPE));
+        }
         let folded = fold(raw);
         let mut short_name = false;
         let comps = match resolve(Vec::new(), &folded, &mut short_name) {
@@ -585,6 +603,9 @@ impl Guardrails {
         }
         if !is_sane(target) {
             return Some(RULE_INVALID_PATH.to_owned());
+        }
+        if folds_to_parent(target) {
+            return Some(RULE_SYMLINK_ESCAPE.to_owned());
         }
         let folded_link = fold(link);
         let folded_target = fold(target);
