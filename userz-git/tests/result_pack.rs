@@ -5,26 +5,15 @@
 //! the branch stays where it was.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::git;
 use git2::{ObjectType, Oid, Repository};
 use userz_core::ids::RunId;
 use userz_core::ports::Workspace;
 use userz_git::{import_result_pack, prepare_workspace, GitError, UntrustedWorkspace};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// The host's prepared workspace and a copy of it standing in for the guest's disk.
 fn fixture(tmp: &Path) -> (Workspace, Repository) {

@@ -3,26 +3,15 @@
 //! set-up); the code under test never starts it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::git;
 use userz_core::ids::RunId;
 use userz_core::ports::{ChangeReader, Workspace};
 use userz_git::{prepare_workspace, GitChangeReader, GitError, UntrustedWorkspace};
 use userz_security::guardrail::{Guardrails, ObjectKind};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A bare "remote" with one commit on `main`.
 fn remote(tmp: &Path) -> PathBuf {
