@@ -11,11 +11,12 @@
 //!
 //! Needs QEMU and the guest kernel (`USERZ_VM_KERNEL`, `USERZ_VM_MODULES`, from
 //! `scripts/services.sh`'s `svc_install_microvm`) and the guest binaries
-//! `userz-agent` and `userz-vm-init` (`USERZ_BIN_DIR`, default
+//! `userz-agent` and `userz-vm-init` (`USERZ_BIN_DIR`, an absolute path, default
 //! `target/debug`: `cargo build --bins`; `target/release` for release
 //! binaries). Without
 //! them it prints why and measures nothing.
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -129,18 +130,42 @@ fn bare_boot(s: &Setup) -> Duration {
     took
 }
 
+/// The median of `v` (sorted in place).
+fn p50(v: &mut [Duration]) -> Duration {
+    v.sort();
+    match v.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let Some(s) = setup() else { return };
+    // Every timed start, for the medians and ratios printed at the end.
+    let (bare, cold, warm) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()), RefCell::new(Vec::new()));
     let mut g = c.benchmark_group("microvm_start");
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
-    g.bench_function("bare_boot", |b| b.iter_custom(|iters| (0..iters).map(|_| bare_boot(&s)).sum()));
+    g.bench_function("bare_boot", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let d = bare_boot(&s);
+                    bare.borrow_mut().push(d);
+                    d
+                })
+                .sum()
+        })
+    });
     g.bench_function("cold", |b| {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
                     let o = s.rt.block_on(s.cold.run_guest(request(&s))).unwrap_or_else(|e| panic!("{e}"));
                     assert_eq!(o.exit_code(), Some(0), "{:?}", o.output);
-                    o.first_output.unwrap_or_else(|| panic!("no output: {:?}", o.output))
+                    let d = o.first_output.unwrap_or_else(|| panic!("no output: {:?}", o.output));
+                    cold.borrow_mut().push(d);
+                    d
                 })
                 .sum()
         })
@@ -153,12 +178,22 @@ fn bench(c: &mut Criterion) {
                     s.rt.block_on(s.warm.fill_pool()).unwrap_or_else(|e| panic!("{e}"));
                     let o = s.rt.block_on(s.warm.run_guest(request(&s))).unwrap_or_else(|e| panic!("{e}"));
                     assert!(o.warm && o.exit_code() == Some(0), "{:?}", o.output);
-                    o.first_output.unwrap_or_else(|| panic!("no output: {:?}", o.output))
+                    let d = o.first_output.unwrap_or_else(|| panic!("no output: {:?}", o.output));
+                    warm.borrow_mut().push(d);
+                    d
                 })
                 .sum()
         })
     });
     g.finish();
+    let (bare, cold, warm) = (p50(&mut bare.borrow_mut()), p50(&mut cold.borrow_mut()), p50(&mut warm.borrow_mut()));
+    eprintln!(
+        "microvm_start p50 ({}, guest binaries from {}): bare boot {bare:?}, cold {cold:?} ({:.2}x the bare boot; goal <= 1.3x), \
+         warm {warm:?} (goal <= 50 ms)",
+        s.cold.accel().as_str(),
+        bin_dir().display(),
+        cold.as_secs_f64() / bare.as_secs_f64().max(f64::EPSILON),
+    );
 }
 
 criterion_group!(benches, bench);

@@ -53,7 +53,7 @@ pub async fn settle(config: &MicroVmConfig, image: &BuiltImage) -> Accel {
     let mut probe = config.clone();
     probe.boot_timeout = PROBE_TIMEOUT;
     let shape = VmShape { vcpus: 1, memory_mib: 256, disk_bytes: 16 << 20 };
-    let accel = match vm::boot(&probe, &image.path, shape, Accel::Kvm).await {
+    let accel = match vm::boot(&probe, &image.path, shape, Accel::Kvm, false).await {
         Ok(_vm) => Accel::Kvm,
         Err(e) => {
             tracing::info!(error = %e, "microvm: KVM did not boot the guest; using TCG");

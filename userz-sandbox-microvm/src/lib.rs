@@ -33,7 +33,16 @@
 //!   (`MicroVmConfig::host_cgroup`, v2 delegated or v1), QEMU itself runs in a
 //!   per-VM group capping its memory, processes and CPU.
 //! - **Warm pool**: `pool_size` guests booted ahead; each serves exactly one
-//!   run and is destroyed after it.
+//!   run and is destroyed after it. Before it reports ready, a pool guest
+//!   rehearses a run on a blank file system (mount, hand-over, the caps,
+//!   the agent's `--version`), so that under TCG the code a run goes
+//!   through is already translated; nothing of the run exists yet and
+//!   nothing of the rehearsal stays. In every guest the program's
+//!   *launcher* (the init, already confined in the run's cgroup as the
+//!   run's uid) is started before the task arrives, and the guest sets the
+//!   task up while the host writes the workspace image. A claimed pool
+//!   guest's replacement boots once the program printed (at most 0.5 s after
+//!   it started), not beside its start.
 //!
 //! The host needs `qemu-system-x86_64`, `mkfs.ext4` and a guest kernel with
 //! its modules (`scripts/services.sh` installs QEMU and unpacks Debian's

@@ -10,6 +10,8 @@
 //! | --- | --- | --- |
 //! | `R` | guest → host | [`Ready`] (JSON): the guest booted and waits |
 //! | `T` | host → guest | [`GuestTask`] (JSON): what to run |
+//! | `W` | host → guest | (empty) the workspace image is on the disk; follows `T` |
+//! | `S` | guest → host | (empty) the program was handed to its launcher |
 //! | `O`, `E` | guest → host | a chunk of the program's stdout / stderr |
 //! | `F` | guest → host | a file: `name_len: u16`, name, contents |
 //! | `P` | guest → host | the result pack: 40 hex digits of the branch head, then a git pack |
@@ -29,6 +31,11 @@ pub mod tag {
     pub const READY: u8 = b'R';
     /// Host's task.
     pub const TASK: u8 = b'T';
+    /// Host: the workspace image is written (after the task: the guest
+    /// sets the task up while the host writes the image).
+    pub const WORKSPACE: u8 = b'W';
+    /// The program was handed to its launcher (the workspace is mounted).
+    pub const STARTED: u8 = b'S';
     /// Program stdout chunk.
     pub const STDOUT: u8 = b'O';
     /// Program stderr chunk.

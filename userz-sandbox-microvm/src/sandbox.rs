@@ -22,7 +22,7 @@ use userz_sandbox_process::{stop_reason, EgressSettings, RunEgress};
 use crate::config::{Accel, MicroVmConfig};
 use crate::image::{self, BuiltImage, ImageSpec, INSIDE_BIN};
 use crate::protocol::{ExportSpec, GuestExit, GuestFile, GuestTask};
-use crate::vm::{self, BootedVm, VmRunOutput, VmShape};
+use crate::vm::{self, BootedVm, RunEvent, VmRunOutput, VmShape};
 
 /// The uid (and gid) programs run as inside the guest.
 pub const GUEST_UID: u32 = 1000;
@@ -105,6 +105,9 @@ pub struct GuestOutcome {
     /// From the call to the program's first output (the guest's boot, the
     /// workspace image and the task included).
     pub first_output: Option<Duration>,
+    /// From the call to the guest's report that the program was handed to
+    /// its launcher.
+    pub started: Option<Duration>,
 }
 
 impl GuestOutcome {
@@ -112,6 +115,41 @@ impl GuestOutcome {
     pub fn exit_code(&self) -> Option<i32> {
         let exit = self.output.exit.as_ref()?;
         exit.code.or(exit.signal.map(|s| 128 + s))
+    }
+}
+
+/// How long after a pool guest's program started its replacement boots at
+/// the latest.
+const REFILL_AFTER_START: Duration = Duration::from_millis(500);
+
+/// Refills the pool once: when fired, or when dropped unfired.
+struct Refill(Arc<Mutex<Option<MicroVmSandbox>>>);
+
+impl Refill {
+    fn fire(&self) {
+        let taken = self.0.lock().take();
+        if let Some(sandbox) = taken {
+            sandbox.refill();
+        }
+    }
+
+    fn fire_after(&self, delay: Duration) {
+        if self.0.lock().is_none() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let me = Refill(self.0.clone());
+            rt.spawn(async move {
+                tokio::time::sleep(delay).await;
+                me.fire();
+            });
+        }
+    }
+}
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        self.fire();
     }
 }
 
@@ -228,7 +266,7 @@ impl MicroVmSandbox {
 
     async fn boot_pool_vm(&self) -> Result<BootedVm> {
         let c = &self.inner.config;
-        vm::boot(c, &self.inner.image.path, shape_for(c, &c.pool_limits), self.inner.accel).await
+        vm::boot(c, &self.inner.image.path, shape_for(c, &c.pool_limits), self.inner.accel, true).await
     }
 
     /// Pool VMs ready now.
@@ -259,12 +297,13 @@ impl MicroVmSandbox {
             pos.and_then(|p| pool.remove(p))
         };
         if let Some(mut vm) = pooled {
-            self.refill();
             if vm.alive() {
+                // The caller refills once the run started.
                 return Ok((vm, true));
             }
+            self.refill();
         }
-        let vm = vm::boot(&self.inner.config, &self.inner.image.path, shape, self.inner.accel).await?;
+        let vm = vm::boot(&self.inner.config, &self.inner.image.path, shape, self.inner.accel, false).await?;
         Ok((vm, false))
     }
 
@@ -284,11 +323,11 @@ impl MicroVmSandbox {
         }
         let called = std::time::Instant::now();
         let (mut vm, warm) = self.guest(shape_for(config, &req.limits)).await?;
-        vm::make_workspace_image(config, &req.workspace, &vm.disk, GUEST_UID).await?;
-        let egress = match &req.egress {
-            Some(allowlist) => Some(self.start_egress(&vm.egress_socket, allowlist, req.model_key.as_ref()).await?),
-            None => None,
-        };
+        // A claimed pool guest is replaced once its program printed, half a
+        // second after it started, or when this run ends or fails before
+        // that, whichever comes first: a replacement booting beside the
+        // claimed guest on a small host would slow its start.
+        let refill = Refill(Arc::new(Mutex::new(warm.then(|| self.clone()))));
         let mut env: Vec<(String, String)> = [("PATH", "/userz/bin"), ("HOME", "/tmp"), ("LANG", "C.UTF-8")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -307,9 +346,23 @@ impl MicroVmSandbox {
             collect_cap: config.transcript_cap,
             export: req.export.clone(),
         };
-        let before_task = called.elapsed();
-        let output = vm.run(&task, req.limits.wall_clock, config).await;
-        let first_output = output.first_output.map(|d| before_task + d);
+        // The guest sets the task up while the image is written.
+        vm.send_task(&task).await?;
+        vm::make_workspace_image(config, &req.workspace, &vm.disk, GUEST_UID).await?;
+        let egress = match &req.egress {
+            Some(allowlist) => Some(self.start_egress(&vm.egress_socket, allowlist, req.model_key.as_ref()).await?),
+            None => None,
+        };
+        vm.workspace_ready().await?;
+        let before_run = called.elapsed();
+        let output = vm
+            .run(req.limits.wall_clock, config, |event| match event {
+                RunEvent::Output => refill.fire(),
+                RunEvent::Started => refill.fire_after(REFILL_AFTER_START),
+            })
+            .await;
+        let first_output = output.first_output.map(|d| before_run + d);
+        let started = output.started.map(|d| before_run + d);
         let (boot, kernel, boot_id, uptime_ms) = (
             if warm { Duration::ZERO } else { vm.boot },
             vm.ready.kernel.clone(),
@@ -336,7 +389,19 @@ impl MicroVmSandbox {
             peak_memory_bytes: exit.peak_memory_bytes,
             wall_ms: output.wall.as_millis() as u64,
         };
-        Ok(GuestOutcome { output, egress, limit, resources, warm, boot, kernel, boot_id, uptime_ms, first_output })
+        Ok(GuestOutcome {
+            output,
+            egress,
+            limit,
+            resources,
+            warm,
+            boot,
+            kernel,
+            boot_id,
+            uptime_ms,
+            first_output,
+            started,
+        })
     }
 
     async fn start_egress(&self, socket: &Path, allowlist: &[String], key: Option<&SecretString>) -> Result<RunEgress> {

@@ -89,7 +89,16 @@ impl Drop for BootedVm {
 }
 
 /// The QEMU command line for a guest in `dir`.
-pub fn qemu_args(config: &MicroVmConfig, image: &Path, dir: &Path, shape: VmShape, accel: Accel) -> Vec<String> {
+/// QEMU's arguments for a guest of `shape` whose files live in `dir`;
+/// `rehearse` asks the guest to rehearse a run before `READY` (warm pool).
+pub fn qemu_args(
+    config: &MicroVmConfig,
+    image: &Path,
+    dir: &Path,
+    shape: VmShape,
+    accel: Accel,
+    rehearse: bool,
+) -> Vec<String> {
     // Under TCG the default CPU model (qemu64): `-cpu max` makes every boot
     // ~0.35 s slower here, and the guest needs nothing beyond x86-64 v1.
     let (accel_arg, cpu) = match accel {
@@ -121,8 +130,9 @@ pub fn qemu_args(config: &MicroVmConfig, image: &Path, dir: &Path, shape: VmShap
         image.to_string_lossy().into_owned(),
         "-append".into(),
         format!(
-            "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic rdinit=/init userz.scratch={}",
-            config.scratch_bytes
+            "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic rdinit=/init userz.scratch={}{}",
+            config.scratch_bytes,
+            if rehearse { " userz.rehearse=1" } else { "" }
         ),
         "-serial".into(),
         format!("file:{}", q(&dir.join("console.log"))),
@@ -147,8 +157,17 @@ pub fn qemu_args(config: &MicroVmConfig, image: &Path, dir: &Path, shape: VmShap
     a
 }
 
-/// Boots a guest and waits for its `READY`.
-pub async fn boot(config: &MicroVmConfig, image: &Path, shape: VmShape, accel: Accel) -> Result<BootedVm> {
+/// Boots a guest and waits for its `READY`. A `rehearse` guest (the warm
+/// pool's) gets a blank file system on its workspace disk and runs through
+/// a run's steps on it once before `READY` (see the init's docs): it costs
+/// the boot some time and saves the run most of its start.
+pub async fn boot(
+    config: &MicroVmConfig,
+    image: &Path,
+    shape: VmShape,
+    accel: Accel,
+    rehearse: bool,
+) -> Result<BootedVm> {
     let started = Instant::now();
     let vms = config.state_root.join("vms");
     fs::create_dir_all(&vms).map_err(|e| effect(format!("{}: {e}", vms.display())))?;
@@ -159,8 +178,13 @@ pub async fn boot(config: &MicroVmConfig, image: &Path, shape: VmShape, accel: A
     fs::File::create(&disk)
         .and_then(|f| f.set_len(shape.disk_bytes))
         .map_err(|e| effect(format!("workspace image: {e}")))?;
+    if rehearse {
+        let blank = dir.join("blank");
+        fs::create_dir(&blank).map_err(|e| effect(format!("{}: {e}", blank.display())))?;
+        make_workspace_image(config, &blank, &disk, crate::GUEST_UID).await?;
+    }
     let mut cmd = tokio::process::Command::new(&config.qemu);
-    cmd.args(qemu_args(config, image, &dir, shape, accel))
+    cmd.args(qemu_args(config, image, &dir, shape, accel, rehearse))
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -337,6 +361,15 @@ async fn read_frame(s: &mut UnixStream, max: usize) -> std::io::Result<(u8, Vec<
     Ok((head[0], payload))
 }
 
+/// What [`BootedVm::run`] tells its caller as it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEvent {
+    /// The guest handed the program to its launcher.
+    Started,
+    /// The program's first output (stdout) arrived.
+    Output,
+}
+
 /// Everything a run brought back.
 #[derive(Debug, Default)]
 pub struct VmRunOutput {
@@ -359,6 +392,9 @@ pub struct VmRunOutput {
     /// When the program's first output arrived (from the start of
     /// [`BootedVm::run`]).
     pub first_output: Option<Duration>,
+    /// When the guest reported the program handed to its launcher (from the
+    /// start of [`BootedVm::run`]).
+    pub started: Option<Duration>,
     /// Why the channel ended early, if it did.
     pub channel_error: Option<String>,
 }
@@ -369,27 +405,44 @@ fn push_capped(buf: &mut Vec<u8>, chunk: &[u8], cap: usize) {
 }
 
 impl BootedVm {
-    /// Sends `task` and collects frames until the exit report, the wall
-    /// clock (`wall_clock`, measured from now) or the guest's death. The VM
-    /// is destroyed when `self` drops, which the caller does right after.
-    pub async fn run(&mut self, task: &GuestTask, wall_clock: Duration, config: &MicroVmConfig) -> VmRunOutput {
+    /// Sends the guest its task; the guest sets it up and waits for
+    /// [`workspace_ready`](Self::workspace_ready).
+    ///
+    /// # Errors
+    /// When the control channel is gone.
+    pub async fn send_task(&mut self, task: &GuestTask) -> Result<()> {
+        let payload = serde_json::to_vec(task).map_err(|e| effect(format!("task: {e}")))?;
+        self.send(tag::TASK, &payload).await
+    }
+
+    /// Tells the guest its workspace image is on the disk.
+    ///
+    /// # Errors
+    /// When the control channel is gone.
+    pub async fn workspace_ready(&mut self) -> Result<()> {
+        self.send(tag::WORKSPACE, &[]).await
+    }
+
+    async fn send(&mut self, t: u8, payload: &[u8]) -> Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 5);
+        frame.push(t);
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(payload);
+        self.ctl.write_all(&frame).await.map_err(|e| effect(format!("guest control channel: {e}")))
+    }
+
+    /// Collects frames until the exit report, the wall clock (`wall_clock`,
+    /// measured from now) or the guest's death; `on_event` hears of the
+    /// program's start and first output. The VM is destroyed when `self`
+    /// drops, which the caller does right after.
+    pub async fn run(
+        &mut self,
+        wall_clock: Duration,
+        config: &MicroVmConfig,
+        mut on_event: impl FnMut(RunEvent),
+    ) -> VmRunOutput {
         let started = Instant::now();
         let mut out = VmRunOutput { logs: std::mem::take(&mut self.logs), ..VmRunOutput::default() };
-        let payload = match serde_json::to_vec(task) {
-            Ok(p) => p,
-            Err(e) => {
-                out.channel_error = Some(format!("task: {e}"));
-                return out;
-            }
-        };
-        let mut frame = Vec::with_capacity(payload.len() + 5);
-        frame.push(tag::TASK);
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
-        if let Err(e) = self.ctl.write_all(&frame).await {
-            out.channel_error = Some(format!("sending the task: {e}"));
-            return out;
-        }
         let relay = self.mux.take().map(|mux| AbortOnDrop(tokio::spawn(relay(mux, self.egress_socket.clone()))));
         let max = config.pack_cap.max(config.transcript_cap as usize) + 4096;
         let deadline = tokio::time::Instant::now() + wall_clock;
@@ -405,8 +458,15 @@ impl BootedVm {
                     break;
                 }
                 Ok(Ok((t, payload))) => match t {
+                    tag::STARTED => {
+                        out.started.get_or_insert_with(|| started.elapsed());
+                        on_event(RunEvent::Started);
+                    }
                     tag::STDOUT => {
-                        out.first_output.get_or_insert_with(|| started.elapsed());
+                        if out.first_output.is_none() {
+                            out.first_output = Some(started.elapsed());
+                            on_event(RunEvent::Output);
+                        }
                         push_capped(&mut out.stdout, &payload, config.output_cap)
                     }
                     tag::STDERR => push_capped(&mut out.stderr, &payload, config.output_cap),

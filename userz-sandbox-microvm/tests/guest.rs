@@ -55,7 +55,10 @@ async fn the_guest_network_reaches_only_the_egress_proxy() {
 
 /// A warm pool VM serves exactly one run: the pool refills with a fresh boot,
 /// and the next run gets a guest with another boot id; the used guest's
-/// directory (disk image, sockets) is gone.
+/// directory (disk image, sockets) is gone. A pool guest rehearsed a run
+/// before it was claimed (a blank file system, the caps at their defaults,
+/// the agent's `--version`): the run still gets its own workspace, its own
+/// caps and a confined program.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_vm_serves_one_run_and_is_never_reused() {
     let Some(h) = Harness::with(|c| c.with_pool(1, limits())) else { return };
@@ -63,20 +66,40 @@ async fn a_pool_vm_serves_one_run_and_is_never_reused() {
     assert_eq!(h.sandbox.pool_ready(), 1);
     let run = RunId::new();
     let ws = h.sandbox.allocate_workspace(run, &limits()).await.unwrap();
+    let marker = format!("marker-{run}");
+    std::fs::write(ws.join(&marker), "the run's own file").unwrap();
+    let refilled = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while h.sandbox.pool_ready() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the pool did not refill");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
     let first = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["status"])).await.unwrap();
     assert!(first.warm, "the first run did not use the pool");
-    assert_eq!(first.exit_code(), Some(0), "{:?}", first.output);
-    assert!(!first.boot_id.is_empty());
+    let first_boot = first.boot_id.clone();
+    assert!(!first_boot.is_empty());
+    let o = probe_outcome(first);
+    assert_eq!(o.exit_code, Some(0), "{o:?}");
+    let v = verdicts(&o);
+    assert_eq!((v.len(), &v[0]["escaped"]), (1, &serde_json::json!(false)), "{o:?}");
+    assert_ne!(v[0]["detail"]["uid"], "0", "{v:?}");
     // The refill boots a new guest in the background.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while h.sandbox.pool_ready() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the pool did not refill");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let second = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["status"])).await.unwrap();
+    refilled().await;
+    let path = format!("/workspace/{marker}");
+    let second = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["read", &path])).await.unwrap();
     assert!(second.warm);
-    assert_ne!(first.boot_id, second.boot_id, "a pool guest served two runs");
+    assert_ne!(first_boot, second.boot_id, "a pool guest served two runs");
+    let v = verdicts(&probe_outcome(second));
+    assert_eq!(v[0]["escaped"], true, "the run's file is not in the pool guest's workspace: {v:?}");
+    refilled().await;
+    let bomb = h.sandbox.run_guest(h.probe_request(run, &ws, limits(), &["fork-bomb", "200"])).await.unwrap();
+    assert!(bomb.warm);
+    let v = verdicts(&probe_outcome(bomb));
+    let spawned = v[0]["detail"]["spawned"].as_u64().unwrap();
+    assert!(spawned < u64::from(limits().pids), "the run's pids cap did not hold in a pool guest: {v:?}");
     // Only the refilled pool guest remains.
+    refilled().await;
     let vms: Vec<_> = std::fs::read_dir(h.state.path().join("vms")).unwrap().flatten().collect();
     assert!(vms.len() <= 1, "{vms:?}");
     h.sandbox.release_workspace(run).await.unwrap();
@@ -96,7 +119,7 @@ async fn the_guest_reports_its_phases() {
         o.boot, o.uptime_ms, exit.phases_ms, o.output.wall
     );
     let names: Vec<&str> = exit.phases_ms.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["workspace", "setup", "program", "export"]);
+    assert_eq!(names, ["setup", "workspace", "program", "export"]);
     assert!(o.boot > std::time::Duration::ZERO && !o.warm);
     h.sandbox.release_workspace(run).await.unwrap();
 }

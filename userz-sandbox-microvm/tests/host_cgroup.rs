@@ -45,7 +45,7 @@ async fn qemu_runs_in_its_own_capped_host_cgroup_which_goes_with_the_vm() {
     config = config.with_host_cgroup(cg).with_accel(userz_sandbox_microvm::Accel::Tcg);
     let sandbox = common::sandbox(config.clone());
     let shape = VmShape { vcpus: 1, memory_mib: 384, disk_bytes: 32 << 20 };
-    let booted = vm::boot(&config, &sandbox.image().path, shape, sandbox.accel()).await.unwrap();
+    let booted = vm::boot(&config, &sandbox.image().path, shape, sandbox.accel(), false).await.unwrap();
     let dirs: Vec<PathBuf> = booted.host_cgroups().to_vec();
     assert!(!dirs.is_empty());
     let qemu_pids: Vec<String> =

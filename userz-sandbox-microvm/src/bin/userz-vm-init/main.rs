@@ -9,14 +9,20 @@
 //! 2. does everything that does not depend on the task (a capped scratch
 //!    `/tmp`, `/run/userz/egress.sock` whose connections become streams over
 //!    the `userz.egress` port, relayed by the host to the run's egress proxy,
-//!    the run's cgroup, `/` remounted read-only), says `READY` and waits for
-//!    the host's task (a warm-pool guest waits here);
-//! 3. mounts the workspace disk (`/dev/vda`, `nosuid,nodev,noexec`; caches
-//!    dropped first, the host wrote the image after boot), gives it to the
-//!    run's uid and writes the task files under `/run/userz`;
-//! 4. starts the program in a cgroup with the run's caps as the run's uid
-//!    (no capabilities, `no_new_privs`, the same seccomp filter as the process
-//!    backend), streams its output, waits, kills what is left;
+//!    the run's cgroup, `/` remounted read-only); a warm-pool guest
+//!    (`userz.rehearse=1`) then rehearses a run once on a blank file system
+//!    the host put on the disk (mount, hand-over, the agent's `--version`),
+//!    so that the code a run goes through is already translated when the
+//!    emulator (TCG) runs the guest; it starts the program's *launcher*
+//!    (below), says `READY` and waits for the host's task (a warm-pool guest
+//!    waits here);
+//! 3. mounts the workspace disk (`/dev/vda`, `nosuid,nodev,noexec`; the
+//!    disk's buffers flushed first, the host wrote the image after boot),
+//!    gives it to the run's uid and writes the task files under `/run/userz`;
+//! 4. hands the program to the launcher: a copy of this init already in the
+//!    run's cgroup as the run's uid (no capabilities, `no_new_privs`, the same
+//!    seccomp filter as the process backend), which execs it in the
+//!    workspace; streams its output, waits, kills what is left;
 //! 5. optionally exports the run's commits as a pack (the agent binary does
 //!    that, as the run's uid), sends the collected files, the pack and the
 //!    exit report, and powers off.
@@ -35,7 +41,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount, MsFlags};
+use serde::{Deserialize, Serialize};
 use userz_sandbox_microvm::protocol::{self, tag, ExportSpec, GuestExit, GuestTask, Ready};
 
 const CTL_NAME: &str = "userz.ctl";
@@ -131,13 +138,41 @@ fn hand_over(root: &Path, uid: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn prepare_workspace(uid: u32) -> Result<(), String> {
-    // The host wrote the image after boot: drop what the partition scan
-    // read (and cached) of the blank disk before mounting it.
-    fs::write("/proc/sys/vm/drop_caches", "3").map_err(err("drop_caches"))?;
+fn mount_workspace(uid: u32) -> Result<(), String> {
+    // The host writes a new image into the disk after boot, behind this
+    // guest's back: drop whatever of the disk is cached first.
+    let disk = fs::File::open("/dev/vda").map_err(err("/dev/vda"))?;
+    nix::fcntl::posix_fadvise(&disk, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+        .map_err(nix_err("dropping /dev/vda's cache"))?;
+    drop(disk);
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("/dev/vda"), WORKSPACE, Some("ext4"), flags, None::<&str>).map_err(nix_err("mount /workspace"))?;
     hand_over(Path::new(WORKSPACE), uid).map_err(err("chown /workspace"))
+}
+
+/// A warm-pool guest's rehearsal, before `READY`: the steps of a run on the
+/// blank file system the host wrote for it, the cgroup caps, and the
+/// agent's `--version` through a launcher. Under TCG every kernel and
+/// program path runs slowly the first time (it is being translated); a
+/// rehearsed guest starts the run's agent several times sooner. Nothing of the run exists yet, and
+/// nothing of the rehearsal stays: the file system is unmounted and
+/// replaced, the launcher's cgroup is emptied.
+fn rehearse() -> Result<(), String> {
+    mount_workspace(GUEST_UID)?;
+    umount(WORKSPACE).map_err(nix_err("umount /workspace"))?;
+    // The caps a task writes, at their defaults (no task has set any yet).
+    for (file, value) in [("pids.max", "max"), ("memory.max", "max"), ("cpu.max", "max 100000")] {
+        write_cg(file, value)?;
+    }
+    let status = Launcher::start(GUEST_UID)?.run(&[AGENT.to_string(), "--version".to_string()], &[], None)?;
+    if !status.success() {
+        return Err(format!("rehearsal: {AGENT} --version exited with {status}"));
+    }
+    Ok(())
+}
+
+fn rehearsing() -> bool {
+    fs::read_to_string("/proc/cmdline").unwrap_or_default().split_whitespace().any(|a| a == "userz.rehearse=1")
 }
 
 fn write_cg(file: &str, value: &str) -> Result<(), String> {
@@ -235,65 +270,93 @@ fn egress_mux(uid: u32, port: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn pump(mut r: impl Read + Send + 'static, ctl: Ctl, t: u8) -> std::thread::JoinHandle<()> {
+/// What the init sends a launcher: the program and its environment.
+#[derive(Serialize, Deserialize)]
+struct Launch {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// A copy of this init (`/init launch UID`) already confined as `uid` in
+/// the run's cgroup, waiting on its stdin for the program to exec.
+struct Launcher {
+    child: std::process::Child,
+}
+
+impl Launcher {
+    fn start(uid: u32) -> Result<Self, String> {
+        let child = Command::new("/init")
+            .arg(LAUNCH)
+            .arg(uid.to_string())
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting the launcher: {e}"))?;
+        Ok(Self { child })
+    }
+
+    /// Execs `argv` in the launcher (cwd `/workspace`, environment `env`
+    /// only), streams its output to `ctl` (or drops it) and returns its
+    /// status once it ended; what it left behind is killed.
+    /// With `ctl`, a `STARTED` frame follows the hand-over.
+    fn run(
+        mut self,
+        argv: &[String],
+        env: &[(String, String)],
+        ctl: Option<&Ctl>,
+    ) -> Result<std::process::ExitStatus, String> {
+        let launch =
+            serde_json::to_vec(&Launch { argv: argv.to_vec(), env: env.to_vec() }).map_err(|e| e.to_string())?;
+        let out = self.child.stdout.take().map(|o| pump(o, ctl.cloned(), tag::STDOUT));
+        let errs = self.child.stderr.take().map(|e| pump(e, ctl.cloned(), tag::STDERR));
+        let sent = match self.child.stdin.take() {
+            // Dropping the pipe after the message is the launcher's go.
+            Some(mut go) => go.write_all(&launch).map_err(|e| format!("launcher: {e}")),
+            None => Err("launcher: no stdin".into()),
+        };
+        if let (Ok(()), Some(ctl)) = (&sent, ctl) {
+            send(ctl, tag::STARTED, &[]);
+        }
+        let status = self.child.wait().map_err(|e| format!("wait: {e}"));
+        // What the program left behind (daemons, sleepers) goes with it.
+        let _ = write_cg("cgroup.kill", "1");
+        for p in [out, errs].into_iter().flatten() {
+            let _ = p.join();
+        }
+        sent?;
+        status
+    }
+}
+
+fn pump(mut r: impl Read + Send + 'static, ctl: Option<Ctl>, t: u8) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 32 << 10];
         loop {
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => send(&ctl, t, &buf[..n]),
+                Ok(n) => {
+                    if let Some(ctl) = &ctl {
+                        send(ctl, t, &buf[..n]);
+                    }
+                }
             }
         }
     })
 }
 
-/// Starts `argv` as `uid` in the run's cgroup, confined (through
-/// [`exec_confined`] in a child copy of this init); returns its status.
-fn spawn_confined(
-    argv: &[String],
-    env: &[(String, String)],
-    uid: u32,
-    ctl: Option<&Ctl>,
-) -> Result<std::process::ExitStatus, String> {
-    let mut cmd = Command::new("/init");
-    cmd.arg(EXEC_CONFINED).arg(uid.to_string()).arg("--").args(argv);
-    cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(WORKSPACE);
-    cmd.stdin(Stdio::null());
-    if ctl.is_some() {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    } else {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    }
-    let mut child =
-        cmd.spawn().map_err(|e| format!("starting {}: {e}", argv.first().map(String::as_str).unwrap_or("")))?;
-    let pumps = match ctl {
-        Some(ctl) => {
-            let out = child.stdout.take().map(|o| pump(o, ctl.clone(), tag::STDOUT));
-            let errs = child.stderr.take().map(|e| pump(e, ctl.clone(), tag::STDERR));
-            vec![out, errs]
-        }
-        None => Vec::new(),
-    };
-    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
-    // What the program left behind (daemons, sleepers) goes with it.
-    let _ = write_cg("cgroup.kill", "1");
-    for p in pumps.into_iter().flatten() {
-        let _ = p.join();
-    }
-    Ok(status)
-}
+const LAUNCH: &str = "launch";
 
-const EXEC_CONFINED: &str = "exec-confined";
-
-/// `/init exec-confined UID -- PROGRAM ARGS…`: joins the run's cgroup, drops
-/// to `UID` (no groups, no capabilities), sets `no_new_privs`, installs the
-/// seccomp filter and execs the program. Returns only on failure.
-fn exec_confined(args: &[String]) -> String {
-    let (Some(uid), Some("--")) = (args.first().and_then(|u| u.parse::<u32>().ok()), args.get(1).map(String::as_str))
-    else {
-        return "usage: /init exec-confined UID -- PROGRAM ARGS".into();
+/// `/init launch UID`: joins the run's cgroup, drops to `UID` (no groups,
+/// no capabilities), sets `no_new_privs`, installs the seccomp filter; then
+/// reads a [`Launch`] from stdin up to its end and execs it in the
+/// workspace with stdin on `/dev/null`. Returns only on failure.
+fn launch(args: &[String]) -> String {
+    let (Some(uid), None) = (args.first().and_then(|u| u.parse::<u32>().ok()), args.get(1)) else {
+        return "usage: /init launch UID".into();
     };
-    let Some(program) = args.get(2) else { return "no program".into() };
     if uid == 0 {
         return "refusing uid 0".into();
     }
@@ -319,7 +382,28 @@ fn exec_confined(args: &[String]) -> String {
             return format!("seccomp: {e}");
         }
     }
-    let e = Command::new(program).args(&args[3..]).exec();
+    let mut message = Vec::new();
+    if let Err(e) = io::stdin().lock().take(16 << 20).read_to_end(&mut message) {
+        return format!("reading the launch: {e}");
+    }
+    let launch: Launch = match serde_json::from_slice(&message) {
+        Ok(l) => l,
+        Err(e) => return format!("launch: {e}"),
+    };
+    let Some(program) = launch.argv.first() else { return "launch: no program".into() };
+    let null = match fs::File::open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => return format!("/dev/null: {e}"),
+    };
+    if let Err(e) = nix::unistd::dup2_stdin(&null) {
+        return format!("stdin: {e}");
+    }
+    let e = Command::new(program)
+        .args(&launch.argv[1..])
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(WORKSPACE)
+        .exec();
     format!("exec {program}: {e}")
 }
 
@@ -344,7 +428,7 @@ fn export(spec: &ExportSpec, uid: u32) -> Result<Vec<u8>, String> {
             .map(|s| s.to_string())
             .collect();
     // Its own caps again: the cgroup limits stay, the pids are fresh.
-    let status = spawn_confined(&argv, &[("HOME".into(), "/tmp".into())], uid, None)?;
+    let status = Launcher::start(uid)?.run(&argv, &[("HOME".into(), "/tmp".into())], None)?;
     if !status.success() {
         return Err(format!("the pack export exited with {status}"));
     }
@@ -358,7 +442,7 @@ fn read_capped(path: &str, cap: u64) -> Option<Vec<u8>> {
     Some(v)
 }
 
-fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
+fn run_task(ctl: &Ctl, reader: &mut fs::File, task: &GuestTask, launcher: Launcher) -> GuestExit {
     let mut exit = GuestExit::default();
     let mut clock = Instant::now();
     let mut phase = |exit: &mut GuestExit, name: &str| {
@@ -373,11 +457,6 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
         exit.init_error = Some(format!("task.uid: this guest runs programs as {GUEST_UID}"));
         return exit;
     }
-    if let Err(e) = prepare_workspace(task.uid) {
-        exit.init_error = Some(e);
-        return exit;
-    }
-    phase(&mut exit, "workspace");
     let setup = (|| -> Result<(), String> {
         if task.scratch_bytes != boot_scratch() {
             let scratch = format!("size={},mode=1777", task.scratch_bytes);
@@ -397,7 +476,18 @@ fn run_task(ctl: &Ctl, task: &GuestTask) -> GuestExit {
         return exit;
     }
     phase(&mut exit, "setup");
-    match spawn_confined(&task.argv, &task.env, task.uid, Some(ctl)) {
+    // The host writes the workspace image meanwhile.
+    let written = match protocol::read_frame(reader, 16) {
+        Ok((tag::WORKSPACE, _)) => mount_workspace(task.uid),
+        Ok((t, _)) => Err(format!("expected the workspace frame, got {t}")),
+        Err(e) => Err(format!("waiting for the workspace: {e}")),
+    };
+    if let Err(e) = written {
+        exit.init_error = Some(e);
+        return exit;
+    }
+    phase(&mut exit, "workspace");
+    match launcher.run(&task.argv, &task.env, Some(ctl)) {
         Ok(status) => {
             exit.code = status.code();
             exit.signal = status.signal();
@@ -454,6 +544,10 @@ fn run() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    if rehearsing() {
+        rehearse()?;
+    }
+    let launcher = Launcher::start(GUEST_UID)?;
     let ctl: Ctl = Arc::new(Mutex::new(fs::OpenOptions::new().read(true).write(true).open(&port).map_err(err(&port))?));
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
     let ready = Ready { kernel: uname_release(), boot_id, uptime_ms: (started_at, uptime_ms()) };
@@ -465,7 +559,7 @@ fn run() -> Result<(), String> {
         return Err(format!("expected a task frame, got {t}"));
     }
     let task: GuestTask = serde_json::from_slice(&payload).map_err(|e| format!("task: {e}"))?;
-    let exit = run_task(&ctl, &task);
+    let exit = run_task(&ctl, &mut reader, &task, launcher);
     let report = serde_json::to_vec(&exit).map_err(|e| e.to_string())?;
     send(&ctl, tag::EXIT, &report);
     Ok(())
@@ -473,8 +567,8 @@ fn run() -> Result<(), String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(EXEC_CONFINED) {
-        eprintln!("userz-vm-init: {}", exec_confined(&args[1..]));
+    if args.first().map(String::as_str) == Some(LAUNCH) {
+        eprintln!("userz-vm-init: {}", launch(&args[1..]));
         std::process::exit(126);
     }
     if let Err(e) = run() {
