@@ -16,6 +16,10 @@
 //!   refused path becomes a tool result with `is_error: true` and a stable
 //!   code (`unknown_tool`, `bad_arguments`, `absolute_path`,
 //!   `parent_component`, `escapes_workspace`, `git_internal`, …).
+//! - With `ModelEndpoint::guided` (small models), the agent shows the model
+//!   the workspace's files and names the tool of each turn (`write_file`,
+//!   `git_add`, `git_commit`), paths narrowed to the workspace's files
+//!   ([`guided`]).
 //! - Every path the model names goes through [`Workspace`]: absolute paths and
 //!   `..` are refused, and every file access goes through a `cap-std`
 //!   directory handle, so no symlink leads outside the workspace.
@@ -39,6 +43,7 @@
 //! [`AgentStop::Completed`]: userz_core::agent::AgentStop::Completed
 
 pub mod git;
+pub mod guided;
 pub mod run;
 pub mod toolbox;
 pub mod tools;

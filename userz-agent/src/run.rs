@@ -13,6 +13,7 @@ use userz_core::agent::{AgentResult, AgentStop, AgentTask, TranscriptEntry};
 use userz_core::ports::model::{ChatMessage, CompletionRequest, ModelProvider};
 use userz_core::ports::sandbox::Usage;
 
+use crate::guided;
 use crate::toolbox::ToolBox;
 
 /// Why the agent could not do its job at all (as opposed to a run that
@@ -234,7 +235,33 @@ async fn drive(
     let budget = task.budget;
     let fail =
         |e: std::io::Error| AgentStop::Failed { reason: format!("transcript {}: {e}", task.transcript.display()) };
+    // Guided turns: the files shown up front, then one named tool a turn.
+    let guided_files = task.model.guided.then(|| guided::workspace_files(&task.workspace));
+    if let Some(files) = &guided_files {
+        if files.is_empty() {
+            return AgentStop::Failed { reason: "guided turns: the workspace has no files to change".into() };
+        }
+        match crate::tools::Workspace::open(&task.workspace) {
+            Ok(ws) => messages.push(guided::files_message(&ws, files)),
+            Err(e) => return AgentStop::Failed { reason: format!("{}: {e}", e.code()) },
+        }
+    }
+    let mut guided_turn = 0usize;
     loop {
+        let (offered, tool_choice) = match &guided_files {
+            None => (specs.clone(), None),
+            Some(files) => {
+                let name = guided::TURNS[guided_turn];
+                match specs.iter().find(|s| s.name == name) {
+                    Some(spec) => (vec![guided::narrow(spec.clone(), files)], Some(name.to_string())),
+                    None => {
+                        return AgentStop::Failed {
+                            reason: format!("guided turns need the {name} tool, which this run does not enable"),
+                        }
+                    }
+                }
+            }
+        };
         if state.steps >= budget.max_steps {
             return AgentStop::StepBudget;
         }
@@ -247,8 +274,9 @@ async fn drive(
             model: task.model.model.clone(),
             messages: messages.clone(),
             max_tokens: budget.max_output_tokens.min(remaining).max(1),
-            tools: specs.clone(),
+            tools: offered,
             temperature: None,
+            tool_choice: tool_choice.clone(),
         };
         let started = Instant::now();
         let completion = match model.complete(&request).await {
@@ -272,12 +300,24 @@ async fn drive(
             return fail(e);
         }
         messages.push(ChatMessage::assistant(completion.content.clone(), completion.tool_calls.clone()));
-        // A turn without tool calls ends the run, whatever the stop reason.
+        // A turn without tool calls ends the run, whatever the stop reason
+        // (a guided turn is asked again).
         if completion.tool_calls.is_empty() {
+            if tool_choice.is_some() {
+                continue;
+            }
             return AgentStop::Completed;
         }
+        let mut all_ok = true;
         for call in &completion.tool_calls {
-            let out = tools.call(call);
+            let out = match &tool_choice {
+                Some(name) if call.name != *name => crate::toolbox::ToolOutput::err(
+                    "not_offered",
+                    format!("this turn offers only the {name} tool; {} was not run", call.name),
+                ),
+                _ => tools.call(call),
+            };
+            all_ok &= out.error.is_none();
             if out.committed {
                 state.commits += 1;
             }
@@ -294,6 +334,18 @@ async fn drive(
                 return fail(e);
             }
             messages.push(ChatMessage::tool_result(call.id.clone(), content, out.error.is_some()));
+        }
+        if tool_choice.is_some() {
+            if all_ok {
+                guided_turn += 1;
+                if guided_turn == guided::TURNS.len() {
+                    return AgentStop::Completed;
+                }
+            } else {
+                // A failed stage or commit (nothing changed) starts over
+                // from the write.
+                guided_turn = 0;
+            }
         }
     }
 }

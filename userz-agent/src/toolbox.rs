@@ -92,7 +92,7 @@ impl ToolOutput {
         Self { content, error: None, committed: false }
     }
 
-    fn err(code: &str, message: impl std::fmt::Display) -> Self {
+    pub(crate) fn err(code: &str, message: impl std::fmt::Display) -> Self {
         let content = json!({"error": code, "message": message.to_string()}).to_string();
         Self { content, error: Some(code.to_string()), committed: false }
     }

@@ -39,6 +39,11 @@ pub struct ModelEndpoint {
     /// Unix socket the HTTP connection goes through (the egress proxy), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unix_socket: Option<PathBuf>,
+    /// Guided turns for small models: the agent shows the model the
+    /// workspace's files and names the tool of each turn (write a file,
+    /// stage, commit), with the file paths limited to the workspace's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guided: bool,
 }
 
 /// Budgets the agent stops at.

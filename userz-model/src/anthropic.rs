@@ -183,6 +183,9 @@ pub fn request_body(request: &CompletionRequest) -> Result<Value> {
             .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.parameters }))
             .collect();
         o.insert("tools".into(), Value::Array(tools));
+        if let Some(name) = &request.tool_choice {
+            o.insert("tool_choice".into(), json!({ "type": "tool", "name": name }));
+        }
     }
     if let Some(t) = request.temperature {
         o.insert("temperature".into(), json!(t));
@@ -283,6 +286,20 @@ mod tests {
             msgs[1]["content"][0],
             json!({"type":"tool_use","id":"t1","name":"read_file","input":{"path":"t1"}})
         );
+    }
+
+    #[test]
+    fn a_named_tool_choice_is_the_tool_form() {
+        let spec = userz_core::ports::model::ToolSpec {
+            name: "git_commit".into(),
+            description: "d".into(),
+            parameters: json!({"type": "object"}),
+        };
+        let mut req = CompletionRequest::new("claude", vec![ChatMessage::user("u")], 10);
+        req.tools = vec![spec];
+        assert!(request_body(&req).unwrap().get("tool_choice").is_none());
+        req.tool_choice = Some("git_commit".into());
+        assert_eq!(request_body(&req).unwrap()["tool_choice"], json!({"type": "tool", "name": "git_commit"}));
     }
 
     #[test]

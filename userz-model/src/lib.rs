@@ -73,6 +73,12 @@ pub fn provider_from_endpoint(endpoint: &ModelEndpoint) -> Result<Arc<dyn ModelP
         None => Transport::Tcp,
     };
     Ok(match endpoint.api {
+        // Guided endpoints are small local models (llama.cpp's server
+        // ignores `max_completion_tokens`); `max_tokens` caps them.
+        ModelApi::OpenaiCompatible if endpoint.guided => Arc::new(
+            OpenAiCompatible::new(&endpoint.base_url, None, transport)?
+                .with_max_tokens_field(MaxTokensField::MaxTokens),
+        ),
         ModelApi::OpenaiCompatible => Arc::new(OpenAiCompatible::new(&endpoint.base_url, None, transport)?),
         ModelApi::Anthropic => Arc::new(Anthropic::new(&endpoint.base_url, None, transport)?),
     })

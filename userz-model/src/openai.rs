@@ -160,12 +160,9 @@ fn message_json(m: &ChatMessage) -> Result<Value> {
         Role::Assistant => {
             let mut o = Map::new();
             o.insert("role".into(), "assistant".into());
-            let content = if m.content.is_empty() && !m.tool_calls.is_empty() {
-                Value::Null
-            } else {
-                Value::String(m.content.clone())
-            };
-            o.insert("content".into(), content);
+            // A string even when empty beside tool calls: OpenAI takes ""
+            // or null there, llama.cpp's server only a string.
+            o.insert("content".into(), Value::String(m.content.clone()));
             if !m.tool_calls.is_empty() {
                 let calls = m
                     .tool_calls
@@ -215,6 +212,9 @@ pub fn request_body(request: &CompletionRequest, field: MaxTokensField) -> Resul
             })
             .collect();
         o.insert("tools".into(), Value::Array(tools));
+        if let Some(name) = &request.tool_choice {
+            o.insert("tool_choice".into(), json!({ "type": "function", "function": { "name": name } }));
+        }
     }
     if let Some(t) = request.temperature {
         o.insert("temperature".into(), json!(t));
@@ -308,8 +308,24 @@ mod tests {
         let req = CompletionRequest::new("m", vec![ChatMessage::assistant("", vec![call])], 10);
         let body = request_body(&req, MaxTokensField::MaxTokens).unwrap();
         assert_eq!(body["messages"][0]["tool_calls"][0]["function"]["arguments"], "{broken");
-        assert_eq!(body["messages"][0]["content"], Value::Null);
+        assert_eq!(body["messages"][0]["content"], "");
         assert_eq!(body["max_tokens"], 10);
+    }
+
+    #[test]
+    fn a_named_tool_choice_is_the_function_form() {
+        let spec = userz_core::ports::model::ToolSpec {
+            name: "write_file".into(),
+            description: "d".into(),
+            parameters: json!({"type": "object"}),
+        };
+        let mut req = CompletionRequest::new("m", vec![ChatMessage::user("u")], 10);
+        let body = request_body(&req, MaxTokensField::MaxTokens).unwrap();
+        assert!(body.get("tool_choice").is_none(), "{body}");
+        req.tools = vec![spec];
+        req.tool_choice = Some("write_file".into());
+        let body = request_body(&req, MaxTokensField::MaxTokens).unwrap();
+        assert_eq!(body["tool_choice"], json!({"type": "function", "function": {"name": "write_file"}}));
     }
 
     #[test]

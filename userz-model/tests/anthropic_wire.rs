@@ -172,6 +172,7 @@ async fn the_agent_endpoint_over_a_unix_socket_sends_no_key() {
         model: "claude".into(),
         base_url: "http://model.egress.internal".into(),
         unix_socket: Some(socket),
+        guided: false,
     };
     let p = provider_from_endpoint(&endpoint).unwrap();
     assert_eq!(p.provider_name(), "anthropic");

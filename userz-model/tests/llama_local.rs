@@ -39,6 +39,7 @@ async fn a_chat_completion_returns_text_and_usage_within_the_cap() {
     let Some(url) = require("USERZ_LLAMA_URL") else { return };
     let request = CompletionRequest {
         temperature: Some(0.0),
+        tool_choice: None,
         ..CompletionRequest::new(MODEL, vec![ChatMessage::user("Name one colour of the rainbow.")], 12)
     };
     let completion = provider(&url).complete(&request).await.unwrap();

@@ -177,6 +177,7 @@ async fn plain_http_over_a_unix_socket_uses_the_url_host_only_as_host_header() {
         model: "gpt-4o-mini".into(),
         base_url: "http://model.egress.internal/v1".into(),
         unix_socket: Some(socket),
+        guided: false,
     };
     let p = provider_from_endpoint(&endpoint).unwrap();
     assert_eq!(p.provider_name(), "openai");

@@ -480,6 +480,7 @@ impl MicroVmSandbox {
                 model: model.model.clone(),
                 base_url: base_url(model),
                 unix_socket: Some(INSIDE_EGRESS_SOCKET.into()),
+                guided: model.guided,
             },
             budget: config.budget,
             tools: Vec::new(),

@@ -50,6 +50,7 @@ fn config(tmp: &std::path::Path, model: &ScriptedModelServer, bin_dir: PathBuf) 
             model: "scripted-1".into(),
             api_key_env: None,
             max_tokens_field: None,
+            guided: false,
         }),
         ..Config::default()
     };

@@ -31,6 +31,8 @@ pub struct AgentModel {
     /// The proxy's model route (holds the provider key; the key never enters
     /// the sandbox: the task file only names the route host).
     pub route: ModelRoute,
+    /// Guided turns for small models (`ModelEndpoint::guided`).
+    pub guided: bool,
 }
 
 /// Settings of a [`ProcessSandbox`](crate::ProcessSandbox). Start from

@@ -673,6 +673,7 @@ impl ProcessSandbox {
                 model: model.model.clone(),
                 base_url,
                 unix_socket: Some(INSIDE_EGRESS_SOCKET.into()),
+                guided: model.guided,
             },
             budget: self.config.budget,
             tools: Vec::new(),

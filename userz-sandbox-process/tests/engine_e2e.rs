@@ -100,7 +100,7 @@ async fn feedback_to_sandboxed_agent_to_guardrails_to_branch_push() {
         .with_bwrap(common::BWRAP)
         .with_state_root(tmp.path().join("state"))
         .with_cgroup_parent("userz-test")
-        .with_model(AgentModel { api: ModelApi::OpenaiCompatible, model: "scripted-1".into(), route })
+        .with_model(AgentModel { api: ModelApi::OpenaiCompatible, model: "scripted-1".into(), route, guided: false })
         .with_egress_allow_socket_addr(server.addr());
     let process = Arc::new(ProcessSandbox::new(config).unwrap());
 

@@ -25,6 +25,7 @@ fn model() -> AgentModel {
         model: "probe-1".into(),
         route: ModelRoute::openai_compatible("model.egress.internal", "http://127.0.0.1:9", KEY.to_string().into())
             .unwrap(),
+        guided: false,
     }
 }
 

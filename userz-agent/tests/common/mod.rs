@@ -134,6 +134,7 @@ impl Fixture {
                 model: "test-model".into(),
                 base_url: "http://model.invalid".into(),
                 unix_socket: None,
+                guided: false,
             },
             budget: AgentBudget { max_steps: 10, max_tokens: 100_000, max_output_tokens: 1_000 },
             tools: Vec::new(),

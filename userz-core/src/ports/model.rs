@@ -115,12 +115,17 @@ pub struct CompletionRequest {
     /// Sampling temperature, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    /// The one tool (of `tools`) the model must call this turn; providers
+    /// that decode against the tool's schema then return well-formed
+    /// arguments. `None`: the model chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<String>,
 }
 
 impl CompletionRequest {
     /// A request without tools.
     pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>, max_tokens: u32) -> Self {
-        Self { model: model.into(), messages, max_tokens, tools: Vec::new(), temperature: None }
+        Self { model: model.into(), messages, max_tokens, tools: Vec::new(), temperature: None, tool_choice: None }
     }
 }
 

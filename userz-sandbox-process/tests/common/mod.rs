@@ -130,7 +130,12 @@ impl SandboxBackend for Process {
             if let Some(key) = setup.model_key {
                 let route =
                     ModelRoute::openai_compatible("model.egress.internal", "http://127.0.0.1:9", key.into()).unwrap();
-                c = c.with_model(AgentModel { api: ModelApi::OpenaiCompatible, model: "m".into(), route });
+                c = c.with_model(AgentModel {
+                    api: ModelApi::OpenaiCompatible,
+                    model: "m".into(),
+                    route,
+                    guided: false,
+                });
             }
             c
         })?;
