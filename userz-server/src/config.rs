@@ -257,6 +257,13 @@ pub struct ModelConfig {
     /// `max_tokens` (llama.cpp's server ignores the former).
     #[serde(default)]
     pub max_tokens_field: Option<MaxTokensFieldKind>,
+    /// Guided agent turns for small local models: the agent shows the
+    /// model the repository's files and names the tool of each turn (write
+    /// a file, stage, commit) with paths limited to the repository's; the
+    /// server then decodes each call against its schema (llama.cpp needs
+    /// `--chat_format chatml-function-calling`). Off for hosted models.
+    #[serde(default)]
+    pub guided: bool,
 }
 
 /// Which output-token cap field an OpenAI-compatible server honours.
@@ -617,7 +624,8 @@ impl Config {
     /// Applies `USERZ_LISTEN`, `USERZ_PUBLIC_URL`, `USERZ_DATA_DIR`,
     /// `USERZ_SECURE_COOKIES`, `USERZ_ADMIN_EMAIL`, `USERZ_BOOTSTRAP_DEMO`,
     /// `USERZ_MODEL_API` + `USERZ_MODEL_BASE_URL` + `USERZ_MODEL`
-    /// (+ `USERZ_MODEL_API_KEY_ENV`), `USERZ_SMTP_ADDR`, `USERZ_SANDBOX`
+    /// (+ `USERZ_MODEL_API_KEY_ENV`, `USERZ_MODEL_MAX_TOKENS_FIELD`,
+    /// `USERZ_MODEL_GUIDED=1`), `USERZ_SMTP_ADDR`, `USERZ_SANDBOX`
     /// (`0` disables) and `USERZ_WORKERS`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Some(v) = parse_env("USERZ_LISTEN")? {
@@ -710,6 +718,7 @@ impl Config {
                 model,
                 api_key_env: env_var("USERZ_MODEL_API_KEY_ENV"),
                 max_tokens_field,
+                guided: parse_env::<u8>("USERZ_MODEL_GUIDED")?.is_some_and(|v| v != 0),
             });
         }
         if let Some(addr) = env_var("USERZ_SMTP_ADDR") {

@@ -12,25 +12,53 @@ use userz_engine::admin::{NewApp, NewRepo};
 use crate::ServerError;
 
 /// What the first start created (not secret: the public key is public).
+/// `demo.json` holds the ids as the CLI and the README write them
+/// (`org_…`); files of older starts with bare UUIDs still load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DemoInfo {
     /// Org.
+    #[serde(with = "shown_id")]
     pub org: OrgId,
     /// Owner.
+    #[serde(with = "shown_id")]
     pub owner: UserId,
     /// Owner's e-mail (signs in to the dashboard).
     pub owner_email: String,
     /// App.
+    #[serde(with = "shown_id")]
     pub app: AppId,
     /// The App's `pub_` key.
     pub public_key: String,
     /// Repo.
+    #[serde(with = "shown_id")]
     pub repo: RepoId,
     /// The local bare repository branches are pushed to.
     pub repository: PathBuf,
 }
 
 const MARKER: &str = "demo.json";
+
+/// An id in its shown form (`org_…`), read back in either form.
+mod shown_id {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(id: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Reads what an earlier start created.
 pub fn load(data_dir: &Path) -> Result<Option<DemoInfo>, ServerError> {
@@ -130,6 +158,26 @@ fn seed_repository(path: &Path) -> Result<(), ServerError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn demo_json_holds_the_ids_as_shown_and_reads_older_uuid_files() {
+        let info = DemoInfo {
+            org: OrgId::new(),
+            owner: UserId::new(),
+            owner_email: "o@example.test".into(),
+            app: AppId::new(),
+            public_key: "pub_x".into(),
+            repo: RepoId::new(),
+            repository: PathBuf::from("/r.git"),
+        };
+        let json: serde_json::Value = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["org"], info.org.to_string());
+        assert!(json["app"].as_str().unwrap().starts_with("app_"), "{json}");
+        assert_eq!(serde_json::from_value::<DemoInfo>(json).unwrap(), info);
+        let mut old = serde_json::to_value(&info).unwrap();
+        old["org"] = serde_json::Value::String(info.org.as_uuid().to_string());
+        assert_eq!(serde_json::from_value::<DemoInfo>(old).unwrap().org, info.org);
+    }
 
     #[test]
     fn the_demo_repository_has_main_with_the_files() {

@@ -366,15 +366,28 @@ fn agent_model(config: &Config) -> Result<(AgentModel, Option<SocketAddr>), Stri
     };
     let key = SecretString::new(key);
     let (api, route) = match model.api {
-        config::ModelApiKind::Openai => {
-            (ModelApi::OpenaiCompatible, ModelRoute::openai_compatible(MODEL_ROUTE_HOST, &model.base_url, key))
-        }
+        config::ModelApiKind::Openai => (
+            ModelApi::OpenaiCompatible,
+            ModelRoute::openai_compatible(MODEL_ROUTE_HOST, openai_upstream(&model.base_url), key),
+        ),
         config::ModelApiKind::Anthropic => {
             (ModelApi::Anthropic, ModelRoute::anthropic(MODEL_ROUTE_HOST, &model.base_url, key))
         }
     };
     let route = route.map_err(|e| format!("model.base_url: {e}"))?;
-    Ok((AgentModel { api, model: model.model.clone(), route }, literal_socket_addr(&model.base_url)))
+    Ok((
+        AgentModel { api, model: model.model.clone(), route, guided: model.guided },
+        literal_socket_addr(&model.base_url),
+    ))
+}
+
+/// The egress route's upstream for an OpenAI-compatible `base_url`: the
+/// agent asks for `/v1/chat/completions` through the route, and `base_url`
+/// is documented (and used by the classifier) with its `/v1`, so that `/v1`
+/// is not repeated upstream.
+fn openai_upstream(base_url: &str) -> &str {
+    let trimmed = base_url.trim_end_matches('/');
+    trimmed.strip_suffix("/v1").unwrap_or(trimmed)
 }
 
 /// The guest kernel and its modules: the settings, `USERZ_VM_KERNEL` /
@@ -793,6 +806,14 @@ fn html_attr(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn the_agent_route_does_not_repeat_the_documented_v1() {
+        assert_eq!(openai_upstream("https://api.openai.com/v1"), "https://api.openai.com");
+        assert_eq!(openai_upstream("http://127.0.0.1:8091/v1/"), "http://127.0.0.1:8091");
+        assert_eq!(openai_upstream("http://127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(openai_upstream("https://gw.example/openai/v1"), "https://gw.example/openai");
+    }
 
     #[test]
     fn literal_model_addresses_are_allowed_and_names_are_not() {

@@ -98,6 +98,7 @@ async fn widget_to_dashboard_to_live_run_and_guardrail_refusal_in_headless_chrom
             model: "scripted-1".into(),
             api_key_env: None,
             max_tokens_field: None,
+            guided: false,
         }),
         smtp: Some(SmtpConfig { addr: smtp, from: "Userz <userz@example.test>".into() }),
         ..Config::default()

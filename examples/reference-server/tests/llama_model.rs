@@ -32,6 +32,7 @@ async fn a_report_is_labelled_by_the_local_model_through_the_reference_server() 
             model: "smollm2-135m-instruct".into(),
             api_key_env: None,
             max_tokens_field: Some(MaxTokensFieldKind::MaxTokens),
+            guided: false,
         }),
         ..Config::default()
     };
