@@ -69,15 +69,22 @@ pub(crate) const RUN_SCRIPT: &str = r#"(function(){
   function set(id,v){var e=document.getElementById(id);if(e){e.textContent=v==null?'':String(v);}}
   es.addEventListener('timeline',function(m){var d=JSON.parse(m.data);
     if(list.querySelector('[data-position="'+d.position+'"]'))return;
-    var li=document.createElement('li');li.dataset.position=d.position;li.dataset.event=d.event;
-    li.textContent=d.at+' '+d.event;list.appendChild(li);});
+    var li=document.createElement('li');li.dataset.position=d.position;li.dataset.event=d.event;li.dataset.at=d.at_ms;
+    li.textContent=d.at+' '+d.event;var prev=list.lastElementChild;
+    if(prev&&prev.dataset.at){var ms=Math.max(0,d.at_ms-Number(prev.dataset.at)),s=document.createElement('span');
+      s.className='took';s.textContent=' '+(ms<1000?'+'+ms+' ms':ms<60000?'+'+(ms/1000).toFixed(1)+' s':'+'+Math.floor(ms/60000)+' min '+Math.floor(ms%60000/1000)+' s');li.appendChild(s);}
+    list.appendChild(li);});
   es.addEventListener('status',function(m){var d=JSON.parse(m.data);
     st.textContent=d.status;st.dataset.status=d.status;st.dataset.terminal=String(d.terminal);
     set('run-tokens-in',d.tokens_in);set('run-tokens-out',d.tokens_out);set('run-cost',d.cost);
     set('run-guardrail-file',d.guardrail_file);set('run-guardrail-rule',d.guardrail_rule);
     set('run-failure',d.failure);
     var pr=document.getElementById('run-pr-url');if(pr&&d.pr_url){pr.textContent=d.pr_url;pr.setAttribute('href',d.pr_url);}});
-  es.addEventListener('end',function(){es.close();root.dataset.live='ended';});
+  es.addEventListener('end',function(){es.close();root.dataset.live='ended';
+    if(document.getElementById('run-diff-section')||!window.fetch||!window.DOMParser)return;
+    fetch(location.href,{credentials:'same-origin'}).then(function(r){return r.text();}).then(function(t){
+      var d=new DOMParser().parseFromString(t,'text/html').getElementById('run-diff-section');
+      if(d&&!document.getElementById('run-diff-section'))root.parentNode.insertBefore(document.adoptNode(d),root.nextSibling);}).catch(function(){});});
   root.dataset.live='connected';
 })();
 "#;
@@ -118,7 +125,9 @@ header a{color:#fff}main{padding:1em;max-width:70em}table{border-collapse:collap
 td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}\
 .status{font-family:monospace;background:#eef;padding:0 .3em}.dup td{color:#666;padding-left:2em}\
 pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;word-break:break-word}\
-form.inline{display:inline}.err{color:#a00}.muted{color:#777}";
+form.inline{display:inline}.err{color:#a00}.muted{color:#777}\
+#run-diff span{display:block}#run-diff .add{background:#e6ffec}#run-diff .del{background:#ffebe9}\
+#run-diff .hunk{color:#57a}#run-diff .file{font-weight:bold}.took{color:#777;font-size:.9em}";
 
 /// Nav context for signed-in pages.
 #[derive(Debug, Clone)]

@@ -356,14 +356,53 @@ fn status_json(d: &RunDetail) -> serde_json::Value {
     })
 }
 
-fn timeline_item(t: &TimelineEntry) -> String {
+/// The largest diff shown (the git adapter cuts at 256 KiB).
+const DIFF_BYTES: usize = 300 << 10;
+
+/// The run's diff, one line a row, additions and removals marked.
+fn diff_section(text: &str) -> String {
+    let mut b = String::from("<section id=\"run-diff-section\"><h2>Diff</h2><pre id=\"run-diff\">");
+    for line in text.lines() {
+        let class = if line.starts_with("+++") || line.starts_with("---") || line.starts_with("diff ") {
+            "file"
+        } else if line.starts_with('+') {
+            "add"
+        } else if line.starts_with('-') {
+            "del"
+        } else if line.starts_with("@@") {
+            "hunk"
+        } else {
+            "ctx"
+        };
+        // Block spans: one line each, no newline between (it would double).
+        let _ = write!(b, "<span class=\"{class}\">{}</span>", esc(line));
+    }
+    b.push_str("</pre></section>");
+    b
+}
+
+/// A timeline entry with the time since the one before (`prev`): how long
+/// that stage took.
+fn timeline_item(t: &TimelineEntry, prev: Option<&TimelineEntry>) -> String {
+    let took = prev.map(|p| took(t.at.as_millis() - p.at.as_millis())).unwrap_or_default();
     format!(
-        "<li data-position=\"{}\" data-event=\"{}\">{} {}</li>",
+        "<li data-position=\"{}\" data-event=\"{}\" data-at=\"{}\">{} {} <span class=\"took\">{}</span></li>",
         t.position,
         esc(&t.event),
+        t.at.as_millis(),
         esc(&when(t.at)),
-        esc(&t.event)
+        esc(&t.event),
+        took
     )
+}
+
+/// `+1.2 s`, `+350 ms`, `+2 min 5 s`.
+fn took(ms: i64) -> String {
+    match ms.max(0) {
+        ms if ms < 1000 => format!("+{ms} ms"),
+        ms if ms < 60_000 => format!("+{:.1} s", ms as f64 / 1000.0),
+        ms => format!("+{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
 }
 
 async fn run_page(
@@ -419,8 +458,8 @@ async fn run_page(
         esc(d.sandbox.as_deref().unwrap_or("")),
     );
     b.push_str("<h2>Timeline</h2><ol id=\"run-timeline\">");
-    for t in &d.timeline {
-        b.push_str(&timeline_item(t));
+    for (i, t) in d.timeline.iter().enumerate() {
+        b.push_str(&timeline_item(t, i.checked_sub(1).and_then(|p| d.timeline.get(p))));
     }
     b.push_str("</ol></div>");
     if let (Some(store), Some(key)) = (&state.blobs, d.transcript.as_deref()) {
@@ -434,6 +473,14 @@ async fn run_page(
                 tracing::warn!(run = %d.run, error = %e, "reading a transcript failed");
                 b.push_str("<p id=\"run-transcript-missing\">The transcript could not be read.</p>");
             }
+        }
+    }
+    if let Some(store) = &state.blobs {
+        let key = userz_core::ports::BlobKey::run_diff(ctx.org, d.run);
+        match store.get(&key, Some(DIFF_BYTES as u64)).await {
+            Ok(Some(bytes)) => b.push_str(&diff_section(&String::from_utf8_lossy(&bytes))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(run = %d.run, error = %e, "reading a diff failed"),
         }
     }
     let _ = write!(b, "<script>{RUN_SCRIPT}</script>");
@@ -570,7 +617,9 @@ fn run_events_stream(f: Follow) -> impl Stream<Item = Result<Event, Infallible>>
             Ok(Some(d)) => {
                 let seen = f.last_position;
                 for t in d.timeline.iter().filter(|t| t.position > seen) {
-                    let data = serde_json::json!({"event": t.event, "at": when(t.at), "position": t.position});
+                    let data = serde_json::json!({
+                        "event": t.event, "at": when(t.at), "at_ms": t.at.as_millis(), "position": t.position,
+                    });
                     out.push(Event::default().event("timeline").id(t.position.to_string()).data(data.to_string()));
                     f.last_position = t.position;
                 }
@@ -1019,4 +1068,43 @@ async fn settings_secret(
         },
     )?;
     Ok(Redirect::to("/settings").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diff_is_escaped_and_its_lines_marked() {
+        let html = diff_section(
+            "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+<script>alert(1)</script>\n same\n",
+        );
+        assert!(html.contains("<span class=\"add\">+&lt;script&gt;alert(1)&lt;/script&gt;</span>"), "{html}");
+        assert!(html.contains("<span class=\"del\">-old</span>") && html.contains("<span class=\"hunk\">@@"));
+        assert!(
+            html.contains("<span class=\"file\">+++ b/x</span>") && html.contains("<span class=\"ctx\"> same</span>")
+        );
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn stage_durations_read_as_ms_seconds_and_minutes() {
+        assert_eq!(took(350), "+350 ms");
+        assert_eq!(took(1234), "+1.2 s");
+        assert_eq!(took(125_000), "+2 min 5 s");
+        assert_eq!(took(-5), "+0 ms", "clock steps back: never negative");
+    }
+
+    #[test]
+    fn a_timeline_entry_shows_how_long_its_stage_took() {
+        let entry = |event: &str, at: i64, position: u64| TimelineEntry {
+            event: event.into(),
+            at: userz_core::Timestamp(at),
+            position,
+        };
+        let (a, b) = (entry("AgentStarted", 1_000, 1), entry("AgentFinished", 4_500, 2));
+        assert!(timeline_item(&a, None).ends_with("AgentStarted <span class=\"took\"></span></li>"));
+        let li = timeline_item(&b, Some(&a));
+        assert!(li.contains("data-at=\"4500\"") && li.contains(">+3.5 s</span>"), "{li}");
+    }
 }

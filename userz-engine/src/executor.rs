@@ -357,6 +357,7 @@ async fn with_workspace(
         record(inner, job, run.run, "no_changes", &cmd).await?;
         return Ok(Done::Ack);
     }
+    store_diff(inner, run, ws).await;
     let violations = Guardrails::default().with_rules(repo.forbidden_paths.iter().cloned()).check(&changes);
     let refused = !violations.is_empty();
     let cmd = RunCommand::RecordGuardrail { changed_paths: changes.len(), violations };
@@ -396,6 +397,24 @@ async fn finish_push(inner: &Inner, job: &ClaimedJob, view: &RunView) -> std::re
     let cmd = RunCommand::RecordPr { number: pr.number, url: pr.url, created: pr.created, at: now };
     record(inner, job, run.run, "record_pr", &cmd).await?;
     Ok(Done::Ack)
+}
+
+/// Stores the run's diff (from git objects) as its diff blob, for the run
+/// page; a failure is logged, the run goes on.
+async fn store_diff(inner: &Inner, run: &AgentRun, ws: &userz_core::ports::vcs::Workspace) {
+    let Some(blobs) = &inner.deps.blobs else { return };
+    let text = match inner.deps.changes.diff(ws).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(run = %run.run, error = %e, "diff not read");
+            return;
+        }
+    };
+    let key = userz_core::ports::BlobKey::run_diff(run.org, run.run);
+    if let Err(e) = blobs.put(&key, bytes::Bytes::from(text)).await {
+        tracing::warn!(run = %run.run, error = %e, "diff not stored");
+    }
 }
 
 /// Stores the transcript the sandbox returned as the run's transcript blob and

@@ -384,6 +384,37 @@ impl UntrustedWorkspace {
         Ok(all.into_values().collect())
     }
 
+    /// The unified diff from the base to the branch head, for people to
+    /// read (binary files named, not shown), cut at `max` bytes with a
+    /// marker. From git objects only, like [`changes`](Self::changes).
+    pub fn patch(&self, max: usize) -> Result<String> {
+        let base =
+            self.repo.find_commit(self.base).map_err(GitError::git("base"))?.tree().map_err(GitError::git("tree"))?;
+        let head =
+            self.repo.find_commit(self.head).map_err(GitError::git("head"))?.tree().map_err(GitError::git("tree"))?;
+        let diff = self.repo.diff_tree_to_tree(Some(&base), Some(&head), None).map_err(GitError::git("diff"))?;
+        let mut out = Vec::new();
+        let mut cut = false;
+        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if out.len() >= max {
+                cut = true;
+                return false;
+            }
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin() as u8);
+            }
+            out.extend_from_slice(line.content());
+            true
+        })
+        .or_else(|e| if cut { Ok(()) } else { Err(e) })
+        .map_err(GitError::git("patch"))?;
+        let mut text = String::from_utf8_lossy(&out).into_owned();
+        if cut {
+            text.push_str(&format!("\n[diff cut at {max} bytes]\n"));
+        }
+        Ok(text)
+    }
+
     fn diff(&self, old: Oid, new: Oid, out: &mut BTreeMap<String, Change>) -> Result<()> {
         let old = self.repo.find_tree(old).map_err(GitError::git("tree"))?;
         let new = self.repo.find_tree(new).map_err(GitError::git("tree"))?;
@@ -637,6 +668,9 @@ pub fn git_dir(ws: &Workspace) -> PathBuf {
     ws.path.join(".git")
 }
 
+/// The largest diff [`GitChangeReader`] returns for people to read.
+pub const PATCH_BYTES: usize = 256 << 10;
+
 /// The [`ChangeReader`] port over [`UntrustedWorkspace`]: change lists from git
 /// objects, workspaces deleted on discard.
 #[derive(Debug, Clone, Copy, Default)]
@@ -654,6 +688,11 @@ impl ChangeReader for GitChangeReader {
     async fn changes(&self, workspace: &Workspace) -> userz_core::Result<Vec<Change>> {
         let ws = workspace.clone();
         blocking(move || UntrustedWorkspace::open(&ws)?.changes()).await
+    }
+
+    async fn diff(&self, workspace: &Workspace) -> userz_core::Result<Option<String>> {
+        let ws = workspace.clone();
+        blocking(move || UntrustedWorkspace::open(&ws)?.patch(PATCH_BYTES).map(Some)).await
     }
 
     async fn discard(&self, workspace: &Workspace) -> userz_core::Result<()> {

@@ -63,6 +63,11 @@ impl BlobKey {
         Self { org, key: format!("orgs/{org}/runs/{run}/transcript.jsonl") }
     }
 
+    /// The diff of a run's commits (written once the guardrails read them).
+    pub fn run_diff(org: OrgId, run: RunId) -> Self {
+        Self { org, key: format!("orgs/{org}/runs/{run}/diff.patch") }
+    }
+
     /// `key` as a key of `org`'s, if it is one: canonical (see the type's docs)
     /// and under `orgs/<org>/`. For keys that come from outside (a report's
     /// attachment reference, a read model's transcript key), so nothing can

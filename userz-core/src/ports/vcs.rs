@@ -273,6 +273,11 @@ impl VcsResolver for ByKindResolver {
 pub trait ChangeReader: Send + Sync + Debug {
     /// The change list of the run's commits.
     async fn changes(&self, workspace: &Workspace) -> Result<Vec<Change>>;
+    /// The run's commits as a unified diff for people to read (capped by
+    /// the adapter); `None` where the adapter offers none.
+    async fn diff(&self, _workspace: &Workspace) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// Deletes the workspace.
     async fn discard(&self, workspace: &Workspace) -> Result<()>;
 }
