@@ -57,14 +57,18 @@ svc_free_port() {
 }
 
 svc_apt_install() {
+  local as=()
   if [ "$(id -u)" != 0 ]; then
-    svc_log "need root to apt-get install $*"; return 1
+    # Passwordless sudo will do; otherwise say what to run.
+    if sudo -n true 2>/dev/null; then as=(sudo -n); else
+      svc_log "need root to install: sudo apt-get install -y --no-install-recommends $*"; return 1
+    fi
   fi
   if [ -z "$_apt_updated" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    ${as[@]+"${as[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     _apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+  ${as[@]+"${as[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
 svc_venv() {
