@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +35,7 @@ use userz_sandbox_process::{AgentModel, ProcessSandbox, ProcessSandboxConfig};
 use userz_security::envelope::{Envelope, SecretKind, StaticKeyProvider};
 use userz_store_memory::MemoryStores;
 use userz_testkit::doubles::ScriptedClassifier;
+use userz_testkit::git_fixture::git;
 use userz_testkit::scenarios::{seed_with_provider, submit, test_config, wait_run, wait_status};
 use userz_vcs_git::GitBranchProvider;
 
@@ -44,19 +44,6 @@ const KEY: &str = "sk-e2e-org-model-key-0123456789abcdef";
 /// The deployment's fallback key configured in the sandbox: must not be used
 /// for an org that set its own.
 const DEPLOYMENT_KEY: &str = "sk-e2e-deployment-key-fedcba9876543210";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn bare_repo(tmp: &Path) -> std::path::PathBuf {
     let seed = tmp.join("seed");

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod conformance;
 pub mod crash;
 pub mod doubles;
+pub mod git_fixture;
 pub mod git_http;
 pub mod scenarios;
 pub mod services;

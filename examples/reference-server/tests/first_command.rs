@@ -118,10 +118,9 @@ fn the_first_command_turns_the_printed_report_into_a_pushed_branch() {
     let deadline = Instant::now() + Duration::from_secs(900);
     let run = loop {
         let page = curl(&jar, &[&format!("{base}/feedback/{id}")]);
-        if let Some(run) = attr_after(&page, "class=\"run-link\"", "href")
-            .or_else(|| page.find("href=\"/runs/").map(|i| page[i + 6..].split('"').next().unwrap_or_default()))
-        {
-            break run.trim_start_matches("/runs/").to_string();
+        // The report's run link: `<a href="/runs/run_…" class="run-link">`.
+        if let Some(i) = page.find("href=\"/runs/") {
+            break page[i + "href=\"/runs/".len()..].split('"').next().unwrap_or_default().to_string();
         }
         assert!(Instant::now() < deadline, "report {id} got no run; page:\n{page}");
         std::thread::sleep(Duration::from_secs(2));

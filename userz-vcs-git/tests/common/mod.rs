@@ -3,26 +3,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use userz_core::ids::{OrgId, RepoId};
 use userz_core::ports::{RepoTarget, VcsProvider};
 use userz_testkit::conformance::vcs::VcsForge;
+pub use userz_testkit::git_fixture::git;
 use userz_vcs_git::GitBranchProvider;
-
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A bare repository `r.git` under `tmp` with one commit on `main`.
 pub fn seeded_bare(tmp: &Path) -> PathBuf {
