@@ -1,6 +1,8 @@
 // Opens a finished run's page in headless Chromium as a signed-in member and
 // prints what a person sees there, as one JSON line: the timeline's stages
-// (with how long each took), the status, and the diff's lines.
+// (with how long each took), the status, and the diff's lines; then the
+// report's page and the feedback list: whether each page fits a phone's width,
+// and what each list row shows.
 //
 //   USERZ_COOKIES       a signed-in session's cookies, `name=value; name2=value2`
 //   USERZ_RUN_URL       the run page, e.g. http://127.0.0.1:8080/runs/run_…
@@ -49,6 +51,25 @@ try {
     overflowsPhone: document.documentElement.scrollWidth > window.innerWidth + 1,
   }));
   await art.shot(page, 'first-command-run-page');
+  // The same session on the report's page and the feedback list, on the phone.
+  const feedbackHref = await page.getAttribute('#run-feedback', 'href');
+  const overflows = () => document.documentElement.scrollWidth > window.innerWidth + 1;
+  await page.goto(new URL(feedbackHref, runUrl).href);
+  seen.feedbackOverflowsPhone = await page.evaluate(overflows);
+  await art.shot(page, 'first-command-feedback-page');
+  await page.goto(new URL('/', runUrl).href);
+  await page.waitForSelector('#feedback-list .feedback-row');
+  seen.listOverflowsPhone = await page.evaluate(overflows);
+  seen.listRows = await page.evaluate(() =>
+    [...document.querySelectorAll('#feedback-list .feedback-row')].map((tr) => ({
+      id: tr.dataset.feedbackId,
+      report: (tr.querySelector('.feedback-link') || {}).textContent || '',
+      severity: (tr.querySelector('.sev') || {}).textContent || '',
+      label: (tr.querySelector('.label') || {}).textContent || '',
+      outcome: (tr.querySelector('.outcome') || {}).textContent || '',
+    })),
+  );
+  await art.shot(page, 'first-command-feedback-list');
   process.stdout.write(JSON.stringify(seen) + '\n');
 } finally {
   await browser.close();

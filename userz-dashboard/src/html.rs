@@ -127,7 +127,14 @@ td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-al
 pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;word-break:break-word}\
 form.inline{display:inline}.err{color:#a00}.muted{color:#777}\
 #run-diff span{display:block}#run-diff .add{background:#e6ffec}#run-diff .del{background:#ffebe9}\
-#run-diff .hunk{color:#57a}#run-diff .file{font-weight:bold}.took{color:#777;font-size:.9em}";
+#run-diff .hunk{color:#57a}#run-diff .file{font-weight:bold}.took{color:#777;font-size:.9em}\
+td,code{overflow-wrap:anywhere}.wide{overflow-x:auto}.reason{display:block;color:#555;font-size:.9em}\
+.next{color:#7a4b00}.rejected{color:#a00}.sev{font-size:.8em;padding:0 .3em;border-radius:.3em;background:#eee}\
+.sev-high{background:#fdd}.sev-low{background:#efe}.received{color:#777;white-space:nowrap}\
+header{flex-wrap:wrap}input,select,textarea,button{max-width:100%}\
+@media (max-width:40em){main{padding:.5em}table.cards thead{display:none}table.cards tr{display:block;\
+border-bottom:1px solid #ccc;padding:.4em 0}table.cards td{display:block;border:0;padding:.1em .3em}\
+.dup td{padding-left:1em}.received{white-space:normal}}";
 
 /// Nav context for signed-in pages.
 #[derive(Debug, Clone)]

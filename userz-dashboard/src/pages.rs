@@ -23,7 +23,8 @@ use userz_core::domain::{Actor, ProcessingMode};
 use userz_core::ids::{AppId, CommentId, FeedbackId, PrId, RunId};
 use userz_core::Sensitive;
 use userz_engine::projections::{
-    feedback_page, feedback_summary, pr_runs, pr_summary, run_detail, FeedbackQuery, RunDetail, TimelineEntry,
+    feedback_page, feedback_summary, pr_runs, pr_summary, run_detail, FeedbackQuery, FeedbackSummary, RunDetail,
+    TimelineEntry,
 };
 use userz_engine::{CommandBus, CommandMeta};
 use userz_security::envelope::SecretKind;
@@ -111,44 +112,43 @@ async fn queue(
     }
     body.push_str("</select></label> <button id=\"filter-apply\">Filter</button></form>");
     body.push_str(
-        "<table id=\"feedback-list\"><thead><tr><th>Received</th><th>Status</th><th>Label</th><th>Report</th>\
-         <th>Run</th></tr></thead><tbody>",
+        "<div class=\"wide\"><table id=\"feedback-list\" class=\"cards\"><thead><tr><th>Report</th><th>Label</th>\
+         <th>Outcome</th><th>Received</th></tr></thead><tbody>",
     );
     for row in &page_rows.items {
-        let label = row.label.map(|l| l.as_str()).unwrap_or("");
-        let run =
-            row.latest_run.map(|r| format!("<a href=\"/runs/{r}\" class=\"run-link\">{r}</a>")).unwrap_or_default();
+        let dups = if row.duplicates.is_empty() {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">+{} duplicates</span>", row.duplicates.len())
+        };
         let _ = write!(
             body,
-            "<tr class=\"feedback-row lead\" data-feedback-id=\"{id}\" data-status=\"{st}\"><td>{at}</td>\
-             <td><span class=\"status\">{st}</span></td><td>{label}</td>\
-             <td><a href=\"/feedback/{id}\" class=\"feedback-link\">{id}</a>{dups}</td><td>{run}</td></tr>",
+            "<tr class=\"feedback-row lead\" data-feedback-id=\"{id}\" data-status=\"{st}\">{report}{label}{outcome}\
+             <td class=\"received\">{at}</td></tr>",
             id = row.id,
             st = row.status.as_str(),
+            report = report_cell(row, "", &dups),
+            label = label_cell(row),
+            outcome = outcome_cell(row),
             at = esc(&when(row.received_at)),
-            label = esc(label),
-            dups = if row.duplicates.is_empty() {
-                String::new()
-            } else {
-                format!(" <span class=\"muted\">+{} duplicates</span>", row.duplicates.len())
-            },
         );
         for dup in &row.duplicates {
             if let Some(d) = feedback_summary(rm, ctx.org, *dup).await? {
                 let _ = write!(
                     body,
                     "<tr class=\"feedback-row dup\" data-feedback-id=\"{id}\" data-duplicate-of=\"{lead}\" \
-                     data-status=\"{st}\"><td>{at}</td><td><span class=\"status\">{st}</span></td><td></td>\
-                     <td>↳ <a href=\"/feedback/{id}\" class=\"feedback-link\">{id}</a></td><td></td></tr>",
+                     data-status=\"{st}\">{report}<td class=\"label\"></td>\
+                     <td class=\"outcome\"><span class=\"status\">{st}</span></td><td class=\"received\">{at}</td></tr>",
                     id = d.id,
                     lead = row.id,
                     st = d.status.as_str(),
+                    report = report_cell(&d, "↳ ", ""),
                     at = esc(&when(d.received_at)),
                 );
             }
         }
     }
-    body.push_str("</tbody></table>");
+    body.push_str("</tbody></table></div>");
     if page_rows.items.is_empty() {
         body.push_str("<p id=\"feedback-empty\" class=\"muted\">No feedback yet.</p>");
     }
@@ -157,6 +157,102 @@ async fn queue(
         let _ = write!(body, "<p><a id=\"next-page\" href=\"/?status={st}&amp;cursor={}\">Older</a></p>", esc(next));
     }
     Ok(page(&ctx, "Feedback", &body))
+}
+
+/// The list's report cell: the first line (a link to the report) and its
+/// severity.
+fn report_cell(row: &FeedbackSummary, prefix: &str, extra: &str) -> String {
+    let title = row.title.expose();
+    let title = if title.is_empty() { "(no text)".to_string() } else { title.clone() };
+    format!(
+        "<td class=\"report\">{prefix}<a href=\"/feedback/{id}\" class=\"feedback-link\" title=\"{id}\">{title}</a> \
+         <span class=\"sev sev-{sev}\" data-severity=\"{sev}\">{sev}</span>{extra}</td>",
+        id = row.id,
+        title = esc(&title),
+        sev = row.severity.as_str(),
+    )
+}
+
+/// The list's label cell; a rejected report says why (confidence and the
+/// signals that fired) and that it never reached the agent.
+fn label_cell(row: &FeedbackSummary) -> String {
+    let Some(label) = row.label else {
+        return "<td class=\"label\"><span class=\"muted\">not classified yet</span></td>".into();
+    };
+    let mut why = String::new();
+    if let Some(c) = row.confidence {
+        let _ = write!(why, "confidence {c:.2}");
+    }
+    if !row.signals.is_empty() {
+        if !why.is_empty() {
+            why.push_str(" · ");
+        }
+        let _ = write!(why, "signals: {}", esc(&row.signals.join(", ")));
+    }
+    let rejected = row.status == FeedbackStatus::Rejected;
+    format!(
+        "<td class=\"label\"><span class=\"label-name{cls}\">{verdict}{label}</span>{why}</td>",
+        cls = if rejected { " rejected" } else { "" },
+        verdict = if rejected { "rejected: " } else { "" },
+        label = label.as_str(),
+        why = if why.is_empty() { String::new() } else { format!("<span class=\"reason\">{why}</span>") },
+    )
+}
+
+/// The list's outcome cell: the status, the run and why it ended the way it
+/// did, with what to do next when it failed.
+fn outcome_cell(row: &FeedbackSummary) -> String {
+    let mut out = format!("<td class=\"outcome\"><span class=\"status\">{}</span>", row.status.as_str());
+    if let Some(r) = row.latest_run {
+        let _ = write!(out, " <a href=\"/runs/{r}\" class=\"run-link\">run</a>");
+    }
+    let reason = match (&row.pr_url, &row.branch, &row.guardrail, &row.failure) {
+        (Some(url), ..) => format!("<a class=\"pr-link\" href=\"{}\">draft PR</a>", esc(safe_href(url))),
+        (_, Some(branch), ..) => format!("branch <code>{}</code>", esc(branch)),
+        (_, _, Some(g), _) => format!(
+            "guardrail refused <code>{}</code> ({}) <span class=\"next\">{}</span>",
+            esc(&g.file),
+            esc(&g.rule),
+            GUARDRAIL_NEXT
+        ),
+        (_, _, _, Some(f)) => format!("{} <span class=\"next\">{}</span>", esc(f), next_step(f)),
+        _ if row.status == FeedbackStatus::Rejected => "never reaches the agent".into(),
+        _ => String::new(),
+    };
+    if !reason.is_empty() {
+        let _ = write!(out, "<span class=\"reason\">{reason}</span>");
+    }
+    out.push_str("</td>");
+    out
+}
+
+/// What to do after a guardrail refusal.
+const GUARDRAIL_NEXT: &str =
+    "Nothing was pushed: the agent changed a path the repository's guardrails forbid. Read the diff on the run page.";
+
+/// What to do after a run failed for `reason` (the run's failure text).
+pub(crate) fn next_step(reason: &str) -> &'static str {
+    let step = reason.split(':').next().unwrap_or("");
+    match step {
+        _ if reason == userz_engine::NO_CHANGES => {
+            "The model answered without editing a file. A hosted model (a provider key, see the README) \
+             does this far less often; queue the report again to retry."
+        }
+        "timed_out" => "The run hit its wall-clock cap (sandbox.wall_clock_secs): raise it or queue the report again.",
+        "cancelled" => "The run was cancelled; queue the report again to retry.",
+        "sandbox" | "allocate_workspace" => {
+            "The sandbox could not run the agent: see the sandbox line the server printed at start."
+        }
+        "prepare_workspace" => "The repository could not be cloned: check that its remote is reachable.",
+        "decrypt_secret" => {
+            "The org's model key could not be opened: set it again with \
+             `userz-server admin secret set --org <org id> --kind ai_provider_key --slot model` (the key on stdin)."
+        }
+        "push" | "capabilities" | "open_pr" => {
+            "The repository host refused: check the repository's token or GitHub App installation."
+        }
+        _ => "Open the run for its transcript, then queue the report again.",
+    }
 }
 
 // ------------------------------------------------------------------ feedback detail
@@ -428,9 +524,17 @@ async fn run_page(
             userz_core::domain::run::RunKind::Revision { .. } => "revision",
         }
     );
+    let next = match (&d.guardrail, &d.failure) {
+        (Some(_), _) => Some(GUARDRAIL_NEXT),
+        (None, Some(f)) => Some(next_step(f)),
+        _ => None,
+    };
+    if let Some(next) = next {
+        let _ = write!(b, "<p id=\"run-next\" class=\"next\">{}</p>", esc(next));
+    }
     let _ = write!(
         b,
-        "<table id=\"run-usage\"><tr><th>Provider</th><td id=\"run-provider\">{}</td></tr>\
+        "<div class=\"wide\"><table id=\"run-usage\"><tr><th>Provider</th><td id=\"run-provider\">{}</td></tr>\
          <tr><th>Model</th><td id=\"run-model\">{}</td></tr>\
          <tr><th>Tokens in</th><td id=\"run-tokens-in\">{}</td></tr>\
          <tr><th>Tokens out</th><td id=\"run-tokens-out\">{}</td></tr>\
@@ -441,7 +545,7 @@ async fn run_page(
          <tr><th>Pull request</th><td><a id=\"run-pr-url\" href=\"{}\">{}</a></td></tr>\
          <tr><th>Transcript</th><td><code id=\"run-transcript\">{}</code></td></tr>\
          <tr><th>Retries</th><td>{}</td></tr><tr><th>Egress denied</th><td>{}</td></tr>\
-         <tr><th>Sandbox</th><td id=\"run-sandbox\">{}</td></tr></table>",
+         <tr><th>Sandbox</th><td id=\"run-sandbox\">{}</td></tr></table></div>",
         esc(&d.usage.provider),
         esc(&d.usage.model),
         d.usage.tokens_in,

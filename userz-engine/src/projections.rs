@@ -19,12 +19,14 @@ use userz_core::domain::org::OrgEvent;
 use userz_core::domain::pr::PrEvent;
 use userz_core::domain::run::{RunEvent, RunKind, RunStatus};
 use userz_core::domain::timer::TimerEvent;
+use userz_core::domain::Severity;
 use userz_core::error::{Error, Result};
 use userz_core::event::RecordedEvent;
 use userz_core::ids::{AppId, FeedbackId, OrgId, PrId, RepoId, RunId, TimerId};
 use userz_core::ports::classifier::Label;
 use userz_core::ports::sandbox::Usage;
 use userz_core::ports::{CheckpointMove, EventStore, ReadModelCommit, ReadModelOp, ReadModelStore};
+use userz_core::sensitive::Sensitive;
 use userz_core::time::Timestamp;
 use userz_security::guardrail::Violation;
 
@@ -216,6 +218,35 @@ pub struct FeedbackSummary {
     pub received_at: Timestamp,
     /// Global position of the arrival event (the list order).
     pub seq: u64,
+    /// The report's first line, clipped to [`TITLE_CHARS`] characters.
+    #[serde(default)]
+    pub title: Sensitive<String>,
+    /// Severity the reporter chose.
+    #[serde(default)]
+    pub severity: Severity,
+    /// The classifier's confidence in its label.
+    #[serde(default)]
+    pub confidence: Option<f32>,
+    /// The pre-filter signals that fired (their codes, each once, in order).
+    #[serde(default)]
+    pub signals: Vec<String>,
+    /// The branch pushed, for a branch-only repository.
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// How many characters of a report's first line the feedback list keeps.
+pub const TITLE_CHARS: usize = 120;
+
+/// The first non-blank line of `text`, trimmed and clipped to `max` characters
+/// (an ellipsis marks a cut).
+pub fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// The feedback list projection: summaries plus paging indexes by org, app and
@@ -250,7 +281,7 @@ impl Projection for FeedbackListProjection {
         };
         let id_key = event.stream.as_str().trim_start_matches("feedback-").to_string();
         let mut row: FeedbackSummary = match &ev {
-            FeedbackEvent::FeedbackReceived { feedback, org, app, received_at, .. } => FeedbackSummary {
+            FeedbackEvent::FeedbackReceived { feedback, org, app, received_at, content } => FeedbackSummary {
                 id: *feedback,
                 org: *org,
                 app: *app,
@@ -264,6 +295,11 @@ impl Projection for FeedbackListProjection {
                 failure: None,
                 received_at: *received_at,
                 seq: event.position,
+                title: Sensitive::new(first_line(content.text.expose(), TITLE_CHARS)),
+                severity: content.severity,
+                confidence: None,
+                signals: Vec::new(),
+                branch: None,
             },
             _ => match tx.get_json(FEEDBACK_TABLE, &id_key).await? {
                 Some(r) => r,
@@ -274,8 +310,15 @@ impl Projection for FeedbackListProjection {
         match &ev {
             FeedbackEvent::FeedbackReceived { .. } => {}
             FeedbackEvent::SanitizingStarted {} => row.status = FeedbackStatus::Sanitizing,
-            FeedbackEvent::Classified { label, .. } => {
+            FeedbackEvent::Classified { label, confidence, signals, .. } => {
                 row.label = Some(*label);
+                row.confidence = Some(*confidence);
+                row.signals.clear();
+                for s in signals {
+                    if !row.signals.contains(&s.kind) {
+                        row.signals.push(s.kind.clone());
+                    }
+                }
                 row.status = FeedbackStatus::Sanitized;
             }
             FeedbackEvent::FeedbackRejected { .. } => row.status = FeedbackStatus::Rejected,
@@ -286,13 +329,19 @@ impl Projection for FeedbackListProjection {
             FeedbackEvent::RunStarted { run } => {
                 row.status = FeedbackStatus::Running;
                 row.latest_run = Some(*run);
+                // The list shows the latest run's outcome, not an earlier one's.
+                row.failure = None;
+                row.guardrail = None;
             }
             FeedbackEvent::RunCompleted { result, .. } => match result {
                 RunResult::PrOpened { url, .. } => {
                     row.status = FeedbackStatus::PrOpened;
                     row.pr_url = Some(url.clone());
                 }
-                RunResult::BranchPushed { .. } => row.status = FeedbackStatus::BranchPushed,
+                RunResult::BranchPushed { branch } => {
+                    row.status = FeedbackStatus::BranchPushed;
+                    row.branch = Some(branch.clone());
+                }
                 RunResult::PrFailed { file, rule } => {
                     row.status = FeedbackStatus::PrFailed;
                     row.guardrail = Some(Violation { file: file.clone(), rule: rule.clone() });
@@ -903,4 +952,17 @@ pub async fn due_timers(store: &dyn ReadModelStore, now: Timestamp, limit: usize
         out.push(TimerId(id));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn the_list_keeps_the_first_non_blank_line_clipped() {
+        assert_eq!(first_line("\n   \n  Save does nothing  \nsecond", 120), "Save does nothing");
+        assert_eq!(first_line("", 120), "");
+        assert_eq!(first_line("ééééé", 3), "ééé…");
+        assert_eq!(first_line("abc", 3), "abc");
+    }
 }

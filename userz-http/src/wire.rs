@@ -122,7 +122,12 @@ pub(crate) fn summary(s: &FeedbackSummary) -> Value {
         "prUrl": s.pr_url,
         "guardrail": s.guardrail.as_ref().map(|g| json!({"file": g.file, "rule": g.rule})),
         "failure": s.failure,
+        "branch": s.branch,
         "receivedAt": s.received_at.as_millis(),
+        "title": s.title.expose(),
+        "severity": s.severity.as_str(),
+        "confidence": s.confidence,
+        "signals": s.signals,
     })
 }
 
