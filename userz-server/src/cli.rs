@@ -62,7 +62,6 @@ pub async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let store = config.store.kind.as_str();
     let server = match start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -71,18 +70,15 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     println!("userz server listening on {}", server.public_url);
-    println!("  store:      {store}");
+    print!("{}", server.readiness);
     println!("  dashboard:  {}/", server.public_url);
     if let Some(d) = &server.demo {
         println!("  demo page:  {}/demo", server.public_url);
         println!("  public key: {}", d.public_key);
         println!("  sign in as: {}", d.owner_email);
     }
-    if let Some(why) = &server.sandbox_unavailable {
-        println!("  agent runs: unavailable ({why})");
-    }
-    if let Some(sandbox) = &server.sandbox_description {
-        println!("  agent runs: {sandbox}");
+    if !server.readiness.main_job_ready() {
+        println!("  reports are accepted and classified, but runs will fail until every NOT READY part is fixed");
     }
     if let Some(curl) = server.curl_line() {
         println!("submit feedback:\n  {curl}");

@@ -49,11 +49,13 @@ pub mod admin_cli;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod readiness;
 pub mod stores;
 pub mod vcs;
 
 pub use config::Config;
 pub use demo::DemoInfo;
+pub use readiness::Readiness;
 pub use stores::{Stores, DB_FILE};
 
 /// The org secret slot (`ai_provider_key`) an org sets to use its own model key.
@@ -98,6 +100,8 @@ pub struct Userz {
     pub sandbox_unavailable: Option<String>,
     /// The sandbox backend agent runs use and its boundary (printed at start).
     pub sandbox_description: Option<String>,
+    /// Each part's state and what fixes it (the start-up banner).
+    pub readiness: Readiness,
     /// The storage ports (tests read read models from them).
     pub stores: Stores,
     router: Router,
@@ -161,6 +165,8 @@ pub struct Server {
     pub sandbox_unavailable: Option<String>,
     /// The sandbox backend agent runs use and its boundary (printed at start).
     pub sandbox_description: Option<String>,
+    /// Each part's state and what fixes it (the start-up banner).
+    pub readiness: Readiness,
     /// The storage ports (tests read read models from them).
     pub stores: Stores,
     userz: Option<Userz>,
@@ -515,7 +521,7 @@ fn github_app_settings(g: &config::GithubAppConfig) -> Result<vcs::GithubAppSett
 }
 
 /// `http://127.0.0.1:8000/v1` → `127.0.0.1:8000`; `None` for host names.
-fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
+pub(crate) fn literal_socket_addr(url: &str) -> Option<SocketAddr> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split('/').next()?;
     if let Ok(a) = authority.parse::<SocketAddr>() {
@@ -706,8 +712,29 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         clock.clone(),
     )
     .map_err(|e| ServerError::Setup(format!("uploads: {e}")))?;
+    let webhook_secrets =
+        userz_http::webhooks::WebhookSecrets::from_env().map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?;
+    let readiness = readiness::assess(
+        &config,
+        &readiness::Facts {
+            sandbox: match (&sandbox_description, &sandbox_unavailable) {
+                (Some(d), _) => Ok(d.clone()),
+                (None, why) => Err(why.clone().unwrap_or_default()),
+            },
+            model_reachable: readiness::probe_model(&config).await,
+            demo_remote: demo.as_ref().map(|d| d.repository.display().to_string()),
+            chat: [
+                ("Slack", webhook_secrets.slack.is_some()),
+                ("Discord", webhook_secrets.discord_public_key.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect(),
+            chatops_org: webhook_secrets.chatops_org.map(|o| o.to_string()),
+        },
+    );
     let webhooks = userz_http::webhooks::WebhookState::new(
-        userz_http::webhooks::WebhookSecrets::from_env().map_err(|e| ServerError::Setup(format!("webhooks: {e}")))?,
+        webhook_secrets,
         engine.bus().clone(),
         engine.read_models().clone(),
         cache.clone(),
@@ -741,7 +768,16 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         .merge(userz_http::api_router(api))
         .merge(userz_dashboard::router(dashboard))
         .fallback(userz_http::not_found_fallback);
-    Ok(Userz { public_url, demo, sandbox_unavailable, sandbox_description, stores, router, engine: Some(engine) })
+    Ok(Userz {
+        public_url,
+        demo,
+        sandbox_unavailable,
+        sandbox_description,
+        readiness,
+        stores,
+        router,
+        engine: Some(engine),
+    })
 }
 
 /// Binds `config.listen`, assembles the engine with [`build`] and serves it.
@@ -768,6 +804,7 @@ pub async fn start(config: Config) -> Result<Server, ServerError> {
         demo: userz.demo.clone(),
         sandbox_unavailable: userz.sandbox_unavailable.clone(),
         sandbox_description: userz.sandbox_description.clone(),
+        readiness: userz.readiness.clone(),
         stores: userz.stores.clone(),
         userz: Some(userz),
         stop: Some(stop),

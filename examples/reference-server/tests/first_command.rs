@@ -86,9 +86,18 @@ fn the_first_command_turns_the_printed_report_into_a_pushed_branch() {
     let mut seen = Vec::new();
     let url_line = wait_for(&rx, &mut seen, 900, |l| l.starts_with("userz server listening on "));
     let base = url_line.trim_start_matches("userz server listening on ").trim().to_string();
-    let agent_line = wait_for(&rx, &mut seen, 60, |l| l.trim_start().starts_with("agent runs:"));
-    assert!(agent_line.contains("microVM"), "the default backend is the microVM: {agent_line}");
     wait_for(&rx, &mut seen, 60, |l| l.starts_with("submit feedback:"));
+    // The banner: every part the main job needs is ready, with the microVM
+    // (its own kernel) as the sandbox and the local model the script started.
+    let part =
+        |name: &str| seen.iter().find(|l| l.trim_start().starts_with(&format!("{name}:"))).cloned().unwrap_or_default();
+    for name in ["store", "sandbox", "model", "vcs", "mail", "chat-ops"] {
+        assert!(!part(name).is_empty(), "the banner has a {name} line: {seen:#?}");
+    }
+    assert!(!seen.iter().any(|l| l.contains("NOT READY")), "every part the main job needs is ready: {seen:#?}");
+    assert!(part("sandbox").contains("ready") && part("sandbox").contains("own guest kernel"), "{seen:#?}");
+    assert!(part("model").contains("ready") && part("model").contains("guided"), "{seen:#?}");
+    assert!(part("mail").contains("off"), "no SMTP is configured, and the banner says so: {seen:#?}");
     let curl_line = wait_for(&rx, &mut seen, 60, |l| l.trim_start().starts_with("curl "));
     // The script's own lines come on stderr: "ready" may have been read
     // before the server's curl line.
@@ -182,7 +191,27 @@ fn the_first_command_turns_the_printed_report_into_a_pushed_branch() {
     );
     assert!(!shown["diffFiles"].as_array().unwrap().is_empty(), "the diff names its files: {shown}");
     assert!(!shown["diffAdded"].as_array().unwrap().is_empty(), "the diff shows added lines: {shown}");
+    // Every page fits a phone's width, and the list reads without ids.
+    for page in ["overflowsPhone", "feedbackOverflowsPhone", "listOverflowsPhone"] {
+        assert_eq!(shown[page], false, "{page}: a page is wider than a 390 px phone: {shown}");
+    }
+    let row = shown["listRows"].as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).expect("the report's row");
+    assert_eq!(row["report"], "The Save button does nothing", "the list shows the report's first line: {row}");
+    assert_eq!(row["severity"], "high", "{row}");
+    assert!(row["label"].as_str().unwrap().contains("benign"), "{row}");
+    let outcome = row["outcome"].as_str().unwrap();
+    assert!(outcome.contains("branch_pushed") && outcome.contains(&pushed_branch(&data)), "{row}");
     // The branch is in the demo repository, one commit ahead of main.
+    let repo = git2::Repository::open_bare(data.join("demo-repo.git")).unwrap();
+    let head =
+        repo.find_branch(&pushed_branch(&data), git2::BranchType::Local).unwrap().get().peel_to_commit().unwrap();
+    let main = repo.find_branch("main", git2::BranchType::Local).unwrap().get().peel_to_commit().unwrap();
+    assert_eq!(head.parent_id(0).unwrap(), main.id(), "one commit on top of main");
+    assert_ne!(head.tree_id(), main.tree_id(), "the commit changes a file");
+}
+
+/// The one branch besides `main` in the demo repository.
+fn pushed_branch(data: &Path) -> String {
     let repo = git2::Repository::open_bare(data.join("demo-repo.git")).unwrap();
     let pushed: Vec<String> = repo
         .branches(Some(git2::BranchType::Local))
@@ -192,10 +221,7 @@ fn the_first_command_turns_the_printed_report_into_a_pushed_branch() {
         .filter(|n| n != "main")
         .collect();
     assert_eq!(pushed.len(), 1, "{pushed:?}");
-    let head = repo.find_branch(&pushed[0], git2::BranchType::Local).unwrap().get().peel_to_commit().unwrap();
-    let main = repo.find_branch("main", git2::BranchType::Local).unwrap().get().peel_to_commit().unwrap();
-    assert_eq!(head.parent_id(0).unwrap(), main.id(), "one commit on top of main");
-    assert_ne!(head.tree_id(), main.tree_id(), "the commit changes a file");
+    pushed[0].clone()
 }
 
 /// Stops the script's process group (model server and reference server).
