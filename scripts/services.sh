@@ -383,7 +383,22 @@ svc_test_tools() {
   # OpenAPI 3.1 validator for userz-http's /openapi.json test.
   [ -x "$SVC_TOOLS/venv/bin/openapi-spec-validator" ] || svc_pip_install openapi-spec-validator || return 1
   export USERZ_OPENAPI_VALIDATOR="$SVC_TOOLS/venv/bin/openapi-spec-validator"
+  svc_schemathesis || return 1
   svc_browser || return 1
+}
+
+# Schemathesis (property-based API tester driven by /openapi.json), pinned,
+# in a venv of its own; the reference server's api_schema test runs it.
+SVC_SCHEMATHESIS_VERSION=4.32.5
+svc_schemathesis() {
+  local venv="$SVC_TOOLS/schemathesis-venv"
+  if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$SVC_SCHEMATHESIS_VERSION"; then
+    svc_log "installing schemathesis $SVC_SCHEMATHESIS_VERSION"
+    mkdir -p "$SVC_TOOLS"
+    python3 -m venv "$venv" >&2 || return 1
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SVC_SCHEMATHESIS_VERSION" >&2 || return 1
+  fi
+  export USERZ_SCHEMATHESIS="$venv/bin/st"
 }
 
 services_start() {

@@ -37,23 +37,42 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["text", "severity"],
             "additionalProperties": false,
+            "description": "Optional fields may also be null (as if absent).",
             "properties": {
-                "text": {"type": "string", "minLength": 1, "maxLength": 8192},
+                "text": {"type": "string", "minLength": 1, "maxLength": 8192, "pattern": "\\S", "description": "Not only whitespace"},
                 "severity": {"type": "string", "enum": ["low", "medium", "high"]},
-                "url": {"type": "string", "maxLength": 2048},
-                "userAgent": {"type": "string", "maxLength": 512},
-                "viewport": {"type": "object", "required": ["w", "h", "dpr"], "properties": {"w": s("integer"), "h": s("integer"), "dpr": s("number")}},
-                "consoleLogs": {"type": "array", "maxItems": 500, "items": {
-                    "type": "object", "required": ["level", "message", "ts"],
-                    "properties": {"level": {"type": "string", "enum": ["log", "info", "warn", "error", "debug", "trace"]}, "message": {"type": "string", "maxLength": 1000}, "ts": s("number")},
+                "url": {"type": ["string", "null"], "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp]([Ss])?://", "description": "An http(s) URL"},
+                "userAgent": {"type": ["string", "null"], "maxLength": 512},
+                "viewport": {
+                    "type": ["object", "null"], "required": ["w", "h", "dpr"], "additionalProperties": false,
+                    "properties": {
+                        "w": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "h": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                        "dpr": {"type": "number", "exclusiveMinimum": 0, "maximum": 16},
+                    },
+                },
+                "consoleLogs": {"type": ["array", "null"], "maxItems": 500, "items": {
+                    "type": "object", "required": ["level", "message", "ts"], "additionalProperties": false,
+                    "properties": {
+                        "level": {"type": "string", "enum": ["log", "info", "warn", "error", "debug", "trace"]},
+                        "message": {"type": "string", "maxLength": 1000},
+                        "ts": {"type": "number", "minimum": 0},
+                    },
                 }},
-                "attachments": {"type": "array", "maxItems": 10, "items": {
-                    "type": "object", "required": ["key", "kind", "contentType", "byteSize"],
-                    "properties": {"key": s("string"), "kind": {"type": "string", "enum": ["screenshot", "annotated", "attachment"]}, "contentType": s("string"), "byteSize": s("integer"), "width": s("integer"), "height": s("integer")},
+                "attachments": {"type": ["array", "null"], "maxItems": 10, "items": {
+                    "type": "object", "required": ["key", "kind", "contentType", "byteSize"], "additionalProperties": false,
+                    "properties": {
+                        "key": {"type": "string", "minLength": 1, "maxLength": 512},
+                        "kind": {"type": "string", "enum": ["screenshot", "annotated", "attachment"]},
+                        "contentType": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "byteSize": {"type": "integer", "minimum": 0, "maximum": 15 * 1024 * 1024},
+                        "width": {"type": ["integer", "null"], "minimum": 1, "maximum": 100_000},
+                        "height": {"type": ["integer", "null"], "minimum": 1, "maximum": 100_000},
+                    },
                 }},
-                "componentTarget": s("string"),
-                "metadata": {"type": "object", "description": "At most 4 KB serialised"},
-                "identity": {"type": "object", "description": "Public mode only; private mode takes identity from the token"},
+                "componentTarget": {"type": ["string", "null"], "maxLength": 1024},
+                "metadata": {"type": ["object", "null"], "description": "At most 4 KB serialised"},
+                "identity": {"type": ["object", "null"], "description": "Public mode only; private mode takes identity from the token. At most 2 KB serialised"},
             },
         },
         "SubmitResult": {"type": "object", "required": ["id", "status"], "properties": {"id": s("string"), "status": s("string")}},
@@ -77,7 +96,12 @@ fn schemas() -> Value {
                 "id": s("string"), "appId": s("string"), "status": s("string"), "label": nullable("string"),
                 "duplicateOf": nullable("string"), "duplicates": {"type": "array", "items": s("string")},
                 "latestRunId": nullable("string"), "prUrl": nullable("string"), "guardrail": schema_ref("Guardrail"),
-                "failure": nullable("string"), "receivedAt": {"type": "integer", "description": "ms since the epoch"},
+                "failure": nullable("string"), "branch": nullable("string"),
+                "receivedAt": {"type": "integer", "description": "ms since the epoch"},
+                "title": {"type": "string", "description": "the report's first line, at most 120 characters (+ an ellipsis when cut)"},
+                "severity": {"type": "string", "enum": ["low", "medium", "high"]},
+                "confidence": nullable("number"),
+                "signals": {"type": "array", "items": s("string"), "description": "codes of the pre-filter signals that fired"},
             },
         },
         "FeedbackPage": {
@@ -127,8 +151,8 @@ fn schemas() -> Value {
             "type": "object", "required": ["appId", "sub"], "additionalProperties": false,
             "properties": {
                 "appId": s("string"), "sub": {"type": "string", "minLength": 1, "maxLength": 256},
-                "ctx": {"type": "object", "description": "At most 2 KB serialised"},
-                "expiresIn": {"type": "integer", "minimum": 60, "maximum": 86400, "description": "Seconds (default 3600)"},
+                "ctx": {"type": ["object", "null"], "description": "At most 2 KB serialised"},
+                "expiresIn": {"type": ["integer", "null"], "minimum": 60, "maximum": 86400, "description": "Seconds (default 3600)"},
             },
         },
         "MintedToken": {
@@ -171,10 +195,15 @@ fn operation(r: &RouteSpec) -> Value {
     };
     op.insert("security".into(), security);
     let mut responses = Map::new();
-    responses.insert(
-        r.status.to_string(),
-        json!({"description": "Success", "content": {"application/json": {"schema": r.response}}}),
-    );
+    responses
+        .insert(r.status.to_string(), json!({"description": "Success", "content": {r.media: {"schema": r.response}}}));
+    if r.params.iter().any(|p| p.name == "Idempotency-Key") {
+        responses.insert(
+            "200".into(),
+            json!({"description": "The answer an earlier request with the same Idempotency-Key got",
+                   "content": {r.media: {"schema": r.response}}}),
+        );
+    }
     let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
     for c in &r.errors {
         by_status.entry(c.status().as_u16()).or_default().push(c.as_str());

@@ -87,11 +87,16 @@ pub struct RouteSpec {
     pub request: Option<Value>,
     /// Success status.
     pub status: u16,
+    /// Media type of the success body (`application/json` but for `/widget.js`).
+    pub media: &'static str,
     /// Success body schema.
     pub response: Value,
     /// Error codes the route can answer.
     pub errors: Vec<ErrorCode>,
 }
+
+/// The media type of every answer but the widget script.
+const JSON: &str = "application/json";
 
 struct Route {
     spec: RouteSpec,
@@ -137,6 +142,7 @@ fn routes() -> Vec<Route> {
                 ],
                 request: Some(r("FeedbackSubmission")),
                 status: 201,
+                media: JSON,
                 response: r("SubmitResult"),
                 errors: vec![
                     ErrorCode::InvalidBody,
@@ -145,6 +151,7 @@ fn routes() -> Vec<Route> {
                     ErrorCode::InvalidUserToken,
                     ErrorCode::OriginNotAllowed,
                     ErrorCode::PublicDisabled,
+                    ErrorCode::Forbidden,
                     ErrorCode::PayloadTooLarge,
                     ErrorCode::RateLimited,
                     ErrorCode::NotConfigured,
@@ -163,6 +170,7 @@ fn routes() -> Vec<Route> {
                 params: vec![],
                 request: None,
                 status: 200,
+                media: JSON,
                 response: json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": r("App")}}}),
                 errors: key_errors(&[]),
             },
@@ -176,7 +184,13 @@ fn routes() -> Vec<Route> {
                 summary: "A page of feedback, newest first",
                 auth: Auth::ApiKey,
                 params: vec![
-                    p("appId", ParamIn::Query, false, "Only this App's reports", json!({"type": "string"})),
+                    p(
+                        "appId",
+                        ParamIn::Query,
+                        false,
+                        "Only this App's reports",
+                        json!({"type": "string", "pattern": "^app_[0-9a-f]{32}$"}),
+                    ),
                     p(
                         "status",
                         ParamIn::Query,
@@ -191,7 +205,13 @@ fn routes() -> Vec<Route> {
                         "Page size (default 50)",
                         json!({"type": "integer", "minimum": 1, "maximum": 100}),
                     ),
-                    p("cursor", ParamIn::Query, false, "nextCursor of the previous page", json!({"type": "string"})),
+                    p(
+                        "cursor",
+                        ParamIn::Query,
+                        false,
+                        "nextCursor of the previous page",
+                        json!({"type": "string", "pattern": "^[0-9]{20}$"}),
+                    ),
                     p(
                         "includeDuplicates",
                         ParamIn::Query,
@@ -202,6 +222,7 @@ fn routes() -> Vec<Route> {
                 ],
                 request: None,
                 status: 200,
+                media: JSON,
                 response: r("FeedbackPage"),
                 errors: key_errors(&[ErrorCode::InvalidBody, ErrorCode::NotFound]),
             },
@@ -217,6 +238,7 @@ fn routes() -> Vec<Route> {
                 params: vec![id_param("Feedback id")],
                 request: None,
                 status: 200,
+                media: JSON,
                 response: r("FeedbackDetail"),
                 errors: key_errors(&[ErrorCode::NotFound]),
             },
@@ -232,6 +254,7 @@ fn routes() -> Vec<Route> {
                 params: vec![id_param("Feedback id")],
                 request: Some(r("FeedbackPatch")),
                 status: 200,
+                media: JSON,
                 response: r("SubmitResult"),
                 errors: key_errors(&[
                     ErrorCode::InvalidBody,
@@ -252,6 +275,7 @@ fn routes() -> Vec<Route> {
                 params: vec![id_param("Run id")],
                 request: None,
                 status: 200,
+                media: JSON,
                 response: r("AgentRun"),
                 errors: key_errors(&[ErrorCode::NotFound]),
             },
@@ -267,6 +291,7 @@ fn routes() -> Vec<Route> {
                 params: vec![],
                 request: Some(r("MintRequest")),
                 status: 200,
+                media: JSON,
                 response: r("MintedToken"),
                 errors: key_errors(&[
                     ErrorCode::InvalidBody,
@@ -285,16 +310,9 @@ fn routes() -> Vec<Route> {
                 summary: "Pre-sign a single PUT of a screenshot or attachment (<= 15 MiB, expires in 300 s)",
                 auth: Auth::Widget,
                 params: vec![],
-                request: Some(json!({
-                    "type": "object",
-                    "required": ["kind", "contentType", "byteSize"],
-                    "properties": {
-                        "kind": {"type": "string", "enum": ["screenshot", "annotated", "attachment"]},
-                        "contentType": {"type": "string"},
-                        "byteSize": {"type": "integer", "minimum": 1, "maximum": 15 * 1024 * 1024}
-                    }
-                })),
+                request: Some(upload_request_schema()),
                 status: 201,
+                media: JSON,
                 response: json!({
                     "type": "object",
                     "required": ["uploadUrl", "key", "expiresAt", "headers"],
@@ -329,6 +347,7 @@ fn routes() -> Vec<Route> {
                 params: vec![p("ticket", ParamIn::Path, true, "The ticket from upload-url", json!({"type": "string"}))],
                 request: Some(json!({"type": "string", "contentEncoding": "binary"})),
                 status: 201,
+                media: JSON,
                 response: json!({"type": "object"}),
                 errors: vec![
                     ErrorCode::InvalidBody,
@@ -352,10 +371,11 @@ fn routes() -> Vec<Route> {
                     ParamIn::Path,
                     true,
                     "Which provider's scheme verifies the delivery",
-                    json!({"type": "string", "enum": ["stripe", "github", "gitlab", "slack", "discord"]}),
+                    json!({"type": "string", "enum": WEBHOOK_PROVIDERS}),
                 )],
                 request: Some(json!({"type": "object"})),
                 status: 200,
+                media: JSON,
                 response: json!({"type": "object"}),
                 errors: vec![
                     ErrorCode::InvalidBody,
@@ -378,6 +398,7 @@ fn routes() -> Vec<Route> {
                 params: vec![],
                 request: None,
                 status: 200,
+                media: "text/javascript",
                 response: json!({"type": "string"}),
                 errors: vec![],
             },
@@ -393,6 +414,7 @@ fn routes() -> Vec<Route> {
                 params: vec![],
                 request: None,
                 status: 200,
+                media: JSON,
                 response: json!({"type": "object"}),
                 errors: vec![],
             },
@@ -412,6 +434,32 @@ async fn serve_widget() -> Response {
         crate::WIDGET_JS,
     )
         .into_response()
+}
+
+/// `createUploadUrl`'s body: each kind with the content types it accepts.
+fn upload_request_schema() -> Value {
+    use crate::upload::UploadKind;
+    let branch = |kinds: &[UploadKind]| {
+        json!({
+            "properties": {
+                "kind": {"enum": kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()},
+                "contentType": {"enum": kinds[0].allowed_types()},
+            }
+        })
+    };
+    json!({
+        "type": "object",
+        "required": ["kind", "contentType", "byteSize"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["screenshot", "annotated", "attachment"]},
+            "contentType": {"type": "string", "description": "Exact and lower-case; which ones depends on kind"},
+            "byteSize": {"type": "integer", "minimum": 1, "maximum": 15 * 1024 * 1024}
+        },
+        "oneOf": [
+            branch(&[UploadKind::Screenshot, UploadKind::Annotated]),
+            branch(&[UploadKind::Attachment]),
+        ],
+    })
 }
 
 fn not_configured(what: &str) -> ApiError {
@@ -449,8 +497,22 @@ async fn put_upload(State(state): State<ApiState>, req: Request) -> Result<Respo
 async fn webhook(State(state): State<ApiState>, req: Request) -> Result<Response, ApiError> {
     use tower::ServiceExt as _;
     let webhooks = state.webhooks().cloned().ok_or_else(|| not_configured("webhooks"))?;
-    let res = crate::webhooks::router(webhooks).oneshot(req).await;
+    let res = crate::webhooks::router(webhooks).fallback(unknown_webhook_provider).oneshot(req).await;
     Ok(res.unwrap_or_else(|e| match e {}))
+}
+
+/// The webhook providers `/v1/webhooks/{provider}` serves.
+const WEBHOOK_PROVIDERS: [&str; 5] = ["stripe", "github", "gitlab", "slack", "discord"];
+
+/// `/v1/webhooks/{provider}` naming no provider: the error envelope, like
+/// every other `/v1` answer.
+async fn unknown_webhook_provider(req: Request) -> ApiError {
+    let provider = req.uri().path().trim_start_matches("/v1/webhooks/").to_string();
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no webhook provider {provider:?}: one of {}", WEBHOOK_PROVIDERS.join(", ")),
+    )
+    .with_details(json!({ "field": "provider", "rule": "one_of", "allowed": WEBHOOK_PROVIDERS }))
 }
 
 /// The route table (documentation view). Every entry is routed by [`api_router`].
@@ -558,6 +620,11 @@ async fn submit_feedback(State(state): State<ApiState>, req: Request) -> Result<
     )
     .await
     .map_err(|e| match e {
+        // A key outside the caller's organization is someone else's: refused
+        // as forbidden, not as a malformed body.
+        userz_engine::intake::SubmitError::Invalid { field, rule: rule @ "foreign_key", message } => {
+            ApiError::new(ErrorCode::Forbidden, message).with_details(json!({ "field": field, "rule": rule }))
+        }
         userz_engine::intake::SubmitError::Invalid { field, rule, message } => {
             ApiError::invalid_field(&field, rule, message)
         }
@@ -586,9 +653,13 @@ async fn list_feedback(
     for (k, v) in pairs {
         match k.as_str() {
             "appId" => {
-                let app: AppId = v
-                    .parse()
-                    .map_err(|_| ApiError::invalid_field("appId", "invalid_format", "appId: not an App id"))?;
+                // The form the API shows (`app_` and 32 lower-case hex digits), as documented.
+                let shown = v.len() == 36
+                    && v.starts_with("app_")
+                    && v[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                let app: AppId = v.parse().ok().filter(|_| shown).ok_or_else(|| {
+                    ApiError::invalid_field("appId", "invalid_format", "appId: not an App id (app_ and 32 hex digits)")
+                })?;
                 if directory::app_of_org(state.read_models(), auth.org, app).await?.is_none() {
                     return Err(ApiError::not_found("app"));
                 }
@@ -716,8 +787,9 @@ struct MintBody {
     sub: String,
     #[serde(default)]
     ctx: Option<Value>,
+    /// Seconds; `3600` and `3600.0` alike (JSON Schema's integer).
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<Value>,
 }
 
 async fn mint_token(
@@ -731,12 +803,22 @@ async fn mint_token(
     let app =
         directory::app_of_org(state.read_models(), auth.org, app).await?.ok_or_else(|| ApiError::not_found("app"))?;
     record("app", app.app);
-    if req.sub.is_empty() || req.sub.len() > 256 {
-        return Err(ApiError::invalid_field("sub", "too_long", "sub: 1-256 bytes"));
+    if req.sub.is_empty() || req.sub.chars().count() > 256 {
+        return Err(ApiError::invalid_field("sub", "too_long", "sub: 1-256 characters"));
     }
+    let ctx = match req.ctx {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v),
+        Some(_) => return Err(ApiError::invalid_field("ctx", "invalid_type", "ctx: must be an object")),
+    };
+    let lifetime = match req.expires_in {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(std::time::Duration::from_secs(userz_security::ingest::integral_u64(&v).ok_or_else(|| {
+            ApiError::invalid_field("expiresIn", "invalid_type", "expiresIn: an integer number of seconds")
+        })?)),
+    };
     let (_, secret) = signing_secret(&state, &app).await?;
-    let request =
-        MintRequest { sub: req.sub, ctx: req.ctx, lifetime: req.expires_in.map(std::time::Duration::from_secs) };
+    let request = MintRequest { sub: req.sub, ctx, lifetime };
     let minted = mint_user_token(app.app, &secret, &request, state.clock().now()).map_err(|e| {
         let field = match e.code() {
             "lifetime_out_of_range" => "expiresIn",

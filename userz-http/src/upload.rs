@@ -483,8 +483,7 @@ pub fn parse_request(raw: &[u8]) -> Result<UploadRequest, ApiError> {
         .as_str()
         .ok_or_else(|| ApiError::invalid_field("contentType", "type", "contentType: must be a string"))?
         .to_owned();
-    let byte_size = field("byteSize")?
-        .as_u64()
+    let byte_size = userz_security::ingest::integral_u64(field("byteSize")?)
         .ok_or_else(|| ApiError::invalid_field("byteSize", "type", "byteSize: must be a non-negative integer"))?;
     Ok(UploadRequest { kind, content_type, byte_size })
 }

@@ -796,7 +796,7 @@ async fn upload_url_then_put_through_the_api_router_then_attach_only_to_the_same
         format!("orgs/{}", b.org),
     ] {
         let r = h.submit(&b, &[("origin", ORIGIN)], &attach(&foreign)).await;
-        r.assert_error(400, "invalid_body");
+        r.assert_error(403, "forbidden");
         assert_eq!(r.body["error"]["details"]["field"], "attachments[0].key", "{foreign}: {}", r.body);
         assert_eq!(r.body["error"]["details"]["rule"], "foreign_key", "{foreign}");
     }

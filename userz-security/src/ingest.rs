@@ -420,10 +420,11 @@ impl FeedbackSubmission {
     }
 
     /// As [`Self::from_json`], from an already parsed value.
-    pub fn from_value(value: Value) -> Result<Self, InvalidBody> {
+    pub fn from_value(mut value: Value) -> Result<Self, InvalidBody> {
         let mut out = Vec::new();
         shape::submission(&value, &mut out);
         if out.is_empty() {
+            normalise(&mut value);
             match serde_json::from_value::<FeedbackSubmission>(value) {
                 Ok(s) => {
                     let v = s.validate();
@@ -442,6 +443,46 @@ impl FeedbackSubmission {
             out.sort_by_key(|v| field_rank(&v.path));
         }
         Err(InvalidBody { violations: out })
+    }
+}
+
+/// A JSON number that is a non-negative integer, written as one (`42`) or as
+/// a float with no fraction (`42.0`, which JSON Schema also calls an integer),
+/// up to 2^53.
+pub fn integral_u64(v: &Value) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    v.as_u64().or_else(|| {
+        let f = v.as_f64()?;
+        // The checks make the cast exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        ((0.0..=EXACT).contains(&f) && f.fract() == 0.0).then_some(f as u64)
+    })
+}
+
+/// Rewrites a submission the shape walker accepted into what the typed
+/// parse reads: an optional field given as `null` is absent, and an integer
+/// field written as `42.0` is `42`.
+fn normalise(value: &mut Value) {
+    let Some(obj) = value.as_object_mut() else { return };
+    obj.retain(|_, v| !v.is_null());
+    let fix = |v: Option<&mut Value>| {
+        if let Some(v) = v {
+            if let Some(n) = integral_u64(v) {
+                *v = Value::from(n);
+            }
+        }
+    };
+    if let Some(vp) = obj.get_mut("viewport").and_then(Value::as_object_mut) {
+        fix(vp.get_mut("w"));
+        fix(vp.get_mut("h"));
+    }
+    if let Some(atts) = obj.get_mut("attachments").and_then(Value::as_array_mut) {
+        for a in atts.iter_mut().filter_map(Value::as_object_mut) {
+            a.retain(|_, v| !v.is_null());
+            for k in ["byteSize", "width", "height"] {
+                fix(a.get_mut(k));
+            }
+        }
     }
 }
 
@@ -556,7 +597,7 @@ mod shape {
     }
 
     fn uint(out: &mut Out, path: &str, v: &Value, max: u64) {
-        match v.as_u64() {
+        match super::integral_u64(v) {
             Some(n) if n <= max => {}
             Some(_) => out.push(FieldViolation::new(path, ViolationCode::OutOfRange, format!("at most {max}"))),
             None if v.is_number() => {

@@ -510,6 +510,10 @@ pub struct LimitSettings {
     pub public_per_ip_burst: u32,
     /// … and sustained per minute.
     pub public_per_ip_per_minute: u32,
+    /// Requests per `sk_` API key: burst.
+    pub per_key_burst: u32,
+    /// … and sustained per minute.
+    pub per_key_per_minute: u32,
     /// Private (user token) submissions per user: burst.
     pub private_per_user_burst: u32,
     /// … and sustained per minute.
@@ -522,7 +526,10 @@ impl Default for LimitSettings {
     fn default() -> Self {
         let ip = userz_http::ratelimit::BucketConfig::PUBLIC_PER_IP;
         let user = userz_http::ratelimit::BucketConfig::PRIVATE_PER_USER;
+        let key = userz_http::ratelimit::BucketConfig::API_KEY;
         Self {
+            per_key_burst: key.capacity,
+            per_key_per_minute: key.refill_per_minute,
             public_per_ip_burst: ip.capacity,
             public_per_ip_per_minute: ip.refill_per_minute,
             private_per_user_burst: user.capacity,
@@ -933,6 +940,10 @@ impl Config {
             public_per_ip: BucketConfig {
                 capacity: self.limits.public_per_ip_burst,
                 refill_per_minute: self.limits.public_per_ip_per_minute,
+            },
+            api_key_limit: BucketConfig {
+                capacity: self.limits.per_key_burst,
+                refill_per_minute: self.limits.per_key_per_minute,
             },
             private_per_user: BucketConfig {
                 capacity: self.limits.private_per_user_burst,
