@@ -52,7 +52,10 @@ fn serves_the_main_job_with(kind: &str, toml: &str, env: &[(&str, &str)]) -> (co
     let url_line = wait_line(&rx, &mut seen, |l| l.starts_with("userz server listening on "));
     let base = url_line.trim_start_matches("userz server listening on ").trim().to_string();
     let store_line = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("store:"));
-    assert_eq!(store_line.trim().trim_start_matches("store:").trim(), kind);
+    // `store:      ready      sqlite, embedded (…)`: ready, and the configured engine.
+    let (state, detail) = store_line.trim().trim_start_matches("store:").trim().split_once(' ').unwrap();
+    assert_eq!(state, "ready", "{store_line}");
+    assert!(detail.trim().starts_with(kind), "the banner names the {kind} store: {store_line}");
     let key_line = wait_line(&rx, &mut seen, |l| l.trim_start().starts_with("public key:"));
     let public_key = key_line.trim().trim_start_matches("public key:").trim().to_string();
     wait_line(&rx, &mut seen, |l| l.starts_with("submit feedback:"));
