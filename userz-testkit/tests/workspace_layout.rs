@@ -57,7 +57,7 @@ fn packages() -> Vec<Package> {
 
 fn is_adapter(name: &str) -> bool {
     ["userz-store-", "userz-sandbox-", "userz-vcs-"].iter().any(|p| name.starts_with(p))
-        || matches!(name, "userz-model" | "userz-http" | "userz-dashboard")
+        || matches!(name, "userz-model" | "userz-embed" | "userz-http" | "userz-dashboard")
 }
 
 fn is_example(p: &Package) -> bool {
@@ -72,7 +72,9 @@ fn may_depend_on_adapters(p: &Package) -> bool {
 fn only_the_composition_root_examples_and_benches_depend_on_adapters() {
     let pkgs = packages();
     let adapters: Vec<&str> = pkgs.iter().map(|p| p.name.as_str()).filter(|n| is_adapter(n)).collect();
-    for expected in ["userz-store-sqlite", "userz-sandbox-process", "userz-vcs-github", "userz-model", "userz-http"] {
+    for expected in
+        ["userz-store-sqlite", "userz-sandbox-process", "userz-vcs-github", "userz-model", "userz-embed", "userz-http"]
+    {
         assert!(adapters.contains(&expected), "{expected} is classified as an adapter: {adapters:?}");
     }
     let mut wrong: BTreeMap<&str, Vec<&str>> = BTreeMap::new();

@@ -7,6 +7,7 @@
 pub mod blob;
 pub mod cache;
 pub mod classifier;
+pub mod embedder;
 pub mod event_store;
 pub mod key_provider;
 pub mod model;
@@ -20,6 +21,7 @@ pub mod work_queue;
 pub use blob::{BlobCapabilities, BlobKey, BlobListing, BlobMeta, BlobStore};
 pub use cache::Cache;
 pub use classifier::{Classification, Classifier, ClassifierInput, Label, SignalRecord};
+pub use embedder::{cosine, Embedder};
 pub use event_store::{catch_up_subscription, AppendResult, EventStore, EventStoreExt, EventStream, StoreCapabilities};
 pub use key_provider::{KeyProvider, WrappedKey};
 pub use model::{ChatMessage, Completion, CompletionRequest, ModelProvider, Role, StopReason, ToolCall, ToolSpec};
