@@ -1,4 +1,4 @@
-//! The `userz-server` command line: `serve` (the default) and `admin …`.
+//! The `userz-server` command line: `serve` (the default), `admin …` and `eval …`.
 //!
 //! A binary is one line over [`main`]; the reference server
 //! (`examples/reference-server`) is exactly that.
@@ -33,6 +33,12 @@ pub enum Command {
         #[command(subcommand)]
         command: Box<admin_cli::AdminCommand>,
     },
+    /// Measure the configured pipeline on labelled data (`eval classifier --data FILE.jsonl`).
+    Eval {
+        /// The evaluation.
+        #[command(subcommand)]
+        command: crate::eval::EvalCommand,
+    },
 }
 
 /// Parses the process arguments, sets up logging (`USERZ_LOG` filters) and
@@ -41,7 +47,11 @@ pub enum Command {
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Admin commands print their own outcome; keep the log to warnings.
-    let default_filter = if matches!(cli.command, Some(Command::Admin { .. })) { "warn" } else { "info,userz=info" };
+    let default_filter = if matches!(cli.command, Some(Command::Admin { .. } | Command::Eval { .. })) {
+        "warn"
+    } else {
+        "info,userz=info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("USERZ_LOG").unwrap_or_else(|_| default_filter.into()),
@@ -58,6 +68,7 @@ pub async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Admin { command } => ExitCode::from(admin_cli::main(&config, *command).await),
+        Command::Eval { command } => ExitCode::from(crate::eval::main(&config, command).await),
     }
 }
 

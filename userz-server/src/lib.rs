@@ -49,6 +49,7 @@ pub mod admin_cli;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod eval;
 pub mod readiness;
 pub mod stores;
 pub mod vcs;
@@ -469,6 +470,41 @@ async fn microvm_sandbox(config: &Config) -> Result<MicroVmSandbox, String> {
     Ok(sandbox)
 }
 
+/// The report classifier `config` selects (`classifier`, with `[model]` for
+/// the layered one).
+///
+/// # Errors
+///
+/// `ServerError::Setup` when the layered classifier has no `[model]` or the
+/// model client cannot be built.
+pub fn classifier(config: &Config) -> Result<Arc<dyn Classifier>, ServerError> {
+    Ok(match (config.classifier, &config.model) {
+        (config::ClassifierKind::Heuristic, _) => Arc::new(userz_security::classifier::HeuristicClassifier::new()),
+        (config::ClassifierKind::Layered, None) => {
+            return Err(ServerError::Setup("classifier = \"layered\" needs a [model] section".into()))
+        }
+        (config::ClassifierKind::Layered, Some(m)) => {
+            let key = m.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()).map(SecretString::new);
+            let provider: Arc<dyn userz_core::ports::model::ModelProvider> = match m.api {
+                config::ModelApiKind::Openai => {
+                    let mut p = userz_model::OpenAiCompatible::new(&m.base_url, key, userz_model::Transport::Tcp)
+                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?;
+                    if m.max_tokens_field == Some(config::MaxTokensFieldKind::MaxTokens) {
+                        p = p.with_max_tokens_field(userz_model::MaxTokensField::MaxTokens);
+                    }
+                    Arc::new(p)
+                }
+                config::ModelApiKind::Anthropic => Arc::new(
+                    userz_model::Anthropic::new(&m.base_url, key, userz_model::Transport::Tcp)
+                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?,
+                ),
+            };
+            let model = userz_model::ModelClassifier::new(provider, m.model.clone());
+            Arc::new(userz_security::classifier::LayeredClassifier::new(Arc::new(model)))
+        }
+    })
+}
+
 /// The per-run caps from `[sandbox]`.
 fn sandbox_limits(config: &Config) -> Limits {
     Limits {
@@ -569,31 +605,7 @@ pub async fn build(config: Config, public_url: String) -> Result<Userz, ServerEr
         Err(reason) => (Arc::new(UnavailableSandbox { reason: reason.clone() }), Some(reason)),
     };
     let sandbox_description = sandbox_unavailable.is_none().then(|| sandbox.describe());
-    let classifier: Arc<dyn Classifier> = match (config.classifier, &config.model) {
-        (config::ClassifierKind::Heuristic, _) => Arc::new(userz_security::classifier::HeuristicClassifier::new()),
-        (config::ClassifierKind::Layered, None) => {
-            return Err(ServerError::Setup("classifier = \"layered\" needs a [model] section".into()))
-        }
-        (config::ClassifierKind::Layered, Some(m)) => {
-            let key = m.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()).map(SecretString::new);
-            let provider: Arc<dyn userz_core::ports::model::ModelProvider> = match m.api {
-                config::ModelApiKind::Openai => {
-                    let mut p = userz_model::OpenAiCompatible::new(&m.base_url, key, userz_model::Transport::Tcp)
-                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?;
-                    if m.max_tokens_field == Some(config::MaxTokensFieldKind::MaxTokens) {
-                        p = p.with_max_tokens_field(userz_model::MaxTokensField::MaxTokens);
-                    }
-                    Arc::new(p)
-                }
-                config::ModelApiKind::Anthropic => Arc::new(
-                    userz_model::Anthropic::new(&m.base_url, key, userz_model::Transport::Tcp)
-                        .map_err(|e| ServerError::Setup(format!("model: {e}")))?,
-                ),
-            };
-            let model = userz_model::ModelClassifier::new(provider, m.model.clone());
-            Arc::new(userz_security::classifier::LayeredClassifier::new(Arc::new(model)))
-        }
-    };
+    let classifier = classifier(&config)?;
     let mut resolver = vcs::SealedVcsResolver::new(bus.clone(), envelope.clone())
         .with_user_agent(concat!("userz-server/", env!("CARGO_PKG_VERSION")));
     if let Some(g) = &config.github_app {
