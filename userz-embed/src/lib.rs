@@ -25,6 +25,8 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod head;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;

@@ -225,6 +225,22 @@ pub enum ClassifierKind {
     Heuristic,
     /// Heuristics in front of the configured model, failing closed.
     Layered,
+    /// The classifier model: the report's embedding (all-MiniLM-L6-v2,
+    /// `embed_model_dir`) and the pre-filter's signals through the trained
+    /// head userz-embed ships.
+    Embedding,
+}
+
+impl std::str::FromStr for ClassifierKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "heuristic" => Ok(ClassifierKind::Heuristic),
+            "layered" => Ok(ClassifierKind::Layered),
+            "embedding" => Ok(ClassifierKind::Embedding),
+            other => Err(format!("{other:?}: expected heuristic, layered or embedding")),
+        }
+    }
 }
 
 /// Which wire format the model provider speaks.
@@ -478,6 +494,9 @@ pub struct Config {
     pub bootstrap_demo: bool,
     /// Classifier.
     pub classifier: ClassifierKind,
+    /// The sentence-embedding model's files (`model.safetensors`,
+    /// `tokenizer.json`, `config.json`), for `classifier = "embedding"`.
+    pub embed_model_dir: Option<PathBuf>,
     /// Model provider; without one, runs fail with a clear reason.
     pub model: Option<ModelConfig>,
     /// Sandbox.
@@ -549,6 +568,7 @@ impl Default for Config {
             admin_email: "admin@localhost".into(),
             bootstrap_demo: true,
             classifier: ClassifierKind::Heuristic,
+            embed_model_dir: None,
             model: None,
             sandbox: SandboxSettings::default(),
             smtp: None,
@@ -633,7 +653,8 @@ impl Config {
     /// `USERZ_MODEL_API` + `USERZ_MODEL_BASE_URL` + `USERZ_MODEL`
     /// (+ `USERZ_MODEL_API_KEY_ENV`, `USERZ_MODEL_MAX_TOKENS_FIELD`,
     /// `USERZ_MODEL_GUIDED=1`), `USERZ_SMTP_ADDR`, `USERZ_SANDBOX`
-    /// (`0` disables) and `USERZ_WORKERS`.
+    /// (`0` disables), `USERZ_WORKERS`, `USERZ_CLASSIFIER` (`heuristic`,
+    /// `layered`, `embedding`) and `USERZ_EMBED_MODEL_DIR`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Some(v) = parse_env("USERZ_LISTEN")? {
             self.listen = v;
@@ -652,6 +673,12 @@ impl Config {
         }
         if let Some(v) = parse_env("USERZ_BOOTSTRAP_DEMO")? {
             self.bootstrap_demo = v;
+        }
+        if let Some(v) = parse_env("USERZ_CLASSIFIER")? {
+            self.classifier = v;
+        }
+        if let Some(v) = env_var("USERZ_EMBED_MODEL_DIR") {
+            self.embed_model_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = parse_env::<u8>("USERZ_SANDBOX")? {
             self.sandbox.enabled = v != 0;

@@ -480,6 +480,21 @@ async fn microvm_sandbox(config: &Config) -> Result<MicroVmSandbox, String> {
 pub fn classifier(config: &Config) -> Result<Arc<dyn Classifier>, ServerError> {
     Ok(match (config.classifier, &config.model) {
         (config::ClassifierKind::Heuristic, _) => Arc::new(userz_security::classifier::HeuristicClassifier::new()),
+        (config::ClassifierKind::Embedding, _) => {
+            let dir = config.embed_model_dir.as_deref().ok_or_else(|| {
+                ServerError::Setup(
+                    "classifier = \"embedding\" needs embed_model_dir (USERZ_EMBED_MODEL_DIR; scripts/services.sh's \
+                     svc_embed_model fetches the model)"
+                        .into(),
+                )
+            })?;
+            let embedder =
+                userz_embed::MiniLm::load(dir).map_err(|e| ServerError::Setup(format!("embed_model_dir: {e}")))?;
+            Arc::new(
+                userz_embed::head::HeadClassifier::new(embedder)
+                    .map_err(|e| ServerError::Setup(format!("classifier: {e}")))?,
+            )
+        }
         (config::ClassifierKind::Layered, None) => {
             return Err(ServerError::Setup("classifier = \"layered\" needs a [model] section".into()))
         }

@@ -219,6 +219,12 @@ pub(crate) fn assess(config: &Config, facts: &Facts) -> Readiness {
     });
 
     parts.push(match (config.classifier, &config.model) {
+        (config::ClassifierKind::Embedding, _) => Part {
+            name: "classifier",
+            state: State::Ready,
+            detail: "classifier model: all-MiniLM-L6-v2 embedding and pre-filter signals through a trained head".into(),
+            fix: None,
+        },
         (config::ClassifierKind::Layered, Some(m)) => Part {
             name: "classifier",
             state: State::Ready,
