@@ -193,15 +193,7 @@ impl HeadClassifier {
 impl userz_core::ports::Classifier for HeadClassifier {
     async fn classify(&self, input: &ClassifierInput) -> Result<Classification> {
         use userz_core::ports::Embedder as _;
-        let mut all = input.text.expose().clone();
-        if let Some(u) = &input.url {
-            all.push('\n');
-            all.push_str(u);
-        }
-        for m in input.console.expose() {
-            all.push('\n');
-            all.push_str(m);
-        }
+        let all = input.all_text();
         let prepared = prepare(&all);
         let embedding = self.embedder.embed(&[prepared.normalized.as_str()]).await?;
         let embedding = embedding.first().ok_or_else(|| Error::Corrupt("embedder returned no vector".into()))?;

@@ -87,15 +87,7 @@ impl ModelClassifier {
 
 /// The pre-filter's signals over everything the agent could later see.
 fn prefilter_signals(input: &ClassifierInput) -> Vec<SignalRecord> {
-    let mut all = input.text.expose().clone();
-    if let Some(u) = &input.url {
-        all.push('\n');
-        all.push_str(u);
-    }
-    for m in input.console.expose() {
-        all.push('\n');
-        all.push_str(m);
-    }
+    let all = input.all_text();
     prefilter::scan(&all).records()
 }
 

@@ -439,15 +439,7 @@ impl HeuristicClassifier {
     /// Classifies synchronously (the trait method only wraps this).
     pub fn classify_sync(&self, input: &ClassifierInput) -> (Classification, Scores) {
         // The injection scan covers everything the agent may later see.
-        let mut all = input.text.expose().clone();
-        if let Some(u) = &input.url {
-            all.push('\n');
-            all.push_str(u);
-        }
-        for m in input.console.expose() {
-            all.push('\n');
-            all.push_str(m);
-        }
+        let all = input.all_text();
         let scan = prefilter::scan(&all);
         let text_scan = prefilter::normalize(input.text.expose());
         let text = text_scan.text.as_str();

@@ -75,6 +75,20 @@ pub struct ClassifierInput {
     pub console: Sensitive<Vec<String>>,
 }
 
+impl ClassifierInput {
+    /// Everything the coding agent may later see of the report as one text
+    /// (the text, then the URL and each console line on lines of their own):
+    /// what an injection scan covers.
+    pub fn all_text(&self) -> String {
+        let mut all = self.text.expose().clone();
+        for extra in self.url.iter().chain(self.console.expose()) {
+            all.push('\n');
+            all.push_str(extra);
+        }
+        all
+    }
+}
+
 /// The classifier's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Classification {
